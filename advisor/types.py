@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+    from advisor.data import Dataset
     from advisor.spec import Task
 
 
@@ -117,6 +118,7 @@ class LeverContext:
     """What a lever gets to prepare itself: the task, a folder to keep artifacts, shared services."""
 
     task: Task
+    data: Dataset  # train (eval inputs already removed) and eval
     workdir: Path
     cache_dir: Path
     base_backend: Callable[[], Backend]  # lazily loads the task's model
