@@ -55,6 +55,14 @@ def _embedded_gguf() -> Path:
     return path
 
 
+def _quiet_transformers() -> None:
+    """No per-tensor progress bars or advisory warnings: the CLI draws its own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """Dequantize the GGUF once into a float32 safetensors folder; atomic and safe across processes."""
     import torch
@@ -140,6 +148,7 @@ def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> Loade
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    _quiet_transformers()
     device = pick_device()
     key = (name, device)
     if key in _LOADED:
@@ -297,9 +306,10 @@ class HFBackend:
         batch = ids.shape[0]
         with torch.inference_mode():
             first = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                logits_to_keep=1,  # only the last position predicts an option's first token
             )
-            cache = first.past_key_values
+            cache = first.cache
             cache.batch_repeat_interleave(n_opt)
             last_logp = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # (B, V)
             c_ids = cand_ids.to(self.device).repeat(batch, 1)  # (B*C, W)
@@ -311,7 +321,7 @@ class HFBackend:
                 input_ids=c_ids,
                 attention_mask=full_mask,
                 position_ids=c_pos,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             logp = torch.log_softmax(second.logits.float(), dim=-1)  # (B*C, W, V)

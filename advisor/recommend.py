@@ -1,0 +1,85 @@
+"""Verdict v1: the cheapest lever whose point estimate meets the target.
+
+Levers are ranked by first-year cost (setup plus twelve months at the stated
+volume), ties broken by their rung on the ladder. The interval is shown beside
+the point estimate so a reader sees how sure the call is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# What to try after each rung when nothing run so far meets the target.
+NEXT_STEP = {
+    "prompt": "prompt-few-shot: show labelled train examples in the prompt",
+    "prompt-few-shot": "rag: retrieve similar examples or documents per question",
+    "rag": "lora: fine-tune an adapter on the train set",
+    "lora": "lora-rag: a fine-tuned adapter with retrieved context",
+    "lora-rag": "more or cleaner training data, or a larger base model",
+}
+LADDER = list(NEXT_STEP)
+
+
+@dataclass
+class Verdict:
+    lever: str | None
+    reason: str
+    closest: str | None = None
+    next_step: str | None = None
+    ranking: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lever": self.lever,
+            "reason": self.reason,
+            "closest": self.closest,
+            "next_step": self.next_step,
+            "ranking": self.ranking,
+        }
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def recommend(levers: list[dict[str, Any]], metric: str, threshold: float) -> Verdict:
+    """`levers` are results.json lever entries (name, rung, metrics, cost, meets_target)."""
+    if not levers:
+        return Verdict(None, "No lever was run.")
+    ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"], lv.get("rung", 99)))
+    names = [lv["name"] for lv in ranked]
+    passing = [lv for lv in ranked if lv["meets_target"]]
+    if passing:
+        best = passing[0]
+        m = best["metrics"][metric]
+        cheaper = ranked[: ranked.index(best)]
+        parts = [
+            f"{best['name']} reaches {metric} {_fmt(m['value'])} "
+            f"({int(round(100 * best['confidence']))}% interval {_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}) "
+            f"against a target of {_fmt(threshold)} on {best['n_eval']} held-out items",
+            f"at ${best['cost']['per_1k_queries_usd']:.4f} per 1,000 queries "
+            f"and ${best['cost']['setup_usd']:.2f} to set up",
+        ]
+        if cheaper:
+            parts.append(
+                "the cheaper "
+                + ", ".join(f"{lv['name']} ({_fmt(lv['metrics'][metric]['value'])})" for lv in cheaper)
+                + " fell short"
+            )
+        if m["ci_low"] < threshold:
+            parts.append(
+                "the interval's low end is below the target, so collect more eval items "
+                "before relying on it"
+            )
+        return Verdict(best["name"], "; ".join(parts) + ".", ranking=names)
+
+    closest = max(ranked, key=lambda lv: lv["metrics"][metric]["value"])
+    m = closest["metrics"][metric]
+    rungs = [LADDER.index(lv["name"]) for lv in levers if lv["name"] in LADDER]
+    next_step = NEXT_STEP[LADDER[max(rungs)]] if rungs else "a lever from the ladder: prompt first"
+    reason = (
+        f"No lever meets the target {metric} ≥ {_fmt(threshold)}. The closest is {closest['name']} at "
+        f"{_fmt(m['value'])} ({_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}). Next: {next_step}."
+    )
+    return Verdict(None, reason, closest=closest["name"], next_step=next_step, ranking=names)

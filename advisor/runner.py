@@ -1,0 +1,323 @@
+"""Runs the task's levers cheapest first, through one scorer, with every answer cached.
+
+    result = run_task(load_task("sample_tasks/trec/task.yaml"), Path("runs/trec"))
+    result.verdict.lever   # e.g. "prompt-few-shot", or None when no lever meets the target
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from advisor.costs import LeverCost, lever_cost
+from advisor.data import Dataset, load_dataset, stable_hash
+from advisor.errors import InputError
+from advisor.recommend import Verdict, recommend
+from advisor.registry import lever_options, load_levers
+from advisor.scoring import Scores, parse_output, score
+from advisor.spec import Task
+from advisor.stats import Interval, bootstrap_interval, bootstrap_statistic
+from advisor.store import RunStore, prediction_key
+from advisor.types import (
+    Artifact,
+    Backend,
+    GenerationParams,
+    Lever,
+    LeverContext,
+    Prediction,
+    Request,
+)
+
+ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
+
+PACKAGES = ("advise", "torch", "transformers", "peft", "sentence-transformers", "chromadb", "openai")
+
+
+def _no_progress(description: str, total: int) -> Callable[[int, int], None]:
+    return lambda done, total: None
+
+
+@dataclass
+class LeverResult:
+    name: str
+    rung: int
+    options: dict[str, Any]
+    artifact: Artifact
+    predictions: list[Prediction]
+    scores: Scores
+    metrics: dict[str, Interval]
+    cost: LeverCost
+    meets_target: bool
+    computed: int  # predictions made in this run (the rest came from the store)
+
+    def as_dict(self, target_confidence: float) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rung": self.rung,
+            "options": self.options,
+            "artifact": {"identity": self.artifact.identity, "model": self.artifact.backend.identity,
+                         **self.artifact.info},
+            "metrics": {k: iv.as_dict() for k, iv in self.metrics.items()},
+            "confidence": target_confidence,
+            "n_eval": len(self.predictions),
+            "cost": self.cost.as_dict(),
+            "meets_target": self.meets_target,
+            "computed_predictions": self.computed,
+            "details": self.scores.details,
+        }
+
+
+@dataclass
+class RunResult:
+    task: Task
+    workdir: Path
+    levers: list[LeverResult]
+    verdict: Verdict
+    provenance: dict[str, Any]
+    data: Dataset
+    limit: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.task
+        return {
+            "task": t.name,
+            "kind": t.kind,
+            "target": {"metric": t.target.metric, "threshold": t.target.threshold,
+                       "confidence": t.target.confidence, "need": t.target.need},
+            "levers": [lv.as_dict(t.target.confidence) for lv in self.levers],
+            "recommendation": self.verdict.as_dict(),
+            "eval_limit": self.limit,
+            "provenance": self.provenance,
+            **self.extras,
+        }
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+        tmp.replace(path)  # a reader never sees half a file
+        return path
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, Any]:
+    return {
+        "model": task.model,
+        "task_file": str(task_file) if task_file else None,
+        "task_sha256": stable_hash(task.model_dump(mode="json"))[:16],
+        "prompt_sha256": stable_hash(task.prompt.model_dump())[:16],
+        "data": {**data.hashes(), "n_train": len(data.train), "n_eval": len(data.eval),
+                 "leakage_removed": data.leakage_removed},
+        "versions": _versions(),
+        "git": _git_state(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class Runner:
+    """One task, one run folder. Levers run in rung order; answers come from the store when cached."""
+
+    def __init__(
+        self,
+        task: Task,
+        workdir: Path,
+        *,
+        cache_dir: Path | None = None,
+        limit: int | None = None,
+        progress: ProgressFactory | None = None,
+        latency_probe: int = 12,
+        params: GenerationParams | None = None,
+        console: Any = None,
+    ) -> None:
+        from advisor.backends.hf import default_cache_dir
+
+        self.task = task
+        self.workdir = workdir
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.limit = limit
+        self.progress = progress or _no_progress
+        self.latency_probe = latency_probe
+        self.params = params or GenerationParams(max_new_tokens=task.prompt.max_new_tokens)
+        self.console = console
+        self._backend: Backend | None = None
+        self.data = load_dataset(task, limit=limit)
+        self.store = RunStore(workdir / "advise.sqlite")
+
+    def base_backend(self) -> Backend:
+        if self._backend is None:
+            from advisor.backends import make_backend
+
+            self._backend = make_backend(self.task, self.cache_dir)
+        return self._backend
+
+    def context(self, lever: Lever) -> LeverContext:
+        workdir = self.workdir / "levers" / lever.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        return LeverContext(task=self.task, data=self.data, workdir=workdir, cache_dir=self.cache_dir,
+                            base_backend=self.base_backend, console=self.console, progress=self.progress)
+
+    def lever_options(self, lever: Lever) -> Any:
+        return lever_options(lever, self.task.lever_options.get(lever.name, {}))
+
+    # -- predictions -----------------------------------------------------------------------------
+
+    def predict(self, lever: Lever, artifact: Artifact) -> tuple[list[Prediction], list[str], int]:
+        """Predictions for every eval item (cached ones from the store), their keys, and how many were new."""
+        examples = self.data.eval
+        requests = lever.requests(artifact, examples)
+        backend = artifact.backend
+        keys = [
+            prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
+                           example=ex, params=self.params)
+            for r, ex in zip(requests, examples)
+        ]
+        found = self.store.get_predictions(keys)
+        todo = [i for i, k in enumerate(keys) if k not in found]
+        advance = self.progress(f"{lever.name}: predicting", len(examples))
+        advance(len(examples) - len(todo), len(examples))
+        chunk = max(self.params.batch_size * 4, 1)  # commit often enough that a kill loses little
+        for start in range(0, len(todo), chunk):
+            idx = todo[start : start + chunk]
+            batch = [requests[i] for i in idx]
+            made = self._call(backend, batch)
+            items = [(keys[i], self._prediction(requests[i], g)) for i, g in zip(idx, made)]
+            self.store.put_predictions(lever.name, backend.identity, items)
+            found.update(dict(items))
+            advance(len(examples) - len(todo) + start + len(idx), len(examples))
+        return [found[k] for k in keys], keys, len(todo)
+
+    def _call(self, backend: Backend, requests: list[Request]) -> list[Any]:
+        if all(r.options for r in requests):
+            return backend.score_options(requests, self.params)
+        return backend.generate(requests, self.params)
+
+    def _prediction(self, request: Request, g: Any) -> Prediction:
+        context = dict(request.context)
+        if g.option_scores is not None:
+            context["option_scores"] = g.option_scores
+        return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
+                          g.seconds, context)
+
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str]) -> list[float]:
+        """Serving latency: the first N eval requests one at a time, as a single user would send them."""
+        n = min(self.latency_probe, len(keys))
+        probe_keys = [k + ":latency" for k in keys[:n]]
+        found = self.store.get_latencies(probe_keys) if probe_keys else {}
+        missing = [i for i, k in enumerate(probe_keys) if k not in found]
+        if missing:
+            requests = lever.requests(artifact, [self.data.eval[i] for i in missing])
+            advance = self.progress(f"{lever.name}: latency probe", len(missing))
+            for j, (i, r) in enumerate(zip(missing, requests)):
+                start = time.perf_counter()
+                self._call(artifact.backend, [r])
+                ms = (time.perf_counter() - start) * 1000
+                self.store.put_latency(probe_keys[i], lever.name, ms)
+                found[probe_keys[i]] = ms
+                advance(j + 1, len(missing))
+        return [found[k] for k in probe_keys]
+
+    # -- scoring ---------------------------------------------------------------------------------
+
+    def intervals(self, scores: Scores, golds: list[Any], preds: list[Any]) -> dict[str, Interval]:
+        conf = self.task.target.confidence
+        seed = self.task.seed
+        out = {m: bootstrap_interval(v, conf, seed=seed) for m, v in scores.per_item.items()}
+        for m, value in scores.aggregate.items():
+            if m in out:
+                continue
+            if m == "macro_f1":
+                from advisor.scoring import macro_f1
+
+                labels = self.task.labels or []
+                out[m] = bootstrap_statistic(
+                    len(golds),
+                    lambda idx, labels=labels: macro_f1([golds[i] for i in idx], [preds[i] for i in idx], labels),
+                    conf, seed=seed,
+                )
+            else:  # set-level figures without a resampling rule are shown without an interval
+                out[m] = Interval(value, value, value, conf)
+        return out
+
+    def run_lever(self, lever: Lever, run_id: int) -> LeverResult:
+        options = self.lever_options(lever)
+        artifact = lever.prepare(self.context(lever), options)
+        predictions, keys, computed = self.predict(lever, artifact)
+        golds = [ex.output for ex in self.data.eval]
+        preds = [p.output for p in predictions]
+        scores = score(self.task, golds, preds)
+        self.store.put_item_scores(run_id, lever.name, [ex.id for ex in self.data.eval], scores.per_item)
+        metrics = self.intervals(scores, golds, preds)
+        cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),
+                          self.task.costs)
+        meets = metrics[self.task.target.metric].value >= self.task.target.threshold
+        return LeverResult(lever.name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
+                           metrics, cost, meets, computed)
+
+    def run(self, lever_names: list[str] | None = None, task_file: Path | None = None,
+            on_lever: Callable[[LeverResult], None] | None = None) -> RunResult:
+        levers = load_levers(lever_names or self.task.levers)
+        for lever in levers:  # options are checked before any model loads
+            self.lever_options(lever)
+        run_id = self.store.start_run(self.task.name)
+        results: list[LeverResult] = []
+        try:
+            for lever in levers:
+                result = self.run_lever(lever, run_id)
+                results.append(result)
+                if on_lever:
+                    on_lever(result)
+        except KeyboardInterrupt:
+            self.store.finish_run(run_id, "interrupted")
+            raise
+        except Exception:
+            self.store.finish_run(run_id, "failed")
+            raise
+        entries = [r.as_dict(self.task.target.confidence) for r in results]
+        verdict = recommend(entries, self.task.target.metric, self.task.target.threshold)
+        result = RunResult(self.task, self.workdir, results, verdict, provenance(self.task, self.data, task_file),
+                           self.data, self.limit)
+        self.store.finish_run(run_id, "done", result.to_json())
+        return result
+
+
+def run_task(task: Task, workdir: Path, **kwargs: Any) -> RunResult:
+    """Run every lever the task names and return the scored, priced, recommended result."""
+    runner = Runner(task, workdir, **kwargs)
+    try:
+        return runner.run()
+    finally:
+        runner.store.close()

@@ -1,0 +1,216 @@
+"""The one shared scorer: the same code scores every lever, one metric set per task kind.
+
+Every metric is a mean of per-item scores where it can be, so intervals and paired
+tests can resample items. Macro-F1 is not a mean; its interval resamples whole sets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.spec import Task
+
+
+@dataclass
+class Scores:
+    """Scores for one lever on one eval set."""
+
+    per_item: dict[str, list[float]]  # metric -> one score per eval item (item-mean metrics)
+    aggregate: dict[str, float]  # metric -> value over the whole set
+    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-label, per-field
+
+
+# -- parsing model output ------------------------------------------------------------------------
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (models wrap JSON in prose or code fences), or None."""
+    text = text.strip()
+    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+    if fence:
+        text = fence.group(1)
+    start = text.find("{")
+    while start != -1:
+        depth, in_str, esc = 0, False, False
+        for i in range(start, len(text)):
+            ch = text[i]
+            if in_str:
+                esc = ch == "\\" and not esc
+                if ch == '"' and not esc:
+                    in_str = False
+                continue
+            if ch == '"':
+                in_str = True
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    try:
+                        obj = json.loads(text[start : i + 1])
+                    except json.JSONDecodeError:
+                        break
+                    return obj if isinstance(obj, dict) else None
+        start = text.find("{", start + 1)
+    return None
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style: lower case, no punctuation, no articles, single spaces."""
+    text = str(text).lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def parse_output(task: Task, raw: str) -> Any:
+    """Turn raw model text into the kind of value the task's outputs are."""
+    if task.kind == "classification":
+        raw = raw.strip()
+        labels = task.labels or []
+        if raw in labels:
+            return raw
+        # Free text: the first label named as a whole word wins; otherwise no label.
+        hits = [(m.start(), lab) for lab in labels for m in [re.search(rf"\b{re.escape(lab)}\b", raw)] if m]
+        return min(hits)[1] if hits else None
+    if task.kind == "extraction":
+        return parse_json_object(raw)
+    # First line only: small models keep talking after the answer.
+    return raw.strip().split("\n")[0].strip()
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+def token_f1(pred: str, gold: str) -> float:
+    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    if not p and not g:
+        return 1.0
+    common = sum((Counter(p) & Counter(g)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(p), common / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _field_value(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = " ".join(str(v).split()).lower()
+    return s or None
+
+
+def field_counts(pred: dict[str, Any] | None, gold: dict[str, Any]) -> tuple[int, int, int]:
+    """(true positives, predicted non-null fields, gold non-null fields) for one object."""
+    pred = pred or {}
+    p = {k: _field_value(v) for k, v in pred.items() if _field_value(v) is not None}
+    g = {k: _field_value(v) for k, v in gold.items() if _field_value(v) is not None}
+    tp = sum(1 for k, v in p.items() if g.get(k) == v)
+    return tp, len(p), len(g)
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def macro_f1(golds: list[str], preds: list[str | None], labels: list[str]) -> float:
+    """Mean F1 over the labels that occur in gold or predictions (scikit-learn's default)."""
+    present = [lab for lab in labels if lab in set(golds) or lab in set(preds)]
+    f1s = []
+    for lab in present:
+        tp = sum(1 for g, p in zip(golds, preds) if g == lab and p == lab)
+        _, _, f1 = _prf(tp, sum(1 for p in preds if p == lab), sum(1 for g in golds if g == lab))
+        f1s.append(f1)
+    return sum(f1s) / len(f1s) if f1s else 0.0
+
+
+def score(task: Task, golds: list[Any], preds: list[Any]) -> Scores:
+    """Score parsed predictions against gold outputs, in eval order."""
+    if len(golds) != len(preds):
+        raise ValueError(f"{len(golds)} gold outputs but {len(preds)} predictions")
+    if task.kind == "classification":
+        return _score_classification(task.labels or [], golds, preds)
+    if task.kind == "extraction":
+        return _score_extraction(golds, preds)
+    return _score_text(golds, preds)
+
+
+def _score_classification(labels: list[str], golds: list[str], preds: list[str | None]) -> Scores:
+    correct = [1.0 if g == p else 0.0 for g, p in zip(golds, preds)]
+    per_label = {}
+    for lab in labels:
+        tp = sum(1 for g, p in zip(golds, preds) if g == lab and p == lab)
+        n_pred = sum(1 for p in preds if p == lab)
+        n_gold = sum(1 for g in golds if g == lab)
+        precision, recall, f1 = _prf(tp, n_pred, n_gold)
+        per_label[lab] = {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+    cols = [*labels, None]
+    confusion = [[sum(1 for g, p in zip(golds, preds) if g == gl and p == pl) for pl in cols] for gl in labels]
+    return Scores(
+        per_item={"accuracy": correct},
+        aggregate={
+            "accuracy": sum(correct) / len(correct),
+            "macro_f1": macro_f1(golds, preds, labels),
+        },
+        details={
+            "per_label": per_label,
+            "confusion": {"labels": labels, "columns": [*labels, "(none)"], "matrix": confusion},
+        },
+    )
+
+
+def _score_extraction(golds: list[dict[str, Any]], preds: list[dict[str, Any] | None]) -> Scores:
+    valid = [1.0 if isinstance(p, dict) else 0.0 for p in preds]
+    exact, item_f1 = [], []
+    totals = [0, 0, 0]
+    per_field: dict[str, list[int]] = {}
+    for g, p in zip(golds, preds):
+        gn = {k: _field_value(v) for k, v in g.items()}
+        pn = {k: _field_value(v) for k, v in (p or {}).items()}
+        keys = set(gn) | set(pn)
+        exact.append(1.0 if p is not None and all(gn.get(k) == pn.get(k) for k in keys) else 0.0)
+        tp, n_pred, n_gold = field_counts(p, g)
+        totals = [totals[0] + tp, totals[1] + n_pred, totals[2] + n_gold]
+        # An item with nothing to find and nothing found is perfect.
+        item_f1.append(1.0 if n_pred == n_gold == 0 else _prf(tp, n_pred, n_gold)[2])
+        for k in keys:
+            c = per_field.setdefault(k, [0, 0, 0])
+            c[0] += int(gn.get(k) is not None and gn.get(k) == pn.get(k))
+            c[1] += int(pn.get(k) is not None)
+            c[2] += int(gn.get(k) is not None)
+    precision, recall, f1 = _prf(*totals)
+    n = len(golds)
+    return Scores(
+        per_item={"exact_match": exact, "json_valid": valid, "field_f1": item_f1},
+        aggregate={
+            "exact_match": sum(exact) / n,
+            "json_valid": sum(valid) / n,
+            "field_f1": sum(item_f1) / n,
+            "field_precision": precision,
+            "field_recall": recall,
+            "field_f1_micro": f1,
+        },
+        details={
+            "per_field": {
+                k: dict(zip(("precision", "recall", "f1"), _prf(*c))) for k, c in sorted(per_field.items())
+            }
+        },
+    )
+
+
+def _score_text(golds: list[str], preds: list[str | None]) -> Scores:
+    exact = [1.0 if normalize_answer(p or "") == normalize_answer(g) else 0.0 for g, p in zip(golds, preds)]
+    f1 = [token_f1(p or "", g) for g, p in zip(golds, preds)]
+    n = len(golds)
+    return Scores(
+        per_item={"exact_match": exact, "token_f1": f1},
+        aggregate={"exact_match": sum(exact) / n, "token_f1": sum(f1) / n},
+    )

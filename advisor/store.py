@@ -1,0 +1,191 @@
+"""The run store: SQLite in the run folder, holding every prediction and every run.
+
+Predictions are cached under a key of everything that can change an answer, and
+each batch is committed as soon as it is done, so a run killed half way (Ctrl-C,
+kill -9) resumes where it stopped and a repeated run recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from advisor.data import stable_hash
+from advisor.types import Example, GenerationParams, Prediction, Request
+
+# A plain list of migrations; PRAGMA user_version says how many have run.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE predictions (
+        key TEXT PRIMARY KEY,
+        lever TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        backend TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        output TEXT NOT NULL,          -- JSON of the parsed output
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        seconds REAL NOT NULL,
+        option_scores TEXT,            -- JSON list, for option ranking
+        context TEXT NOT NULL,         -- JSON: what the request carried (e.g. retrieved chunks)
+        created REAL NOT NULL
+    );
+    CREATE TABLE latencies (
+        key TEXT PRIMARY KEY,
+        lever TEXT NOT NULL,
+        ms REAL NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task TEXT NOT NULL,
+        started REAL NOT NULL,
+        finished REAL,
+        status TEXT NOT NULL,          -- running | done | interrupted | failed
+        results TEXT                   -- results.json of this run
+    );
+    CREATE TABLE item_scores (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        lever TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        value REAL NOT NULL,
+        PRIMARY KEY (run_id, lever, example_id, metric)
+    );
+    """,
+]
+
+
+def request_hash(request: Request) -> str:
+    """Hash of exactly what the model sees: the messages, options, budget and schema."""
+    return stable_hash(
+        {
+            "messages": request.messages,
+            "options": request.options,
+            "max_new_tokens": request.max_new_tokens,
+            "json_schema": request.json_schema,
+        }
+    )
+
+
+def prediction_key(
+    *, backend: str, lever: str, artifact: str, request: Request, example: Example, params: GenerationParams
+) -> str:
+    """The cache key: model identity, lever config, prompt, example and decoding params."""
+    return stable_hash([backend, lever, artifact, request_hash(request), example.hash, params.key()])
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(str(path), timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        (version,) = self.db.execute("PRAGMA user_version").fetchone()
+        for i, sql in enumerate(MIGRATIONS[version:], start=version):
+            with self.db:
+                self.db.executescript(sql)
+                self.db.execute(f"PRAGMA user_version = {i + 1}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- predictions -----------------------------------------------------------------------------
+
+    def get_predictions(self, keys: list[str]) -> dict[str, Prediction]:
+        found: dict[str, Prediction] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT key, example_id, raw, output, tokens_in, tokens_out, seconds, context,"
+                f" option_scores FROM predictions WHERE key IN ({marks})",
+                chunk,
+            )
+            for key, ex_id, raw, output, t_in, t_out, secs, context, opt in rows:
+                ctx = json.loads(context)
+                if opt is not None:
+                    ctx["option_scores"] = json.loads(opt)
+                found[key] = Prediction(ex_id, json.loads(output), raw, t_in, t_out, secs, ctx, cached=True)
+        return found
+
+    def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]]) -> None:
+        """Store a batch in one transaction: all of it survives a kill, or none of it."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        key,
+                        lever,
+                        p.example_id,
+                        backend,
+                        p.raw,
+                        json.dumps(p.output),
+                        p.tokens_in,
+                        p.tokens_out,
+                        p.seconds,
+                        json.dumps(p.context.get("option_scores"))
+                        if "option_scores" in p.context
+                        else None,
+                        json.dumps({k: v for k, v in p.context.items() if k != "option_scores"}),
+                        now,
+                    )
+                    for key, p in items
+                ],
+            )
+
+    def count_predictions(self, lever: str | None = None) -> int:
+        if lever is None:
+            return self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM predictions WHERE lever=?", (lever,)).fetchone()[0]
+
+    # -- latency probes --------------------------------------------------------------------------
+
+    def get_latencies(self, keys: list[str]) -> dict[str, float]:
+        marks = ",".join("?" * len(keys))
+        rows = self.db.execute(f"SELECT key, ms FROM latencies WHERE key IN ({marks})", keys)
+        return dict(rows.fetchall())
+
+    def put_latency(self, key: str, lever: str, ms: float) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO latencies VALUES (?,?,?,?)", (key, lever, ms, time.time()))
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    def start_run(self, task: str) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO runs (task, started, status) VALUES (?, ?, 'running')", (task, time.time())
+            )
+        return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, results: dict[str, Any] | None = None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE runs SET finished=?, status=?, results=? WHERE id=?",
+                (time.time(), status, json.dumps(results) if results is not None else None, run_id),
+            )
+
+    def put_item_scores(self, run_id: int, lever: str, ids: list[str], per_item: dict[str, list[float]]) -> None:
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO item_scores VALUES (?,?,?,?,?)",
+                [
+                    (run_id, lever, ex_id, metric, value)
+                    for metric, values in per_item.items()
+                    for ex_id, value in zip(ids, values)
+                ],
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT id, task, started, finished, status FROM runs ORDER BY id")
+        return [dict(zip(("id", "task", "started", "finished", "status"), r)) for r in rows]

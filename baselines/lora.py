@@ -1,0 +1,403 @@
+"""The LoRA levers: fine-tune the base model on the train split, then score it like any lever.
+
+`lora` trains on the task's prompt as written; `lora-rag` trains and answers with
+retrieved knowledge in the prompt (the `rag` lever's request building). The
+adapter is a versioned artifact in the cache (see `baselines.adapters`): an
+unchanged rerun reuses it, a killed run resumes it. The fine-tuned model is
+the base with the adapter merged in, behind the same `HFBackend`, so
+classification goes through the same `score_options` and the rest through the
+same `generate` as the prompt levers; the shared scorer is untouched.
+
+`learning_curve` trains at fractions of the train split and says how many
+examples the target would need, or that more data of this kind will not help.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from advisor.data import Dataset, load_dataset, normalize_text, stable_hash
+from advisor.errors import InputError
+from advisor.prompting import answer_text, make_request, render_messages
+from advisor.spec import Task
+from advisor.types import Artifact, Example, LeverContext, Request
+from baselines import adapters
+from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, train_lora
+
+Messages = list[dict[str, str]]
+
+
+class LoraOptions(TrainConfig):
+    """`lever_options.lora`: the training settings (all optional; the defaults suit a CPU)."""
+
+
+def _dataset(ctx: LeverContext) -> Dataset:
+    data = getattr(ctx, "data", None)
+    return data if data is not None else load_dataset(ctx.task)
+
+
+def guard_leakage(train: list[Example], eval_: list[Example]) -> tuple[list[Example], int]:
+    """Drop train examples whose normalized input is also an eval input; return how many went."""
+    eval_inputs = {normalize_text(e.input) for e in eval_}
+    kept = [e for e in train if normalize_text(e.input) not in eval_inputs]
+    return kept, len(train) - len(kept)
+
+
+def _local_model(ctx: LeverContext) -> tuple[Any, Any]:
+    """The base backend and its loaded model; LoRA needs weights on this machine."""
+    base = ctx.base_backend()
+    loaded = getattr(base, "loaded", None)
+    if loaded is None:
+        raise InputError(
+            f"lora fine-tunes a local model, but the task uses '{ctx.task.model}'; "
+            "use model: hf:smollm2-135m-instruct (or drop lora from levers)",
+            field="model",
+        )
+    return base, loaded
+
+
+def _progress(ctx: LeverContext, name: str) -> Callable[[StepInfo], None] | None:
+    """Adapt `ctx.progress` (description, total) -> advance(done, total) to training steps.
+
+    When the advance function takes a `description` keyword, the bar shows loss and steps/s.
+    """
+    if ctx.progress is None:
+        return None
+    state: dict[str, Any] = {}
+
+    def on_step(s: StepInfo) -> None:
+        if "advance" not in state:
+            state["advance"] = advance = ctx.progress(f"{name}: training", s.total)  # type: ignore[misc]
+            state["describe"] = "description" in inspect.signature(advance).parameters
+            state["rate"] = s.steps_per_s
+        state["rate"] = 0.8 * state["rate"] + 0.2 * s.steps_per_s  # smoothed for display
+        val = f", val {s.val_loss:.3f}" if s.val_loss is not None else ""
+        text = f"{name}: training, loss {s.loss:.3f}{val}, {state['rate']:.2f} steps/s"
+        if state["describe"]:
+            state["advance"](s.step, s.total, description=text)
+        else:
+            state["advance"](s.step, s.total)
+
+    return on_step
+
+
+def build_adapter(
+    ctx: LeverContext,
+    cfg: TrainConfig,
+    pairs: list[tuple[Messages, str]],
+    *,
+    lever: str,
+    info: dict[str, Any] | None = None,
+) -> Artifact:
+    """Train (or reuse, or resume) the adapter for these (messages, answer) pairs; wrap it as an Artifact."""
+    from advisor.backends.hf import HFBackend
+
+    if not pairs:
+        raise InputError(
+            f"{lever} needs train examples; none are left after removing eval inputs",
+            file=ctx.task.path(ctx.task.data.train),
+        )
+    base, loaded = _local_model(ctx)
+    train_cfg = TrainConfig.model_validate(cfg.model_dump(include=set(TrainConfig.model_fields)))
+    config = train_cfg.model_dump(mode="json")
+    data_hash = stable_hash([[m, a] for m, a in pairs])[:16]
+    version = adapters.adapter_version(loaded.identity, data_hash, config)
+    path = adapters.adapter_path(ctx.cache_dir, version)
+
+    steps_run, resumed_from = 0, None
+    with adapters.training_lock(path):  # a second process training the same version waits here
+        if adapters.is_complete(path):
+            meta = adapters.read_meta(path)
+        else:
+            started = time.perf_counter()
+            result = train_lora(
+                copy.deepcopy(loaded.model),  # the shared base model stays as it is
+                loaded.tokenizer,
+                pairs,
+                train_cfg,
+                path / "checkpoints",
+                on_step=_progress(ctx, lever),
+            )
+            result.model.save_pretrained(str(path))
+            steps_run = result.steps - (result.resumed_from or 0)
+            resumed_from = result.resumed_from
+            meta = {
+                "version": version,
+                "lever": lever,
+                "task": ctx.task.name,
+                "base_model": loaded.identity,
+                "base_path": str(loaded.path),
+                "data_hash": data_hash,
+                "config": config,
+                "n_train": result.n_train,
+                "n_val": result.n_val,
+                "steps": result.steps,
+                "planned_steps": result.planned_steps,
+                "stopped_early": result.stopped_early,
+                "best_step": result.best_step,
+                "initial_val_loss": result.initial_val_loss,
+                "best_val_loss": result.best_val_loss,
+                "first_train_loss": result.history[0]["loss"] if result.history else None,
+                "last_train_loss": result.history[-1]["loss"] if result.history else None,
+                "tokens": result.tokens,
+                "truncated": result.truncated,
+                "train_seconds": result.train_seconds,
+                "wall_seconds": time.perf_counter() - started,
+                "device": loaded.device,
+                "created": adapters.now_iso(),
+                "metrics": {},
+            }
+            adapters.write_meta(path, meta)  # written last: from here on the adapter is complete
+            clear_checkpoints(path / "checkpoints")
+            del result
+
+    merged = adapters.load_merged(loaded.model, path)
+    costs = ctx.task.costs
+    price = costs.gpu_hour_usd if meta["device"] == "cuda" else costs.cpu_hour_usd
+    train_usd = meta["train_seconds"] / 3600 * price
+    backend = HFBackend(
+        loaded, identity=f"{loaded.identity}+{version}", model=merged, usd_per_hour=base.usd_per_hour
+    )
+    return Artifact(
+        lever=lever,
+        identity=version,
+        backend=backend,
+        setup_seconds=meta["train_seconds"],
+        setup_usd=train_usd + costs.engineer_hour_usd * costs.curation_hours,
+        upkeep_usd_per_month=costs.retrain_per_month * train_usd,
+        info={
+            "adapter": version,
+            "adapter_path": str(path),
+            "reused": steps_run == 0,
+            "steps_run": steps_run,
+            "resumed_from": resumed_from,
+            "train_usd": train_usd,
+            **{k: meta[k] for k in ("data_hash", "n_train", "n_val", "steps", "stopped_early",
+                                    "initial_val_loss", "best_val_loss", "train_seconds", "device")},
+            **(info or {}),
+        },
+    )
+
+
+class LoraLever:
+    """Fine-tune LoRA layers on the train split with the task's prompt as written."""
+
+    name = "lora"
+    rung = 3
+    options_model: type[BaseModel] = LoraOptions
+
+    def training_messages(self, ctx: LeverContext, artifact_state: Any, examples: list[Example]) -> list[Messages]:
+        return [render_messages(ctx.task, ex) for ex in examples]
+
+    def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
+        data = _dataset(ctx)
+        return self.prepare_on(ctx, options, data.train, data.eval, leaked=len(data.leakage_removed))
+
+    def prepare_on(
+        self, ctx: LeverContext, options: BaseModel, train: list[Example], eval_: list[Example], leaked: int = 0
+    ) -> Artifact:
+        """`prepare` on a given train list (the learning curve passes subsets)."""
+        assert isinstance(options, TrainConfig)
+        train, removed = guard_leakage(train, eval_)
+        state = self.prepare_state(ctx, options)
+        messages = self.training_messages(ctx, state, train)
+        pairs = [(m, answer_text(ctx.task, ex.output)) for m, ex in zip(messages, train)]
+        artifact = build_adapter(ctx, options, pairs, lever=self.name,
+                                 info={"leakage_removed": leaked + removed})
+        artifact.state = {"task": ctx.task, "extra": state}
+        return artifact
+
+    def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
+        """What request building needs besides the task (the retriever, for lora-rag)."""
+        return None
+
+    def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
+        task: Task = artifact.state["task"]
+        return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
+
+
+# -- lora + rag ----------------------------------------------------------------------------------
+
+
+class LoraRagOptions(TrainConfig):
+    """`lever_options.lora-rag`: the training settings plus the `rag` lever's options under `rag`."""
+
+    rag: dict[str, Any] = Field(
+        default_factory=dict, description="Options for the retrieval part, as under lever_options.rag."
+    )
+
+
+class LoraRagLever(LoraLever):
+    """LoRA trained and queried with retrieved knowledge in the prompt (the rag lever's requests)."""
+
+    name = "lora-rag"
+    rung = 4
+    options_model = LoraRagOptions
+
+    def _rag(self) -> Any:
+        try:
+            from baselines.rag import RagLever
+        except ImportError as e:
+            raise InputError(f"lora-rag needs the rag lever, which failed to load: {e}", field="levers") from None
+        return RagLever()
+
+    def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
+        assert isinstance(options, LoraRagOptions)
+        rag = self._rag()
+        rag_options = rag.options_model.model_validate(options.rag)
+        return {"rag": rag, "artifact": rag.prepare(ctx, rag_options)}
+
+    def training_messages(self, ctx: LeverContext, artifact_state: Any, examples: list[Example]) -> list[Messages]:
+        rag, rag_artifact = artifact_state["rag"], artifact_state["artifact"]
+        return [r.messages for r in rag.requests(rag_artifact, examples)]
+
+    def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
+        state = artifact.state["extra"]
+        return state["rag"].requests(state["artifact"], examples)
+
+
+# -- learning curve ------------------------------------------------------------------------------
+
+
+@dataclass
+class CurvePoint:
+    fraction: float
+    n_train: int
+    metric: float
+    adapter: str
+    train_seconds: float
+
+
+@dataclass
+class LearningCurve:
+    """Metric against train-set size, the fitted curve, and what reaching the target would take."""
+
+    metric: str
+    threshold: float
+    points: list[CurvePoint]
+    model: str  # "power" (metric = a - b * n^-c), "log-linear" (a + b * ln n) or "flat"
+    params: dict[str, float]
+    flat: bool
+    n_needed: int | None  # train examples the fit says reach the threshold; None: not reachable
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, n: float) -> float:
+        p = self.params
+        if self.model == "power":
+            return p["a"] - p["b"] * n ** -p["c"]
+        if self.model == "log-linear":
+            return p["a"] + p["b"] * math.log(n)
+        return p.get("a", float("nan"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_curve(ns: list[int], metrics: list[float], threshold: float, flat_tol: float = 0.01) -> dict[str, Any]:
+    """Fit metric(n); return model, params, flat, n_needed and a one-line message.
+
+    Power law first (a - b n^-c with b > 0, a <= 1, c on a grid, a and b by least squares);
+    log-linear when no power law fits; flat when the metric moves less than `flat_tol` or falls.
+    """
+    import numpy as np
+
+    n = np.asarray(ns, dtype=float)
+    y = np.asarray(metrics, dtype=float)
+    best_n, best_y = int(n[-1]), float(y[-1])
+    if best_y >= threshold:
+        hit = int(min(k for k, v in zip(ns, metrics) if v >= threshold))
+        return {"model": "log-linear", "params": _loglinear(n, y), "flat": False, "n_needed": hit,
+                "message": f"the target is met already with {hit} train examples"}
+    slope = _loglinear(n, y)["b"] if len(n) >= 2 else 0.0
+    if len(n) < 2 or y.max() - y.min() < flat_tol or slope <= 0:
+        return {"model": "flat", "params": {"a": float(y.mean())}, "flat": True, "n_needed": None,
+                "message": f"the curve is flat ({y.min():.3f}..{y.max():.3f}): more examples of this kind "
+                           "are unlikely to reach the target; change the prompt, the data or the model"}
+    fit = None
+    for c in np.geomspace(0.05, 3.0, 120):
+        X = np.stack([np.ones_like(n), -(n ** -c)], axis=1)
+        (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
+        if b <= 0 or a > 1.0:
+            continue
+        sse = float(((X @ np.array([a, b]) - y) ** 2).sum())
+        if fit is None or sse < fit[0]:
+            fit = (sse, float(a), float(b), float(c))
+    if fit is not None:
+        _, a, b, c = fit
+        params = {"a": a, "b": b, "c": c}
+        if a <= threshold:
+            return {"model": "power", "params": params, "flat": False, "n_needed": None,
+                    "message": f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
+                               "more data of this kind is unlikely to reach it"}
+        needed = math.ceil((b / (a - threshold)) ** (1 / c))
+        return {"model": "power", "params": params, "flat": False, "n_needed": needed,
+                "message": _needed_message(needed, best_n)}
+    params = _loglinear(n, y)
+    needed = math.ceil(math.exp((threshold - params["a"]) / params["b"]))
+    return {"model": "log-linear", "params": params, "flat": False, "n_needed": needed,
+            "message": _needed_message(needed, best_n)}
+
+
+def _loglinear(n: Any, y: Any) -> dict[str, float]:
+    import numpy as np
+
+    if len(n) < 2:
+        return {"a": float(y[0]), "b": 0.0}
+    b, a = np.polyfit(np.log(n), y, 1)
+    return {"a": float(a), "b": float(b)}
+
+
+def _needed_message(needed: int, have: int) -> str:
+    times = needed / max(have, 1)
+    if times > 100:
+        return f"the fit says about {needed:,} train examples ({times:,.0f}x today's): out of reach"
+    return f"the fit says about {needed:,} train examples reach the target ({times:.1f}x today's {have})"
+
+
+def learning_curve(
+    ctx: LeverContext,
+    options: BaseModel,
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
+    score_fn: Callable[[Artifact], float] | None = None,
+    lever: LoraLever | None = None,
+) -> LearningCurve:
+    """Train at fractions of the train split, score each, fit metric(n), say what the target needs.
+
+    `score_fn(artifact) -> float` scores an artifact on the eval split with the shared scorer
+    (build its requests with `lever.requests(artifact, eval_examples)`). Subsets are nested
+    (a seeded shuffle, then prefixes), so a larger subset holds every smaller one.
+
+        curve = learning_curve(ctx, LoraOptions(), score_fn=lambda art: accuracy_of(art))
+        curve.n_needed, curve.message
+    """
+    if score_fn is None:
+        raise ValueError("`score_fn` should score an artifact on the eval split, got None.")
+    if not fractions or any(not 0 < f <= 1 for f in fractions):
+        raise ValueError(f"`fractions` should lie in (0, 1], got {fractions}.")
+    lever = lever or LoraLever()
+    options = options if isinstance(options, lever.options_model) else lever.options_model.model_validate(options)
+    data = _dataset(ctx)
+    train, _ = guard_leakage(data.train, data.eval)
+    shuffled = random.Random(getattr(options, "seed", 0)).sample(train, len(train))
+    points = []
+    for f in sorted(set(fractions)):
+        subset = shuffled[: max(1, round(f * len(shuffled)))]
+        artifact = lever.prepare_on(ctx, options, subset, data.eval)
+        value = float(score_fn(artifact))
+        adapters.record_metrics(ctx.cache_dir, artifact.identity, {ctx.task.target.metric: value},
+                                task=ctx.task.name, eval_hash=data.hashes()["eval"])
+        points.append(CurvePoint(f, len(subset), value, artifact.identity, artifact.setup_seconds))
+        del artifact  # one merged model at a time
+    target = ctx.task.target
+    fit = fit_curve([p.n_train for p in points], [p.metric for p in points], target.threshold)
+    return LearningCurve(metric=target.metric, threshold=target.threshold, points=points, **fit)
