@@ -1,0 +1,75 @@
+"""Shared fixtures. The real model loads once per session; no test touches the real home cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_tasks"
+
+# One cache for the whole session (set before any advisor import reads it): the embedded
+# model is converted once into it, for real, and the user's own ~/.cache is never touched.
+_SESSION_CACHE = Path(tempfile.mkdtemp(prefix="advise-test-cache-"))
+os.environ.setdefault("ADVISE_CACHE", str(_SESSION_CACHE))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+    shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return Path(os.environ["ADVISE_CACHE"])
+
+
+@pytest.fixture(scope="session")
+def loaded_model(cache_dir):
+    """The real embedded SmolLM2, loaded once for every test that needs it."""
+    from advisor.backends.hf import load_base
+
+    return load_base("smollm2-135m-instruct", cache_dir)
+
+
+@pytest.fixture(scope="session")
+def hf_backend(loaded_model):
+    from advisor.backends.hf import HFBackend
+
+    return HFBackend(loaded_model, usd_per_hour=0.10)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def write_jsonl():
+    """`write_jsonl(path, rows)` writes one JSON object per line and returns the path."""
+    return _write_jsonl
+
+
+@pytest.fixture
+def trec_small(tmp_path) -> Path:
+    """The real TREC sample task, cut to 60 train and 24 eval items, in a temp folder."""
+    src = SAMPLES / "trec"
+    dst = tmp_path / "trec"
+    (dst / "data").mkdir(parents=True)
+    train = (src / "data" / "train.jsonl").read_text().splitlines()[:60]
+    eval_ = (src / "data" / "eval.jsonl").read_text().splitlines()[:24]
+    (dst / "data" / "train.jsonl").write_text("\n".join(train) + "\n")
+    (dst / "data" / "eval.jsonl").write_text("\n".join(eval_) + "\n")
+    text = (src / "task.yaml").read_text()
+    text = text.replace("levers: [prompt, prompt-few-shot, rag, lora]", "levers: [prompt, prompt-few-shot]")
+    text = text.replace("prompt-few-shot: {k: 6, selection: random, seed: 0}",
+                        "prompt-few-shot: {k: 2, selection: fixed}")
+    (dst / "task.yaml").write_text(text)
+    return dst / "task.yaml"

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+from sklearn.metrics import accuracy_score, f1_score
+
+from advisor.scoring import normalize_answer, parse_json_object, parse_output, score, token_f1
+from advisor.spec import parse_task
+from pathlib import Path
+
+
+def _task(kind, metric, labels=None):
+    lab = f"labels: {labels}\n" if labels else ""
+    return parse_task(
+        f"name: t\nkind: {kind}\n{lab}data: {{train: a.jsonl, eval: b.jsonl}}\n"
+        f"target: {{metric: {metric}, threshold: 0.5}}\n",
+        file=Path("t.yaml"),
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_classification_matches_scikit_learn(seed):
+    labels = ["A", "B", "C", "D"]
+    rng = random.Random(seed)
+    golds = [rng.choice(labels) for _ in range(200)]
+    preds = [g if rng.random() < 0.6 else rng.choice(labels[:3]) for g in golds]
+    s = score(_task("classification", "accuracy", labels), golds, preds)
+    assert s.aggregate["accuracy"] == pytest.approx(accuracy_score(golds, preds))
+    assert s.aggregate["macro_f1"] == pytest.approx(f1_score(golds, preds, average="macro", zero_division=0))
+    matrix = s.details["confusion"]["matrix"]
+    assert sum(map(sum, matrix)) == 200
+    assert sum(matrix[i][i] for i in range(4)) == sum(g == p for g, p in zip(golds, preds))
+
+
+def test_unparseable_label_counts_as_wrong():
+    task = _task("classification", "accuracy", ["HUM", "LOC"])
+    assert parse_output(task, "LOC") == "LOC"
+    assert parse_output(task, "I think it is HUM.") == "HUM"
+    assert parse_output(task, "no idea") is None
+    s = score(task, ["LOC", "HUM"], ["LOC", None])
+    assert s.aggregate["accuracy"] == 0.5
+    assert s.details["confusion"]["matrix"][0][2] == 1  # HUM (row 0) predicted as (none)
+
+
+def test_extraction_metrics_by_hand():
+    task = _task("extraction", "exact_match")
+    golds = [{"a": "1", "b": "x", "c": None}, {"a": "2", "b": "y", "c": None}, {"a": "3", "b": None, "c": None}]
+    preds = [{"a": "1", "b": "X ", "c": None}, {"a": "2", "b": "z", "c": "q"}, None]
+    s = score(task, golds, preds)
+    assert s.per_item["exact_match"] == [1.0, 0.0, 0.0]
+    assert s.aggregate["json_valid"] == pytest.approx(2 / 3)
+    # tp: 2 + 1 + 0 = 3; predicted non-null: 2 + 3 + 0 = 5; gold non-null: 2 + 2 + 1 = 5
+    assert s.aggregate["field_precision"] == pytest.approx(3 / 5)
+    assert s.aggregate["field_recall"] == pytest.approx(3 / 5)
+    assert s.per_item["field_f1"][1] == pytest.approx(2 * (1 / 3) * (1 / 2) / ((1 / 3) + (1 / 2)))
+    assert s.details["per_field"]["b"]["recall"] == pytest.approx(1 / 2)
+
+
+def test_text_metrics():
+    task = _task("qa", "exact_match")
+    s = score(task, ["The Eiffel Tower", "578"], ["eiffel tower.", "It is 578"])
+    assert s.per_item["exact_match"] == [1.0, 0.0]
+    assert s.per_item["token_f1"][1] == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
+    assert token_f1("", "") == 1.0
+    assert normalize_answer("A  Cat!") == "cat"
+    assert parse_output(task, "NOR\nBecause...") == "NOR"
+
+
+def test_parse_json_object_finds_the_object_in_prose_and_fences():
+    assert parse_json_object('Sure! {"a": "}"} trailing') == {"a": "}"}
+    assert parse_json_object('```json\n{"a": 1}\n```') == {"a": 1}
+    assert parse_json_object("{broken") is None
+    assert parse_json_object("[1, 2]") is None

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from advisor.data import stable_hash
+from advisor.recommend import recommend
+from advisor.stats import bootstrap_interval, bootstrap_statistic
+from advisor.store import MIGRATIONS, RunStore
+from advisor.types import Prediction
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    values = [1.0] * 70 + [0.0] * 30
+    a = bootstrap_interval(values, 0.95, seed=3)
+    b = bootstrap_interval(values, 0.95, seed=3)
+    assert a == b
+    assert a.low < 0.7 < a.high
+    # Normal approximation: 0.7 ± 1.96 * sqrt(0.21 / 100) = ±0.0898
+    assert a.high - a.low == pytest.approx(2 * 0.0898, abs=0.03)
+    narrow = bootstrap_interval(values * 10, 0.95)
+    assert narrow.high - narrow.low < a.high - a.low
+
+
+def test_bootstrap_statistic_matches_mean_rule():
+    x = np.array([1.0] * 60 + [0.0] * 40)
+    s = bootstrap_statistic(len(x), lambda idx: float(x[idx].mean()), 0.9, n_boot=500)
+    assert s.value == pytest.approx(0.6)
+    assert s.low < 0.6 < s.high
+
+
+def _lever(name, rung, value, lo, hi, first_year, threshold=0.8):
+    return {"name": name, "rung": rung, "n_eval": 100, "confidence": 0.95,
+            "metrics": {"accuracy": {"value": value, "ci_low": lo, "ci_high": hi}},
+            "cost": {"first_year_usd": first_year, "per_1k_queries_usd": 0.01, "setup_usd": 0.0},
+            "meets_target": value >= threshold}
+
+
+def test_recommend_picks_the_cheapest_lever_that_meets():
+    levers = [_lever("prompt", 0, 0.6, 0.5, 0.7, 10), _lever("prompt-few-shot", 1, 0.82, 0.75, 0.89, 20),
+              _lever("lora", 3, 0.9, 0.85, 0.95, 500)]
+    v = recommend(levers, "accuracy", 0.8)
+    assert v.lever == "prompt-few-shot"
+    assert "prompt (0.600)" in v.reason and "below the target" in v.reason
+    assert v.ranking == ["prompt", "prompt-few-shot", "lora"]
+
+
+def test_recommend_none_names_closest_and_next_rung():
+    v = recommend([_lever("prompt", 0, 0.6, 0.5, 0.7, 10), _lever("prompt-few-shot", 1, 0.7, 0.6, 0.8, 20)],
+                  "accuracy", 0.8)
+    assert v.lever is None and v.closest == "prompt-few-shot"
+    assert v.next_step.startswith("rag")
+
+
+def test_store_round_trip_and_migrations(tmp_path):
+    store = RunStore(tmp_path / "s.sqlite")
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    p = Prediction("e1", {"a": 1}, "raw", 10, 2, 0.5, {"shots": ["t1"], "option_scores": [-1.0, -2.0]})
+    store.put_predictions("prompt", "hf:x", [("k1", p)])
+    got = store.get_predictions(["k1", "k2"])
+    assert list(got) == ["k1"]
+    assert got["k1"].output == {"a": 1} and got["k1"].cached
+    assert got["k1"].context == {"shots": ["t1"], "option_scores": [-1.0, -2.0]}
+    store.close()
+    again = RunStore(tmp_path / "s.sqlite")  # reopening runs no migration twice
+    assert again.count_predictions("prompt") == 1
+    assert stable_hash({"b": 1, "a": 2}) == stable_hash({"a": 2, "b": 1})
