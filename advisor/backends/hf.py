@@ -7,6 +7,7 @@ user's cache (15 s), then loads from there in a fraction of a second.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import hashlib
 import importlib.util
@@ -256,7 +257,8 @@ class HFBackend:
         """Rank each request's options by log P(option + end-of-turn | prompt).
 
         One forward pass over the prompt; its key/value cache is then shared by all options,
-        so ranking C options costs about one prompt plus C short continuations.
+        so ranking C options costs about one prompt plus C short continuations. The prefix that
+        all prompts share (system message, fixed few-shot turns) is computed once per call.
         """
         import torch
 
@@ -283,10 +285,13 @@ class HFBackend:
             for j, c in enumerate(cand):
                 cand_ids[j, : len(c)] = torch.tensor(c)
                 cand_mask[j, : len(c)] = 1
+            start = time.perf_counter()
+            prefix = self._shared_prefix([prompts[i] for i in members])
+            prefix_share = (time.perf_counter() - start) / len(members)
             for batch in self._batches(members, prompts, params.batch_size):
                 start = time.perf_counter()
-                scores = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask)
-                elapsed = time.perf_counter() - start
+                scores = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask, prefix)
+                elapsed = time.perf_counter() - start + prefix_share * len(batch)
                 for row, i in enumerate(batch):
                     best = max(range(n_opt), key=lambda j: scores[row][j])
                     out[i] = Generation(
@@ -298,15 +303,41 @@ class HFBackend:
                     )
         return [g for g in out if g is not None]
 
-    def _score_batch(self, prompts: list[list[int]], cand_ids: Any, cand_mask: Any) -> list[list[float]]:
+    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:
+        """(length, key/value cache) of the token prefix every prompt shares, or None if short."""
+        import torch
+
+        n = min(len(p) for p in prompts) - 1  # every prompt keeps at least one token of its own
+        first = prompts[0]
+        length = 0
+        while length < n and all(p[length] == first[length] for p in prompts):
+            length += 1
+        if length < 16:  # not worth a separate pass
+            return None
+        with torch.inference_mode():
+            ids = torch.tensor([first[:length]], device=self.device)
+            return length, self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+
+    def _score_batch(
+        self, prompts: list[list[int]], cand_ids: Any, cand_mask: Any, prefix: tuple[int, Any] | None = None
+    ) -> list[list[float]]:
         import torch
 
         n_opt, width = cand_ids.shape
-        ids, mask, positions = self._left_pad(prompts)
-        batch = ids.shape[0]
+        batch = len(prompts)
         with torch.inference_mode():
+            if prefix is None:
+                ids, mask, positions = self._left_pad(prompts)
+                cache = None
+            else:
+                plen, prefix_cache = prefix
+                ids, suffix_mask, positions = self._left_pad([p[plen:] for p in prompts])
+                positions = positions + plen
+                mask = torch.cat([torch.ones((batch, plen), dtype=torch.long, device=self.device), suffix_mask], 1)
+                cache = copy.deepcopy(prefix_cache)  # the shared prefix is reused by every batch
+                cache.batch_repeat_interleave(batch)
             first = self.model(
-                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                 logits_to_keep=1,  # only the last position predicts an option's first token
             )
             cache = first.cache

@@ -1,0 +1,69 @@
+"""The local backend against plain transformers computations on the real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from advisor.types import GenerationParams, Request
+
+pytestmark = pytest.mark.slow
+
+SYSTEM = ("Classify the question by the type of answer it expects. ABBR abbreviation, DESC description, "
+          "ENTY entity, HUM person, LOC location, NUM number. Answer with the label only.")
+QUESTIONS = ["What is the capital of France?", "Who wrote Hamlet?", "How many legs does a spider have?",
+             "What does NASA stand for?", "Why is the sky blue?"]
+LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+
+
+def _requests(system=SYSTEM):
+    return [Request(str(i), [{"role": "system", "content": system}, {"role": "user", "content": f"Question: {q}"}],
+                    options=LABELS) for i, q in enumerate(QUESTIONS)]
+
+
+def _naive_scores(backend, request):
+    """log P(option + eos | prompt), one full forward pass per option: the slow, obvious way."""
+    tok, model = backend.tokenizer, backend.model
+    prompt = backend.prompt_ids(request.messages)
+    out = []
+    for option in request.options:
+        cont = tok.encode(option, add_special_tokens=False) + [tok.eos_token_id]
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(torch.tensor([prompt + cont])).logits[0].float(), -1)
+        out.append(sum(logp[len(prompt) - 1 + k, c].item() for k, c in enumerate(cont)))
+    return out
+
+
+@pytest.mark.parametrize("system", [SYSTEM, "Type?"])  # long shared prefix (cached) and short (not)
+def test_score_options_equals_naive_likelihood(hf_backend, system):
+    requests = _requests(system)
+    got = hf_backend.score_options(requests, GenerationParams(batch_size=3))
+    for r, g in zip(requests, got):
+        naive = _naive_scores(hf_backend, r)
+        assert g.option_scores == pytest.approx(naive, abs=2e-3)
+        assert g.text == LABELS[max(range(len(LABELS)), key=lambda j: naive[j])]
+        assert g.tokens_in == len(hf_backend.prompt_ids(r.messages))
+
+
+def test_generate_is_deterministic_across_batch_sizes(hf_backend):
+    reqs = [Request(str(i), [{"role": "user", "content": q}], max_new_tokens=12) for i, q in enumerate(QUESTIONS)]
+    a = hf_backend.generate(reqs, GenerationParams(batch_size=5))
+    b = hf_backend.generate(reqs, GenerationParams(batch_size=1))
+    assert [g.text for g in a] == [g.text for g in b]
+    assert all(0 < g.tokens_out <= 12 for g in a)
+    assert "Paris" in a[0].text
+
+
+def test_converted_model_matches_the_gguf(loaded_model):
+    """The cached safetensors copy gives the same logits as loading the GGUF directly."""
+    from transformers import AutoModelForCausalLM
+
+    from advisor.backends.hf import EMBEDDED_GGUF, _embedded_gguf
+
+    gguf = _embedded_gguf()
+    direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=EMBEDDED_GGUF, dtype=torch.float32)
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8]])
+    with torch.inference_mode():
+        assert torch.allclose(direct(ids).logits, loaded_model.model(ids).logits, atol=1e-5)
+    assert (loaded_model.path / "advise.json").is_file()
+    assert loaded_model.identity.startswith("hf:smollm2-135m-instruct@")
