@@ -19,9 +19,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from advisor.errors import AdviseError, InputError
 
-err_console = Console(stderr=True)
-
-
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set a.b=value` overrides; the value is parsed as YAML (so numbers stay numbers)."""
     import yaml
@@ -65,8 +62,8 @@ def progress_factory(console: Console, quiet: bool) -> Iterator[Callable[[str, i
 
 
 def _fail(e: AdviseError) -> None:
-    # One line, no traceback; markup off so file paths with brackets print as they are.
-    err_console.print(f"error: {e}", markup=False, highlight=False)
+    # One line, no traceback, never wrapped (rich would wrap long paths at the terminal width).
+    click.echo(f"error: {e}", err=True)
     sys.exit(e.exit_code)
 
 
@@ -79,7 +76,7 @@ class AdviseGroup(click.Group):
         except AdviseError as e:
             _fail(e)
         except KeyboardInterrupt:
-            err_console.print("interrupted: everything computed so far is saved; run again to resume.")
+            click.echo("interrupted: everything computed so far is saved; run again to resume.", err=True)
             sys.exit(130)
 
 
@@ -87,6 +84,17 @@ class AdviseGroup(click.Group):
 @click.version_option(package_name="advise")
 def main() -> None:
     """Decide, with evidence, between a better prompt, RAG and fine-tuning."""
+
+
+@contextmanager
+def _about(task_file: Path) -> Iterator[None]:
+    """Errors about a task setting (a lever, an option) name the task file they came from."""
+    try:
+        yield
+    except InputError as e:
+        if e.file is None and e.field:
+            e.file = str(task_file)
+        raise
 
 
 def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
@@ -123,12 +131,13 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     console = Console()
     params = GenerationParams(max_new_tokens=task.prompt.max_new_tokens, batch_size=batch_size)
     with progress_factory(console, quiet) as progress:
-        runner = Runner(task, workdir, limit=limit, progress=progress, latency_probe=latency_probe,
-                        params=params, console=None if quiet else console)
-        try:
-            result = runner.run(list(levers) or None, task_file=task_file)
-        finally:
-            runner.store.close()
+        with _about(task_file):
+            runner = Runner(task, workdir, limit=limit, progress=progress, latency_probe=latency_probe,
+                            params=params, console=None if quiet else console)
+            try:
+                result = runner.run(list(levers) or None, task_file=task_file)
+            finally:
+                runner.store.close()
     path = result.write(workdir / "results.json")
     data = result.to_json()
     if json_path:
@@ -151,8 +160,9 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     task = _load(task_file, sets)
     data = load_dataset(task)
     check_templates(task, data.train + data.eval)
-    for name in task.levers:
-        lever_options(load_lever(name), task.lever_options.get(name, {}))
+    with _about(task_file):
+        for name in task.levers:
+            lever_options(load_lever(name), task.lever_options.get(name, {}))
     if task.data.knowledge and not task.path(task.data.knowledge).exists():
         raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
     console = Console()

@@ -34,7 +34,7 @@ class InputError(AdviseError):
         self.field = field
         super().__init__(str(self))
 
-    def __str__(self) -> str:
+    def __str__(self) -> str:  # computed on demand, so a caller can add the file later
         where = ""
         if self.file:
             where = self.file + (f":{self.line}" if self.line else "") + ": "

@@ -1,0 +1,174 @@
+"""The `advise` command, driven with CliRunner and as a real subprocess, on the real model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from advisor.cli import main
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _advise_cmd() -> list[str]:
+    return [sys.executable, "-c", "from advisor.cli import main; main()"]
+
+
+def _count(db: Path, lever: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(str(db), timeout=1)
+        try:
+            return con.execute("SELECT COUNT(*) FROM predictions WHERE lever=?", (lever,)).fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:  # the table is not there yet
+        return 0
+
+
+@pytest.mark.slow
+def test_run_writes_results_and_a_second_run_recomputes_nothing(trec_small, tmp_path):
+    out = tmp_path / "run"
+    first = _run("run", str(trec_small), "--out", str(out), "--limit", "12", "--latency-probe", "3",
+                 "--json", str(tmp_path / "copy.json"))
+    assert first.exit_code == 0, first.output
+    assert "Recommendation" in first.output
+    results = json.loads((out / "results.json").read_text())
+    assert json.loads((tmp_path / "copy.json").read_text())["levers"] == results["levers"]
+    assert results["task"] == "trec-question-type"
+    assert results["target"] == {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95,
+                                 "need": results["target"]["need"]}
+    assert [lv["name"] for lv in results["levers"]] == ["prompt", "prompt-few-shot"]
+    for lv in results["levers"]:
+        m = lv["metrics"]["accuracy"]
+        assert 0.0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1.0
+        assert lv["n_eval"] == 12 and lv["computed_predictions"] == 12
+        assert lv["meets_target"] == (m["value"] >= 0.8)
+        c = lv["cost"]
+        assert c["setup_usd"] == 0.0 and c["per_1k_queries_usd"] > 0
+        assert 0 < c["latency_ms_p50"] <= c["latency_ms_p95"]
+        assert set(lv["metrics"]) == {"accuracy", "macro_f1"}
+    rec = results["recommendation"]
+    assert set(rec) >= {"lever", "reason"} and rec["reason"]
+    prov = results["provenance"]
+    assert prov["model"] == "hf:smollm2-135m-instruct"
+    assert prov["versions"]["torch"] and prov["data"]["eval"] and prov["data"]["n_eval"] == 12
+    assert "commit" in prov["git"]
+
+    db = out / "advise.sqlite"
+    before = {lv: _count(db, lv) for lv in ("prompt", "prompt-few-shot")}
+    second = _run("run", str(trec_small), "--out", str(out), "--limit", "12", "--latency-probe", "3", "--quiet")
+    assert second.exit_code == 0, second.output
+    again = json.loads((out / "results.json").read_text())
+    assert [lv["computed_predictions"] for lv in again["levers"]] == [0, 0]
+    assert {lv: _count(db, lv) for lv in before} == before
+    # Deterministic: the same numbers from the cache as from the model.
+    assert [lv["metrics"] for lv in again["levers"]] == [lv["metrics"] for lv in results["levers"]]
+
+    # Changing the system prompt invalidates every entry; the old ones stay in the store.
+    changed = _run("run", str(trec_small), "--out", str(out), "--limit", "12", "--latency-probe", "0",
+                   "--quiet", "--lever", "prompt", "--set", "prompt.system=Pick a label.")
+    assert changed.exit_code == 0, changed.output
+    assert json.loads((out / "results.json").read_text())["levers"][0]["computed_predictions"] == 12
+    assert _count(db, "prompt") == 24
+
+    shown = _run("show", str(out))
+    assert shown.exit_code == 0 and "prompt" in shown.output
+
+
+BAD_CASES = {
+    "malformed yaml": ("task.yaml", "name: x\nkind: [oops\n", "malformed YAML"),
+    "unknown key": ("task.yaml", None, "unknown key"),
+    "broken jsonl": ("data/eval.jsonl", '{"input": "a", "output": "NUM"}\n{"input": \n', "eval.jsonl:2"),
+    "unknown label": ("data/eval.jsonl", '{"input": "a", "output": "NUMBER"}\n', "unknown label 'NUMBER'"),
+    "empty eval": ("data/eval.jsonl", "", "eval set is empty"),
+    "unknown lever": ("task.yaml", None, "task.yaml: levers: unknown lever 'promt'. Did you mean 'prompt'?"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CASES))
+def test_bad_input_exits_2_with_one_line(trec_small, case):
+    rel, content, expected = BAD_CASES[case]
+    target = trec_small.parent / rel
+    if case == "unknown key":
+        content = target.read_text().replace("target:", "targt: 1\ntarget:", 1)
+    elif case == "unknown lever":
+        content = target.read_text().replace("levers: [prompt, prompt-few-shot]", "levers: [promt, prompt-few-shot]")
+    target.write_text(content)
+    for command in ("validate", "run"):
+        proc = subprocess.run([*_advise_cmd(), command, str(trec_small), "--out", str(trec_small.parent / "o")]
+                              if command == "run" else [*_advise_cmd(), command, str(trec_small)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+
+
+def test_missing_task_file_and_usage_errors(tmp_path):
+    r = _run("validate", str(tmp_path / "nope.yaml"))
+    assert r.exit_code == 2 and "task file not found" in r.output
+    r = _run("run", str(tmp_path / "nope.yaml"), "--set", "novalue")
+    assert r.exit_code == 2 and "KEY=VALUE" in r.output
+    r = CliRunner().invoke(main, ["run"])
+    assert r.exit_code == 2  # click's usage error
+
+
+def test_validate_and_schema(trec_small):
+    r = _run("validate", str(trec_small))
+    assert r.exit_code == 0 and "60 train, 24 eval" in r.output
+    schema = json.loads(_run("schema").output)
+    assert "levers" in schema["properties"]
+
+
+@pytest.mark.slow
+def test_kill_9_resumes_where_it_stopped(trec_small, tmp_path):
+    out = tmp_path / "run"
+    db = out / "advise.sqlite"
+    args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
+            "--latency-probe", "0", "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while _count(db, "prompt") < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = _count(db, "prompt")
+    assert 4 <= saved < 24, f"kill landed at {saved} saved predictions"
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["levers"][0]["computed_predictions"] == 24 - saved
+    assert _count(db, "prompt") == 24
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_keeps_what_is_done(trec_small, tmp_path):
+    out = tmp_path / "run"
+    db = out / "advise.sqlite"
+    args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
+            "--latency-probe", "0", "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 300
+    while _count(db, "prompt") < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    assert _count(db, "prompt") >= 4
+    status = sqlite3.connect(str(db)).execute("SELECT status FROM runs").fetchall()
+    assert status == [("interrupted",)]
