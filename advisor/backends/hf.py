@@ -341,23 +341,26 @@ class HFBackend:
                 logits_to_keep=1,  # only the last position predicts an option's first token
             )
             cache = first.cache
-            cache.batch_repeat_interleave(n_opt)
             last_logp = torch.log_softmax(first.logits[:, -1, :].float(), dim=-1)  # (B, V)
-            c_ids = cand_ids.to(self.device).repeat(batch, 1)  # (B*C, W)
-            c_mask = cand_mask.to(self.device).repeat(batch, 1)
-            full_mask = torch.cat([mask.repeat_interleave(n_opt, dim=0), c_mask], dim=1)
-            lengths = mask.sum(-1).repeat_interleave(n_opt)  # real prompt length per row
-            c_pos = lengths[:, None] + torch.arange(width, device=self.device)[None, :]
-            second = self.model(
-                input_ids=c_ids,
-                attention_mask=full_mask,
-                position_ids=c_pos,
-                cache=cache,
-                use_cache=True,
-            )
-            logp = torch.log_softmax(second.logits.float(), dim=-1)  # (B*C, W, V)
+            # All options ride in one sequence per prompt, each seeing the prompt and its own
+            # earlier tokens only (a 4D mask), so the prompt's cache is never copied per option.
+            c_ids = cand_ids.to(self.device)
+            c_mask = cand_mask.to(self.device).bool()
+            flat = c_ids.reshape(1, -1).expand(batch, -1)  # (B, C*W)
+            lengths = mask.sum(-1)  # real prompt length per row
+            c_pos = (lengths[:, None] + torch.arange(width, device=self.device).repeat(n_opt)[None, :])
+            own = torch.block_diag(*[torch.ones(width, width, dtype=torch.bool)] * n_opt).to(self.device)
+            own &= torch.ones(width, width, dtype=torch.bool, device=self.device).tril().repeat(n_opt, n_opt)
+            own &= c_mask.reshape(1, -1)  # never attend to an option's padding
+            prompt_part = mask.bool()[:, None, :].expand(batch, n_opt * width, -1)
+            full = torch.cat([prompt_part, own[None].expand(batch, -1, -1)], dim=2)[:, None]  # (B,1,CW,P+CW)
+            if self.model.config._attn_implementation == "eager":  # eager adds the mask to the scores
+                full = torch.zeros(full.shape, device=self.device).masked_fill(~full, torch.finfo(torch.float32).min)
+            second = self.model(input_ids=flat, attention_mask=full, position_ids=c_pos, cache=cache, use_cache=False)
+            logp = torch.log_softmax(second.logits.float(), dim=-1).view(batch, n_opt, width, -1)
             # Token 0 of each option is predicted by the prompt's last position; token t by t-1.
-            tok0 = last_logp.repeat_interleave(n_opt, dim=0).gather(1, c_ids[:, :1])[:, 0]
-            rest = logp[:, :-1, :].gather(2, c_ids[:, 1:, None])[..., 0] * c_mask[:, 1:]
-            total = (tok0 + rest.sum(-1)).view(batch, n_opt)
+            tok0 = last_logp.gather(1, c_ids[:, 0][None, :].expand(batch, -1))  # (B, C)
+            nxt = c_ids[:, 1:][None, :, :, None].expand(batch, -1, -1, 1)
+            rest = logp[:, :, :-1, :].gather(3, nxt)[..., 0] * c_mask[None, :, 1:]
+            total = tok0 + rest.sum(-1)
         return total.tolist()
