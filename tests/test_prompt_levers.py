@@ -1,0 +1,51 @@
+"""The prompt levers on the real model and real TREC data."""
+
+from __future__ import annotations
+
+import pytest
+
+from advisor.runner import Runner
+from advisor.spec import load_task
+
+pytestmark = pytest.mark.slow
+
+
+def _predictions(task_file, workdir, hf_backend, overrides=None, levers=None):
+    runner = Runner(load_task(task_file, overrides), workdir, limit=8, latency_probe=0)
+    runner._backend = hf_backend  # the session's model: loaded once for all tests
+    try:
+        result = runner.run(levers)
+    finally:
+        runner.store.close()
+    return {lv.name: lv for lv in result.levers}
+
+
+def test_same_run_twice_gives_the_same_predictions(trec_small, tmp_path, hf_backend):
+    a = _predictions(trec_small, tmp_path / "a", hf_backend)
+    b = _predictions(trec_small, tmp_path / "b", hf_backend)
+    for name in ("prompt", "prompt-few-shot"):
+        assert a[name].computed == b[name].computed == 8
+        assert [p.raw for p in a[name].predictions] == [p.raw for p in b[name].predictions]
+        for pa, pb in zip(a[name].predictions, b[name].predictions):
+            assert pa.context["option_scores"] == pytest.approx(pb.context["option_scores"], abs=1e-4)
+    # Labels come from ranking the closed set, so every prediction is a valid label.
+    labels = {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
+    assert all(p.output in labels for p in a["prompt"].predictions)
+
+
+def test_random_selection_is_seeded(trec_small, tmp_path, hf_backend):
+    def shots(seed, where):
+        opts = {"lever_options": {"prompt-few-shot": {"k": 3, "selection": "random", "seed": seed}}}
+        lv = _predictions(trec_small, tmp_path / where, hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
+        return lv.artifact.info["shot_ids"]
+
+    assert shots(1, "a") == shots(1, "b")
+    assert shots(1, "a") != shots(2, "c")
+
+
+def test_fixed_selection_covers_the_labels(trec_small, tmp_path, hf_backend):
+    opts = {"lever_options": {"prompt-few-shot": {"k": 6, "selection": "fixed"}}}
+    lv = _predictions(trec_small, tmp_path, hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
+    request_shots = lv.predictions[0].context["shots"]
+    assert len(request_shots) == 6
+    assert request_shots == lv.artifact.info["shot_ids"]

@@ -1,0 +1,120 @@
+"""Runner bookkeeping with a small counting backend: caching, invalidation, leakage.
+
+These check what the runner does with answers, not the answers; the real model runs
+the same paths in test_cli.py and test_prompt_levers.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advisor.runner import Runner
+from advisor.spec import load_task
+from advisor.types import Generation, GenerationParams, Request
+
+
+class CountingBackend:
+    """Answers with the first option (or echoes the input); records every request it sees."""
+
+    identity = "counting-backend@1"
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    def price_per_second_usd(self) -> float:
+        return 1.0
+
+    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        self.seen += requests
+        return [Generation(r.options[0], 10, 1, 0.01, [0.0] * len(r.options)) for r in requests]
+
+    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        self.seen += requests
+        return [Generation(r.messages[-1]["content"], 10, 3, 0.02) for r in requests]
+
+
+TASK = """\
+name: tiny
+kind: classification
+labels: [A, B]
+data: {train: train.jsonl, eval: eval.jsonl}
+prompt: {system: "Pick.", template: "Q: {{ input }}"}
+target: {metric: accuracy, threshold: 0.5}
+levers: [prompt-few-shot, prompt]
+lever_options:
+  prompt-few-shot: {k: 2, selection: fixed}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path, write_jsonl):
+    write_jsonl(tmp_path / "train.jsonl", [{"id": f"t{i}", "input": f"train {i}", "output": "AB"[i % 2]}
+                                           for i in range(6)] + [{"id": "leak", "input": "EVAL 1", "output": "A"}])
+    write_jsonl(tmp_path / "eval.jsonl", [{"id": f"e{i}", "input": f"eval {i}", "output": "AB"[i % 2]}
+                                          for i in range(10)])
+    (tmp_path / "task.yaml").write_text(TASK)
+    return tmp_path
+
+
+def _run(folder, backend, **overrides):
+    runner = Runner(load_task(folder / "task.yaml", overrides), folder / "run", latency_probe=2)
+    runner._backend = backend
+    try:
+        return runner.run()
+    finally:
+        runner.store.close()
+
+
+def test_levers_run_cheapest_first_and_cache_everything(tiny):
+    backend = CountingBackend()
+    result = _run(tiny, backend)
+    assert [lv.name for lv in result.levers] == ["prompt", "prompt-few-shot"]  # by rung, not file order
+    assert [lv.computed for lv in result.levers] == [10, 10]
+    assert result.levers[0].metrics["accuracy"].value == 0.5  # always "A" on alternating labels
+    calls = len(backend.seen)
+    again = _run(tiny, backend)
+    assert [lv.computed for lv in again.levers] == [0, 0]
+    assert len(backend.seen) == calls  # not one request: predictions and latency probes are cached
+
+
+def test_a_prompt_change_recomputes_exactly_the_affected_entries(tiny, write_jsonl):
+    backend = CountingBackend()
+    _run(tiny, backend)
+    # One eval input changes: one prediction per lever is recomputed.
+    rows = [json.loads(x) for x in (tiny / "eval.jsonl").read_text().splitlines()]
+    rows[3]["input"] = "eval three, reworded"
+    write_jsonl(tiny / "eval.jsonl", rows)
+    result = _run(tiny, backend)
+    assert [lv.computed for lv in result.levers] == [1, 1]
+    # A train example that is not a shot changes: nothing is recomputed.
+    train = [json.loads(x) for x in (tiny / "train.jsonl").read_text().splitlines()]
+    train[5]["input"] = "train five, reworded"
+    write_jsonl(tiny / "train.jsonl", train)
+    assert [lv.computed for lv in _run(tiny, backend).levers] == [0, 0]
+    # A shot changes: every few-shot prompt changes, zero-shot prompts do not.
+    train[0]["input"] = "train zero, reworded"
+    write_jsonl(tiny / "train.jsonl", train)
+    assert [lv.computed for lv in _run(tiny, backend).levers] == [0, 10]
+    # The template changes: everything.
+    assert [lv.computed for lv in _run(tiny, backend, **{"prompt.template": "Question: {{ input }}"}).levers] == [10, 10]
+
+
+def test_eval_examples_never_reach_a_prompt_as_shots(tiny):
+    backend = CountingBackend()
+    result = _run(tiny, backend)
+    assert result.data.leakage_removed == ["leak"]
+    assert result.provenance["data"]["leakage_removed"] == ["leak"]
+    eval_inputs = {f"q: eval {i}" for i in range(10)}
+    for request in backend.seen:
+        shown = [m["content"].lower() for m in request.messages[:-1] if m["role"] == "user"]
+        assert not eval_inputs & set(shown)
+        assert "q: eval 1" not in shown
+    few = [r for r in backend.seen if len(r.messages) > 2]
+    assert few and all(r.context["shots"] == ["t0", "t1"] for r in few)
+
+
+def test_unknown_lever_option_is_named(tiny):
+    with pytest.raises(Exception, match=r"lever_options.prompt-few-shot.kk"):
+        _run(tiny, CountingBackend(), **{"lever_options": {"prompt-few-shot": {"kk": 1}}})
