@@ -44,8 +44,7 @@ class ChunkingConfig(BaseModel):
     def _overlap_below_size(self) -> ChunkingConfig:
         if self.overlap >= self.size:
             raise ValueError(
-                f"`overlap` must be smaller than `size`, got overlap={self.overlap}, "
-                f"size={self.size}."
+                f"`overlap` must be smaller than `size`, got overlap={self.overlap}, size={self.size}."
             )
         return self
 

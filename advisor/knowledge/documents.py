@@ -41,8 +41,7 @@ def load_knowledge(path: str | Path) -> list[Document]:
         docs = _load_folder(path)
         if not docs:
             raise InputError(
-                f"no knowledge found: the folder holds no non-empty {' or '.join(TEXT_SUFFIXES)} "
-                "files",
+                f"no knowledge found: the folder holds no non-empty {' or '.join(TEXT_SUFFIXES)} files",
                 file=path,
             )
         return docs
@@ -50,7 +49,7 @@ def load_knowledge(path: str | Path) -> list[Document]:
         if path.suffix.lower() not in JSONL_SUFFIXES:
             raise InputError(
                 f"unsupported knowledge format '{path.suffix}': use a folder of .md/.txt files "
-                "or a .jsonl of {\"id\", \"text\", \"metadata\"} records",
+                'or a .jsonl of {"id", "text", "metadata"} records',
                 file=path,
             )
         docs = _load_jsonl(path)
@@ -110,9 +109,7 @@ def _load_jsonl(path: Path) -> list[Document]:
         if doc_id is None:
             raise InputError("missing: every record needs an id", file=path, line=n, field="id")
         if not isinstance(doc_id, str) or not doc_id.strip():
-            raise InputError(
-                f"expected a non-empty string, got {doc_id!r}", file=path, line=n, field="id"
-            )
+            raise InputError(f"expected a non-empty string, got {doc_id!r}", file=path, line=n, field="id")
         text = obj.get("text")
         if text is None:
             raise InputError("missing: every record needs a text", file=path, line=n, field="text")
