@@ -15,9 +15,17 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from advisor.errors import AdviseError, InputError
+
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     """`--set a.b=value` overrides; the value is parsed as YAML (so numbers stay numbers)."""
@@ -84,6 +92,11 @@ class AdviseGroup(click.Group):
 @click.version_option(package_name="advise")
 def main() -> None:
     """Decide, with evidence, between a better prompt, RAG and fine-tuning."""
+    # Our own progress bars only: no per-tensor bars or advisories from the libraries below.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
 
 
 @contextmanager
@@ -174,6 +187,40 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
 
 
 @main.command()
+@task_arg
+@click.option("--lever", "levers", multiple=True, help="Index for these levers only (default: every lever "
+              "of the task that keeps an index).")
+@set_opt
+def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> None:
+    """Build or refresh the task's retrieval index on its own (only changed documents are embedded)."""
+    from advisor.registry import lever_options, load_lever
+    from advisor.runner import Runner
+
+    task = _load(task_file, sets)
+    console = Console()
+    with _about(task_file):
+        names = list(levers) or task.levers
+        indexers = [lv for lv in (load_lever(n) for n in names) if hasattr(lv, "index")]
+        if not indexers:
+            raise InputError(f"none of the levers {', '.join(names)} keeps an index (try --lever rag)",
+                             field="levers")
+        with progress_factory(console, False) as progress:
+            runner = Runner(task, Path("runs") / task.name, progress=progress)
+            try:
+                for lever in indexers:
+                    options = lever_options(lever, task.lever_options.get(lever.name, {}))
+                    stats = lever.index(runner.context(lever), options)  # type: ignore[attr-defined]
+                    size = f", {stats['index_bytes'] / 1e6:.1f} MB on disk" if stats.get("index_bytes") else ""
+                    console.print(
+                        f"{lever.name}: {stats['total_chunks']} chunks in '{stats['collection']}': "
+                        f"{stats['embedded_chunks']} embedded now, {stats['removed']} removed, "
+                        f"{stats['kept']} unchanged ({stats['embed_seconds']:.1f} s embedding){size}"
+                    )
+            finally:
+                runner.store.close()
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of task.yaml (for editor completion)."""
     from advisor.spec import task_json_schema
@@ -198,5 +245,4 @@ def show(run_dir: Path | None) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()

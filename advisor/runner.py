@@ -19,7 +19,6 @@ from typing import Any
 
 from advisor.costs import LeverCost, lever_cost
 from advisor.data import Dataset, load_dataset, stable_hash
-from advisor.errors import InputError
 from advisor.recommend import Verdict, recommend
 from advisor.registry import lever_options, load_levers
 from advisor.scoring import Scores, parse_output, score
@@ -96,6 +95,7 @@ class RunResult:
             "levers": [lv.as_dict(t.target.confidence) for lv in self.levers],
             "recommendation": self.verdict.as_dict(),
             "eval_limit": self.limit,
+            "queries_per_month": t.costs.queries_per_month,
             "provenance": self.provenance,
             **self.extras,
         }
@@ -146,6 +146,18 @@ def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, A
         "argv": sys.argv,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def add_lever_metrics(scores: Scores, predictions: list[Prediction]) -> None:
+    """Per-item figures a lever measured itself (e.g. retrieval recall), beside the shared scorer's.
+
+    A figure is kept only when every item has it, so its mean is over the same items as the rest.
+    """
+    names = set.intersection(*(set(p.context.get("metrics") or {}) for p in predictions)) if predictions else set()
+    for name in sorted(names):
+        values = [float(p.context["metrics"][name]) for p in predictions]
+        scores.per_item[name] = values
+        scores.aggregate[name] = sum(values) / len(values)
 
 
 class Runner:
@@ -229,8 +241,10 @@ class Runner:
         context = dict(request.context)
         if g.option_scores is not None:
             context["option_scores"] = g.option_scores
+        # Work the lever did to build the request (retrieval) is part of the query's cost.
+        seconds = g.seconds + float(context.get("prep_seconds", 0.0))
         return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
-                          g.seconds, context)
+                          seconds, context)
 
     def latencies(self, lever: Lever, artifact: Artifact, keys: list[str]) -> list[float]:
         """Serving latency: the first N eval requests one at a time, as a single user would send them."""
@@ -239,11 +253,10 @@ class Runner:
         found = self.store.get_latencies(probe_keys) if probe_keys else {}
         missing = [i for i, k in enumerate(probe_keys) if k not in found]
         if missing:
-            requests = lever.requests(artifact, [self.data.eval[i] for i in missing])
             advance = self.progress(f"{lever.name}: latency probe", len(missing))
-            for j, (i, r) in enumerate(zip(missing, requests)):
-                start = time.perf_counter()
-                self._call(artifact.backend, [r])
+            for j, i in enumerate(missing):
+                start = time.perf_counter()  # building the request (retrieval) counts as latency too
+                self._call(artifact.backend, lever.requests(artifact, [self.data.eval[i]]))
                 ms = (time.perf_counter() - start) * 1000
                 self.store.put_latency(probe_keys[i], lever.name, ms)
                 found[probe_keys[i]] = ms
@@ -279,6 +292,7 @@ class Runner:
         golds = [ex.output for ex in self.data.eval]
         preds = [p.output for p in predictions]
         scores = score(self.task, golds, preds)
+        add_lever_metrics(scores, predictions)
         self.store.put_item_scores(run_id, lever.name, [ex.id for ex in self.data.eval], scores.per_item)
         metrics = self.intervals(scores, golds, preds)
         cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),

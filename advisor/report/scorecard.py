@@ -19,37 +19,51 @@ def _interval(m: dict[str, float]) -> str:
     return f"{m['value']:.3f} ({m['ci_low']:.2f}–{m['ci_high']:.2f})"
 
 
-def scorecard(results: dict[str, Any]) -> Table:
-    """A table from a results.json dict (so a stored run renders the same as a live one)."""
+def _usd(x: float) -> str:
+    return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+
+
+def scorecard(results: dict[str, Any]) -> Group:
+    """Quality and cost tables from a results.json dict (a stored run renders as a live one)."""
     target = results["target"]
     metric = target["metric"]
     others = [m for m in METRICS[results["kind"]] if m != metric]
+    # Figures a lever measured itself (retrieval recall, MRR) get a column when any lever has them.
+    others += sorted({m for lv in results["levers"] for m in lv["metrics"] if m.startswith("retrieval_")})
     pct = int(round(100 * target["confidence"]))
-    table = Table(title=f"{results['task']}: {metric} ≥ {target['threshold']:.2f}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("lever", no_wrap=True)
-    table.add_column(f"{metric} ({pct}% CI)", justify="right", no_wrap=True)
+    quality = _table(f"{results['task']}: quality (target {metric} ≥ {target['threshold']:.2f})")
+    quality.add_column("lever", no_wrap=True)
+    quality.add_column(f"{metric} ({pct}% CI)", justify="right", no_wrap=True)
     for m in others:
-        table.add_column(m, justify="right", no_wrap=True)
-    table.add_column("n", justify="right", no_wrap=True)
-    table.add_column("$/1k", justify="right", no_wrap=True)
-    table.add_column("setup$", justify="right", no_wrap=True)
-    table.add_column("p50/p95 ms", justify="right", no_wrap=True)
-    table.add_column("ok", justify="center", no_wrap=True, min_width=3)
+        quality.add_column(m.removeprefix("retrieval_"), justify="right", no_wrap=True)
+    quality.add_column("n", justify="right", no_wrap=True)
+    quality.add_column("meets", justify="center", no_wrap=True)
+    cost = _table(f"cost at {results.get('queries_per_month', 0):,} queries/month")
+    for name in ("lever", "$/1k queries", "setup $", "upkeep $/mo", "first year $", "latency p50/p95 ms"):
+        cost.add_column(name, justify="left" if name == "lever" else "right", no_wrap=True)
     for lv in results["levers"]:
         c = lv["cost"]
         ok = Text("yes", style="bold green") if lv["meets_target"] else Text("no", style="red")
-        table.add_row(
+        quality.add_row(
             lv["name"],
             _interval(lv["metrics"][metric]),
             *[f"{lv['metrics'][m]['value']:.3f}" if m in lv["metrics"] else "–" for m in others],
             str(lv["n_eval"]),
-            f"{c['per_1k_queries_usd']:.4f}",
-            f"{c['setup_usd']:.2f}",
-            f"{c['latency_ms_p50']:.0f}/{c['latency_ms_p95']:.0f}",
             ok,
         )
-    return table
+        cost.add_row(
+            lv["name"],
+            _usd(c["per_1k_queries_usd"]),
+            _usd(c["setup_usd"]),
+            _usd(c["upkeep_usd_per_month"]),
+            _usd(c["first_year_usd"]),
+            f"{c['latency_ms_p50']:.0f} / {c['latency_ms_p95']:.0f}",
+        )
+    return Group(quality, cost)
 
 
 def verdict_panel(results: dict[str, Any]) -> Panel:
