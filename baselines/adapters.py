@@ -105,9 +105,8 @@ def list_adapters(cache_dir: Path) -> list[dict[str, Any]]:
                 "train_seconds": meta.get("train_seconds"),
                 "best_val_loss": meta.get("best_val_loss"),
                 "metrics": meta.get("metrics", {}),
-                "created": meta.get("created") or datetime.fromtimestamp(
-                    path.stat().st_mtime, timezone.utc
-                ).isoformat(timespec="seconds"),
+                "created": meta.get("created")
+                or datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat(timespec="seconds"),
                 "task": meta.get("task"),
                 "lever": meta.get("lever"),
             }

@@ -25,24 +25,20 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from advisor.data import Dataset, load_dataset, normalize_text, stable_hash
+from advisor.data import normalize_text, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages
 from advisor.spec import Task
 from advisor.types import Artifact, Example, LeverContext, Request
 from baselines import adapters
 from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, train_lora
+from baselines.rag import RagOptions, Retriever, prepare_retriever, rag_artifact, retrieval_requests
 
 Messages = list[dict[str, str]]
 
 
 class LoraOptions(TrainConfig):
     """`lever_options.lora`: the training settings (all optional; the defaults suit a CPU)."""
-
-
-def _dataset(ctx: LeverContext) -> Dataset:
-    data = getattr(ctx, "data", None)
-    return data if data is not None else load_dataset(ctx.task)
 
 
 def guard_leakage(train: list[Example], eval_: list[Example]) -> tuple[list[Example], int]:
@@ -165,7 +161,10 @@ def build_adapter(
     price = costs.gpu_hour_usd if meta["device"] == "cuda" else costs.cpu_hour_usd
     train_usd = meta["train_seconds"] / 3600 * price
     backend = HFBackend(
-        loaded, identity=f"{loaded.identity}+{version}", model=merged, usd_per_hour=base.usd_per_hour
+        loaded,
+        identity=f"{loaded.identity}+{version}",
+        model=merged,
+        usd_per_hour=getattr(base, "usd_per_hour", 0.0),
     )
     return Artifact(
         lever=lever,
@@ -181,8 +180,21 @@ def build_adapter(
             "steps_run": steps_run,
             "resumed_from": resumed_from,
             "train_usd": train_usd,
-            **{k: meta[k] for k in ("data_hash", "n_train", "n_val", "steps", "stopped_early",
-                                    "initial_val_loss", "best_val_loss", "train_seconds", "device")},
+            **{
+                k: meta[k]
+                for k in (
+                    "data_hash",
+                    "n_train",
+                    "n_val",
+                    "steps",
+                    "stopped_early",
+                    "initial_val_loss",
+                    "best_val_loss",
+                    "train_seconds",
+                    "device",
+                    "truncated",
+                )
+            },
             **(info or {}),
         },
     )
@@ -195,15 +207,21 @@ class LoraLever:
     rung = 3
     options_model: type[BaseModel] = LoraOptions
 
-    def training_messages(self, ctx: LeverContext, artifact_state: Any, examples: list[Example]) -> list[Messages]:
+    def training_messages(self, ctx: LeverContext, state: Any, examples: list[Example]) -> list[Messages]:
+        """The prompts to train on: the task's prompt as written, exactly as `requests` renders it."""
         return [render_messages(ctx.task, ex) for ex in examples]
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
-        data = _dataset(ctx)
+        data = ctx.data
         return self.prepare_on(ctx, options, data.train, data.eval, leaked=len(data.leakage_removed))
 
     def prepare_on(
-        self, ctx: LeverContext, options: BaseModel, train: list[Example], eval_: list[Example], leaked: int = 0
+        self,
+        ctx: LeverContext,
+        options: BaseModel,
+        train: list[Example],
+        eval_: list[Example],
+        leaked: int = 0,
     ) -> Artifact:
         """`prepare` on a given train list (the learning curve passes subsets)."""
         assert isinstance(options, TrainConfig)
@@ -211,9 +229,14 @@ class LoraLever:
         state = self.prepare_state(ctx, options)
         messages = self.training_messages(ctx, state, train)
         pairs = [(m, answer_text(ctx.task, ex.output)) for m, ex in zip(messages, train)]
-        artifact = build_adapter(ctx, options, pairs, lever=self.name,
-                                 info={"leakage_removed": leaked + removed})
+        artifact = build_adapter(
+            ctx, options, pairs, lever=self.name, info={"leakage_removed": leaked + removed}
+        )
         artifact.state = {"task": ctx.task, "extra": state}
+        return self.finish(ctx, options, artifact, state)
+
+    def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, state: Any) -> Artifact:
+        """Last touches after the adapter is built (lora-rag adds its index)."""
         return artifact
 
     def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
@@ -229,40 +252,61 @@ class LoraLever:
 
 
 class LoraRagOptions(TrainConfig):
-    """`lever_options.lora-rag`: the training settings plus the `rag` lever's options under `rag`."""
+    """`lever_options.lora-rag`: the training settings plus the retrieval settings under `rag`."""
 
-    rag: dict[str, Any] = Field(
-        default_factory=dict, description="Options for the retrieval part, as under lever_options.rag."
+    rag: RagOptions = Field(
+        default_factory=RagOptions, description="Retrieval settings, as under lever_options.rag."
     )
 
 
+class _WithoutSelf:
+    """A retriever that never hands a train example itself as context (it would teach copying)."""
+
+    def __init__(self, retriever: Retriever) -> None:
+        self._retriever = retriever
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._retriever, name)
+
+    def retrieve(self, examples: list[Example]) -> tuple[list[list[Any]], float]:
+        r = self._retriever
+        if r.source != "examples":
+            return r.retrieve(examples)
+        start = time.perf_counter()
+        hits = r.index.query([ex.input for ex in examples], k=r.options.k + 1)
+        kept = [
+            [h for h in found if h.source_id != ex.id][: r.options.k] for ex, found in zip(examples, hits)
+        ]
+        return kept, (time.perf_counter() - start) / max(len(examples), 1)
+
+
 class LoraRagLever(LoraLever):
-    """LoRA trained and queried with retrieved knowledge in the prompt (the rag lever's requests)."""
+    """LoRA trained and queried with retrieved context in the prompt, built as the rag lever builds it."""
 
     name = "lora-rag"
     rung = 4
     options_model = LoraRagOptions
 
-    def _rag(self) -> Any:
-        try:
-            from baselines.rag import RagLever
-        except ImportError as e:
-            raise InputError(f"lora-rag needs the rag lever, which failed to load: {e}", field="levers") from None
-        return RagLever()
-
     def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
         assert isinstance(options, LoraRagOptions)
-        rag = self._rag()
-        rag_options = rag.options_model.model_validate(options.rag)
-        return {"rag": rag, "artifact": rag.prepare(ctx, rag_options)}
+        return prepare_retriever(ctx, options.rag, self.name)
 
-    def training_messages(self, ctx: LeverContext, artifact_state: Any, examples: list[Example]) -> list[Messages]:
-        rag, rag_artifact = artifact_state["rag"], artifact_state["artifact"]
-        return [r.messages for r in rag.requests(rag_artifact, examples)]
+    def training_messages(self, ctx: LeverContext, retriever: Any, examples: list[Example]) -> list[Messages]:
+        return [r.messages for r in retrieval_requests(ctx.task, _WithoutSelf(retriever), examples)]
+
+    def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, retriever: Any) -> Artifact:
+        """Add the index to the adapter: its cost, its upkeep, its identity."""
+        assert isinstance(options, LoraRagOptions)
+        rag = rag_artifact(ctx, options.rag, retriever, self.name, artifact.backend)
+        artifact.identity = stable_hash([artifact.identity, rag.identity])[:16]
+        artifact.setup_seconds += rag.setup_seconds
+        artifact.setup_usd += rag.setup_usd
+        artifact.upkeep_usd_per_month += rag.upkeep_usd_per_month
+        artifact.info.update(rag.info)
+        return artifact
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        state = artifact.state["extra"]
-        return state["rag"].requests(state["artifact"], examples)
+        return retrieval_requests(artifact.state["task"], artifact.state["extra"], examples)
 
 
 # -- learning curve ------------------------------------------------------------------------------
@@ -303,7 +347,9 @@ class LearningCurve:
         return asdict(self)
 
 
-def fit_curve(ns: list[int], metrics: list[float], threshold: float, flat_tol: float = 0.01) -> dict[str, Any]:
+def fit_curve(
+    ns: list[int], metrics: list[float], threshold: float, flat_tol: float = 0.01
+) -> dict[str, Any]:
     """Fit metric(n); return model, params, flat, n_needed and a one-line message.
 
     Power law first (a - b n^-c with b > 0, a <= 1, c on a grid, a and b by least squares);
@@ -316,16 +362,26 @@ def fit_curve(ns: list[int], metrics: list[float], threshold: float, flat_tol: f
     best_n, best_y = int(n[-1]), float(y[-1])
     if best_y >= threshold:
         hit = int(min(k for k, v in zip(ns, metrics) if v >= threshold))
-        return {"model": "log-linear", "params": _loglinear(n, y), "flat": False, "n_needed": hit,
-                "message": f"the target is met already with {hit} train examples"}
+        return {
+            "model": "log-linear",
+            "params": _loglinear(n, y),
+            "flat": False,
+            "n_needed": hit,
+            "message": f"the target is met already with {hit} train examples",
+        }
     slope = _loglinear(n, y)["b"] if len(n) >= 2 else 0.0
     if len(n) < 2 or y.max() - y.min() < flat_tol or slope <= 0:
-        return {"model": "flat", "params": {"a": float(y.mean())}, "flat": True, "n_needed": None,
-                "message": f"the curve is flat ({y.min():.3f}..{y.max():.3f}): more examples of this kind "
-                           "are unlikely to reach the target; change the prompt, the data or the model"}
+        return {
+            "model": "flat",
+            "params": {"a": float(y.mean())},
+            "flat": True,
+            "n_needed": None,
+            "message": f"the curve is flat ({y.min():.3f}..{y.max():.3f}): more examples of this kind "
+            "are unlikely to reach the target; change the prompt, the data or the model",
+        }
     fit = None
     for c in np.geomspace(0.05, 3.0, 120):
-        X = np.stack([np.ones_like(n), -(n ** -c)], axis=1)
+        X = np.stack([np.ones_like(n), -(n**-c)], axis=1)
         (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
         if b <= 0 or a > 1.0:
             continue
@@ -336,16 +392,31 @@ def fit_curve(ns: list[int], metrics: list[float], threshold: float, flat_tol: f
         _, a, b, c = fit
         params = {"a": a, "b": b, "c": c}
         if a <= threshold:
-            return {"model": "power", "params": params, "flat": False, "n_needed": None,
-                    "message": f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
-                               "more data of this kind is unlikely to reach it"}
+            return {
+                "model": "power",
+                "params": params,
+                "flat": False,
+                "n_needed": None,
+                "message": f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
+                "more data of this kind is unlikely to reach it",
+            }
         needed = math.ceil((b / (a - threshold)) ** (1 / c))
-        return {"model": "power", "params": params, "flat": False, "n_needed": needed,
-                "message": _needed_message(needed, best_n)}
+        return {
+            "model": "power",
+            "params": params,
+            "flat": False,
+            "n_needed": needed,
+            "message": _needed_message(needed, best_n),
+        }
     params = _loglinear(n, y)
     needed = math.ceil(math.exp((threshold - params["a"]) / params["b"]))
-    return {"model": "log-linear", "params": params, "flat": False, "n_needed": needed,
-            "message": _needed_message(needed, best_n)}
+    return {
+        "model": "log-linear",
+        "params": params,
+        "flat": False,
+        "n_needed": needed,
+        "message": _needed_message(needed, best_n),
+    }
 
 
 def _loglinear(n: Any, y: Any) -> dict[str, float]:
@@ -385,8 +456,10 @@ def learning_curve(
     if not fractions or any(not 0 < f <= 1 for f in fractions):
         raise ValueError(f"`fractions` should lie in (0, 1], got {fractions}.")
     lever = lever or LoraLever()
-    options = options if isinstance(options, lever.options_model) else lever.options_model.model_validate(options)
-    data = _dataset(ctx)
+    options = (
+        options if isinstance(options, lever.options_model) else lever.options_model.model_validate(options)
+    )
+    data = ctx.data
     train, _ = guard_leakage(data.train, data.eval)
     shuffled = random.Random(getattr(options, "seed", 0)).sample(train, len(train))
     points = []
@@ -394,8 +467,13 @@ def learning_curve(
         subset = shuffled[: max(1, round(f * len(shuffled)))]
         artifact = lever.prepare_on(ctx, options, subset, data.eval)
         value = float(score_fn(artifact))
-        adapters.record_metrics(ctx.cache_dir, artifact.identity, {ctx.task.target.metric: value},
-                                task=ctx.task.name, eval_hash=data.hashes()["eval"])
+        adapters.record_metrics(
+            ctx.cache_dir,
+            artifact.identity,
+            {ctx.task.target.metric: value},
+            task=ctx.task.name,
+            eval_hash=data.hashes()["eval"],
+        )
         points.append(CurvePoint(f, len(subset), value, artifact.identity, artifact.setup_seconds))
         del artifact  # one merged model at a time
     target = ctx.task.target

@@ -46,17 +46,17 @@ class TrainConfig(BaseModel):
     warmup_steps: int = Field(10, ge=0, description="Linear warm-up steps before cosine decay.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay on LoRA weights.")
     epochs: int = Field(3, ge=1, description="Passes over the train split (capped by max_steps).")
-    max_steps: int = Field(300, ge=1, description="Hard cap on optimizer steps.")
+    max_steps: int = Field(200, ge=1, description="Hard cap on optimizer steps.")
     batch_size: int = Field(8, ge=1, description="Examples per optimizer step.")
-    max_len: int = Field(256, ge=8, description="Tokens per example; longer prompts lose their start.")
+    max_len: int = Field(
+        512, ge=8, description="Tokens per example; longer prompts lose their start (counted as truncated)."
+    )
     val_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of the train split held out for early stopping."
     )
     max_val: int = Field(128, ge=0, description="At most this many validation examples.")
     eval_every: int = Field(25, ge=1, description="Steps between validation-loss checks.")
-    patience: int = Field(
-        3, ge=1, description="Stop after this many checks without a lower validation loss."
-    )
+    patience: int = Field(3, ge=1, description="Stop after this many checks without a lower validation loss.")
     checkpoint_every: int = Field(25, ge=1, description="Steps between resumable checkpoints.")
     grad_clip: float = Field(1.0, gt=0, description="Clip the gradient norm to this value.")
     seed: int = Field(0, description="Seeds LoRA init, data order and dropout.")
@@ -282,9 +282,7 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(
-    ckpt: Path, peft_model: Any, optimizer: Any
-) -> tuple[dict, dict[str, Any] | None]:
+def load_checkpoint(ckpt: Path, peft_model: Any, optimizer: Any) -> tuple[dict, dict[str, Any] | None]:
     """Restore a checkpoint into the model and optimizer; return its state and best weights."""
     import torch
     from peft import set_peft_model_state_dict

@@ -1,0 +1,119 @@
+"""The lora levers end to end on the real model: train once, reuse, score through the shared paths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advisor.types import Example, GenerationParams
+from baselines import adapters
+from baselines.lora import LoraLever, LoraOptions, LoraRagLever, LoraRagOptions, guard_leakage
+
+TINY = {"max_len": 64, "batch_size": 4, "max_steps": 4, "eval_every": 2, "val_fraction": 0.25,
+        "learning_rate": 1e-3, "warmup_steps": 1}  # fmt: skip
+
+
+def _example(i: int, text: str) -> Example:
+    return Example(id=f"x{i}", input=text, output="LOC", fields={"input": text}, source=f"t:{i}", hash=str(i))
+
+
+def test_leakage_guard_drops_train_inputs_that_are_in_eval():
+    eval_ = [_example(0, "Where is Kyoto ?")]
+    train = [_example(1, "  where IS   kyoto ? "), _example(2, "Where is Osaka ?")]
+    kept, removed = guard_leakage(train, eval_)
+    assert [e.id for e in kept] == ["x2"] and removed == 1
+
+
+def test_options_name_a_typo_and_the_version_follows_every_input():
+    with pytest.raises(ValueError, match="rank"):
+        LoraOptions.model_validate({"rank": 4})
+    with pytest.raises(ValueError, match="k"):
+        LoraRagOptions.model_validate({"rag": {"k": 0}})
+    v = adapters.adapter_version("base@1", "data1", LoraOptions().model_dump(mode="json"))
+    assert v == adapters.adapter_version("base@1", "data1", LoraOptions().model_dump(mode="json"))
+    assert v != adapters.adapter_version("base@2", "data1", LoraOptions().model_dump(mode="json"))
+    assert v != adapters.adapter_version("base@1", "data2", LoraOptions().model_dump(mode="json"))
+    assert v != adapters.adapter_version("base@1", "data1", LoraOptions(r=4).model_dump(mode="json"))
+
+
+@pytest.mark.slow
+def test_lever_trains_once_then_reuses_the_versioned_adapter(make_task, make_context, tmp_path, monkeypatch):
+    task = make_task(tmp_path / "task", leaked=2, lever_options={"lora": TINY})
+    bars: list[tuple[str, int, int, str | None]] = []
+
+    def progress(description, total):
+        return lambda done, total, description=None: bars.append((description, done, total, description))
+
+    ctx = make_context(task, tmp_path, progress)
+    lever = LoraLever()
+    options = lever.options_model.model_validate(task.lever_options["lora"])
+    first = lever.prepare(ctx, options)
+
+    info = first.info
+    assert not info["reused"] and info["steps_run"] == 4 and info["steps"] == 4
+    assert info["leakage_removed"] == 2 and info["n_train"] + info["n_val"] == 16
+    assert info["best_val_loss"] < info["initial_val_loss"]
+    assert len(bars) == 4 and "loss" in bars[-1][3] and "steps/s" in bars[-1][3]
+    train_usd = info["train_seconds"] / 3600 * 0.36
+    assert first.setup_usd == pytest.approx(train_usd + 100 * 0.5)
+    assert first.upkeep_usd_per_month == pytest.approx(2 * train_usd)
+    assert first.backend.identity.endswith("+" + first.identity)
+
+    path = adapters.adapter_path(ctx.cache_dir, first.identity)
+    meta = json.loads((path / "meta.json").read_text())
+    assert meta["base_model"] == ctx.base_backend().identity and meta["config"]["r"] == 8
+    assert (path / "adapter_config.json").is_file() and not list((path / "checkpoints").glob("ckpt-*"))
+
+    # Classification goes through score_options, as for the prompt levers.
+    requests = lever.requests(first, ctx.data.eval)
+    assert requests[0].options == task.labels
+    tuned = first.backend.score_options(requests, GenerationParams())
+    base = ctx.base_backend().score_options(requests, GenerationParams())
+    assert all(g.text in task.labels for g in tuned)
+    assert [g.option_scores for g in tuned] != [g.option_scores for g in base]
+
+    adapters.record_metrics(ctx.cache_dir, first.identity, {"accuracy": 0.5}, task=task.name)
+    [row] = adapters.list_adapters(ctx.cache_dir)
+    assert row["version"] == first.identity and row["status"] == "ready" and row["size_bytes"] > 100_000
+    assert row["data_hash"] == info["data_hash"] and row["metrics"] == {"accuracy": 0.5} and row["created"]
+
+    # An unchanged rerun reuses the adapter: no training step runs.
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("baselines.lora.train_lora", no_training)
+    bars.clear()
+    second = lever.prepare(ctx, options)
+    assert second.info["reused"] and second.info["steps_run"] == 0 and not bars
+    assert second.identity == first.identity and second.setup_usd == pytest.approx(first.setup_usd)
+    again = second.backend.score_options(requests, GenerationParams())
+    assert [g.option_scores for g in again] == [g.option_scores for g in tuned]
+
+
+@pytest.mark.slow
+def test_lora_rag_trains_with_retrieved_examples_but_never_an_example_itself(
+    make_task, make_context, tmp_path
+):
+    from advisor.prompting import render_user
+    from baselines.rag import RagOptions, prepare_retriever
+
+    task = make_task(tmp_path / "task", levers=("lora-rag",),
+                     lever_options={"lora-rag": {**TINY, "max_steps": 2, "rag": {"source": "examples", "k": 2}}})  # fmt: skip
+    ctx = make_context(task, tmp_path)
+    lever = LoraRagLever()
+    retriever = prepare_retriever(ctx, RagOptions(source="examples", k=2), lever.name)
+    train = ctx.data.train[:4]
+    for ex, messages in zip(train, lever.training_messages(ctx, retriever, train)):
+        user = messages[-1]["content"]
+        assert "Solved examples" in user and user.count("\nAnswer:") == 2
+        assert f"{render_user(task, ex)}\nAnswer:" not in user  # its own answer would teach copying
+
+    options = lever.options_model.model_validate(task.lever_options["lora-rag"])
+    artifact = lever.prepare(ctx, options)
+    assert artifact.info["steps"] == 2 and artifact.info["source"] == "examples"
+    assert artifact.identity != artifact.info["adapter"]  # the index is part of the identity
+    requests = lever.requests(artifact, ctx.data.eval)
+    assert "Solved examples" in requests[0].messages[-1]["content"] and requests[0].context["sources"]
+    [g] = artifact.backend.score_options(requests[:1], GenerationParams())
+    assert g.text in task.labels
