@@ -180,7 +180,8 @@ class KnowledgeIndex:
         wanted = {c.id: c for c in chunk_documents(documents, self.chunking)}
         existing = self.chunk_ids()
         stale = sorted(existing - wanted.keys())
-        new = [c for cid, c in wanted.items() if cid not in existing]
+        # Length-sorted, so each batch pads little: as fast as one encode over everything.
+        new = sorted((c for cid, c in wanted.items() if cid not in existing), key=lambda c: len(c.text))
 
         with self._guard():
             for i in range(0, len(stale), ADD_BATCH):
