@@ -201,8 +201,10 @@ def rag_artifact(ctx: LeverContext, options: RagOptions, retriever: Retriever, n
                   "bytes": retriever.index.size_bytes(), "chroma_url": options.chroma_url,
                   "embedder": retriever.index.embedder.identity, "sync_seconds": retriever.sync_seconds},
     }
+    # The index's content is not part of the identity: each request carries the text it retrieved,
+    # so a knowledge update recomputes exactly the questions whose retrieved chunks changed.
     identity = stable_hash([name, options.model_dump(mode="json", exclude={"index_dir", "chroma_url"}),
-                            retriever.stats.content_hash, retriever.index.embedder.identity, extra_identity])[:16]
+                            retriever.index.embedder.identity, extra_identity])[:16]
     return Artifact(
         lever=name,
         identity=identity,
