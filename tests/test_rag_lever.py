@@ -112,3 +112,34 @@ def test_rag_over_examples_for_classification_never_shows_eval(trec_small, tmp_p
     for p in rag.predictions:
         assert set(p.context["sources"]) <= train_ids and not set(p.context["sources"]) & eval_ids
     assert all(p.output in {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"} for p in rag.predictions)
+
+
+def test_rag_through_a_chroma_server_matches_the_embedded_store(trec_small, tmp_path, hf_backend, chroma_server):
+    """A team's shared index: the same lever against `chroma run`, same retrieval as embedded."""
+    def run(opts, where):
+        overrides = {"levers": ["rag"], "lever_options": {"rag": {"k": 3, **opts}}}
+        runner = Runner(load_task(trec_small, overrides), tmp_path / where, cache_dir=tmp_path / "cache",
+                        limit=4, latency_probe=0)
+        runner._backend = hf_backend
+        try:
+            return runner.run().levers[0]
+        finally:
+            runner.store.close()
+
+    served = run({"chroma_url": chroma_server}, "served")
+    local = run({}, "local")
+    assert served.artifact.info["index"]["chroma_url"] == chroma_server
+    assert served.artifact.info["index"]["bytes"] is None  # a server's disk is not ours to measure
+    assert [p.context["sources"] for p in served.predictions] == [p.context["sources"] for p in local.predictions]
+    assert [p.output for p in served.predictions] == [p.output for p in local.predictions]
+
+
+def test_unreachable_chroma_server_is_bad_input(trec_small, tmp_path):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    r = CliRunner().invoke(main, ["run", str(trec_small), "--out", str(tmp_path / "o"), "--lever", "rag",
+                                  "--set", "levers=[rag]", "--set", "lever_options={rag: {chroma_url: 'http://127.0.0.1:9'}}"])
+    assert r.exit_code == 2, r.output
+    assert "cannot reach the Chroma server at http://127.0.0.1:9" in r.output

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from advisor.knowledge.documents import Document
-
-SERVER_START_TIMEOUT_S = 60.0
 
 
 @pytest.fixture(scope="session")
@@ -25,54 +15,6 @@ def embedder():
     emb = Embedder()
     emb.encode(["warm up"])  # load now, so the first test does not pay for it
     return emb
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _heartbeat(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session")
-def chroma_server(tmp_path_factory) -> Iterator[str]:
-    """A real Chroma server on a free local port; yields its URL and stops it afterwards."""
-    exe = Path(sys.executable).with_name("chroma")
-    if not exe.exists():
-        pytest.fail(f"the `chroma` executable is not next to {sys.executable}; reinstall chromadb")
-    data = tmp_path_factory.mktemp("chroma-server")
-    log_path = data.parent / "chroma-server.log"
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(exe), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while not _heartbeat(url):
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"chroma run did not answer within {SERVER_START_TIMEOUT_S:.0f} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()  # SIGTERM to this pid only; the server shuts down cleanly on it
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 # Five documents on unrelated topics, so an obvious query has one right answer.
