@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 from importlib.metadata import entry_points
-
 from typing import Any
 
 from pydantic import BaseModel, ValidationError

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from advisor.scoring import normalize_answer, parse_json_object, parse_output, score, token_f1
 from advisor.spec import parse_task
-from pathlib import Path
 
 
 def _task(kind, metric, labels=None):
