@@ -7,7 +7,8 @@ Both loops train the same LoRA (r=8 on q/k/v/o) on the same model, the same exam
 the answer tokens only. The reference is what one writes from the peft docs: shuffle,
 pad each batch to its longest row, `model(**batch, labels=labels).loss`, backward, step.
 advise's loop (`baselines.lora_train.train_lora`, validation and checkpoints off) adds
-length bucketing and projects to the vocabulary only at answer positions.
+length bucketing, runs the prompt prefix a batch shares once, and projects to the
+vocabulary only at answer positions.
 
 Prints non-pad tokens per second for each (best round), the ratio (goal >= 1.0), padding
 share, and peak memory above the loaded model (RSS sampled every 10 ms; CUDA: max allocated).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import gc
 import math
 import os
@@ -40,6 +42,13 @@ from baselines.lora_train import IGNORE, TrainConfig, collate, encode, train_lor
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_tasks"
 
 
+def release_free_memory() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -50,6 +59,7 @@ class PeakMemory:
 
     def __enter__(self) -> PeakMemory:
         gc.collect()
+        release_free_memory()  # freed memory of an earlier round would hide this round's growth
         self.cuda = torch.cuda.is_available()
         if self.cuda:
             torch.cuda.reset_peak_memory_stats()
