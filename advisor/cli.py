@@ -99,6 +99,16 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise InputError(f"expected fractions like 0.25,0.5,1.0, got '{text}'", field="--learning-curve") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise InputError(f"fractions must lie in (0, 1], got '{text}'", field="--learning-curve")
+    return values
+
+
 @contextmanager
 def _about(task_file: Path) -> Iterator[None]:
     """Errors about a task setting (a lever, an option) name the task file they came from."""
@@ -131,9 +141,12 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Eval items sent one at a time to measure serving latency.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars or scorecard; still writes results.json.")
+@click.option("--learning-curve", "curve", is_flag=False, flag_value="0.25,0.5,1.0", default=None,
+              metavar="FRACTIONS", help="Also train fine-tuning levers on fractions of train (default "
+              "0.25,0.5,1.0), fit a curve and say how many examples the target needs.")
 @set_opt
 def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int | None, json_path: Path | None,
-        latency_probe: int, batch_size: int, quiet: bool, sets: tuple[str, ...]) -> None:
+        latency_probe: int, batch_size: int, quiet: bool, curve: str | None, sets: tuple[str, ...]) -> None:
     """Run the task's levers cheapest first and recommend one."""
     from advisor.report.scorecard import print_results
     from advisor.runner import Runner
@@ -149,6 +162,9 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
                             params=params, console=None if quiet else console)
             try:
                 result = runner.run(list(levers) or None, task_file=task_file)
+                if curve:
+                    result.extras["learning_curves"] = runner.learning_curves(
+                        [lv.name for lv in result.levers], _fractions(curve))
             finally:
                 runner.store.close()
     path = result.write(workdir / "results.json")
@@ -218,6 +234,34 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
                     )
             finally:
                 runner.store.close()
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def adapters(as_json: bool) -> None:
+    """List the fine-tuned adapters in the cache: version, size, data hash, metrics, date."""
+    from rich.table import Table
+
+    from advisor.backends.hf import default_cache_dir
+    from advisor.registry import load_lever
+
+    lever = load_lever("lora")  # through the registry, like any lever
+    rows = lever.artifacts(default_cache_dir())  # type: ignore[attr-defined]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"adapters in {default_cache_dir() / 'adapters'}", title_justify="left")
+    for col in ("version", "task", "lever", "size", "data", "n_train", "steps", "best val loss", "metrics", "created"):
+        table.add_column(col, no_wrap=col in {"version", "created"})
+    for r in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("metrics") or {}).items()
+                            if isinstance(v, (int, float)))
+        table.add_row(str(r.get("version")), str(r.get("task", "")), str(r.get("lever", "")),
+                      f"{(r.get('size_bytes') or 0) / 1e6:.1f} MB", str(r.get("data_hash", "")),
+                      str(r.get("n_train", "")), str(r.get("steps", "")),
+                      f"{r['best_val_loss']:.3f}" if isinstance(r.get("best_val_loss"), float) else "–",
+                      metrics or "–", str(r.get("created", ""))[:19])
+    Console().print(table if rows else "No adapters yet: run a task with the lora lever.")
 
 
 @main.command()

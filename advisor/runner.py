@@ -298,8 +298,30 @@ class Runner:
         cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),
                           self.task.costs)
         meets = metrics[self.task.target.metric].value >= self.task.target.threshold
+        record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
+        if record:
+            record(self.context(lever), artifact, {k: iv.value for k, iv in metrics.items()})
         return LeverResult(lever.name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
                            metrics, cost, meets, computed)
+
+    def score_artifact(self, lever: Lever, artifact: Artifact) -> float:
+        """The target metric of an artifact on the eval set (answers cached like any others)."""
+        predictions, _, _ = self.predict(lever, artifact)
+        scores = score(self.task, [ex.output for ex in self.data.eval], [p.output for p in predictions])
+        return scores.aggregate[self.task.target.metric]
+
+    def learning_curves(self, lever_names: list[str], fractions: tuple[float, ...]) -> dict[str, Any]:
+        """For each named lever that can (`learning_curve`), metric against train size and a fit."""
+        out: dict[str, Any] = {}
+        for lever in load_levers(lever_names):
+            curve_fn = getattr(lever, "learning_curve", None)
+            if curve_fn is None:
+                continue
+            options = self.lever_options(lever)
+            curve = curve_fn(self.context(lever), options, fractions,
+                             lambda art, lever=lever: self.score_artifact(lever, art))
+            out[lever.name] = curve.as_dict()
+        return out
 
     def run(self, lever_names: list[str] | None = None, task_file: Path | None = None,
             on_lever: Callable[[LeverResult], None] | None = None) -> RunResult:
