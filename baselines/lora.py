@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -247,6 +248,33 @@ class LoraLever:
         task: Task = artifact.state["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
 
+    # -- beyond the Lever protocol: what the CLI and runner ask of a fine-tuning lever ------------
+
+    def artifacts(self, cache_dir: Path) -> list[dict[str, Any]]:
+        """The adapters in the store (`advise adapters`)."""
+        return adapters.list_adapters(cache_dir)
+
+    def record_metrics(self, ctx: LeverContext, artifact: Artifact, metrics: dict[str, float]) -> None:
+        """Keep an artifact's eval scores beside its adapter, so `advise adapters` shows them."""
+        adapters.record_metrics(
+            ctx.cache_dir,
+            artifact.info["adapter"],
+            metrics,
+            task=ctx.task.name,
+            lever=self.name,
+            eval_hash=ctx.data.hashes()["eval"],
+        )
+
+    def learning_curve(
+        self,
+        ctx: LeverContext,
+        options: BaseModel,
+        fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
+        score_fn: Callable[[Artifact], float] | None = None,
+    ) -> LearningCurve:
+        """See `learning_curve` (module level); trains this lever at each fraction."""
+        return learning_curve(ctx, options, fractions, score_fn, lever=self)
+
 
 # -- lora + rag ----------------------------------------------------------------------------------
 
@@ -348,39 +376,50 @@ class LearningCurve:
 
 
 def fit_curve(
-    ns: list[int], metrics: list[float], threshold: float, flat_tol: float = 0.01
+    ns: list[int], metrics: list[float], threshold: float, n_eval: int | None = None, flat_tol: float = 0.01
 ) -> dict[str, Any]:
     """Fit metric(n); return model, params, flat, n_needed and a one-line message.
 
-    Power law first (a - b n^-c with b > 0, a <= 1, c on a grid, a and b by least squares);
-    log-linear when no power law fits; flat when the metric moves less than `flat_tol` or falls.
+    Flat when the metric rises by less than the eval set's noise (one binomial standard error
+    at `n_eval` items, at least `flat_tol`) or falls. Otherwise a power law a - b n^-c (b > 0,
+    a <= 1; c on a grid, a and b by least squares) when there are 3 or more sizes, else or
+    when no power law fits, log-linear a + b ln n.
     """
     import numpy as np
 
-    n = np.asarray(ns, dtype=float)
-    y = np.asarray(metrics, dtype=float)
-    best_n, best_y = int(n[-1]), float(y[-1])
-    if best_y >= threshold:
-        hit = int(min(k for k, v in zip(ns, metrics) if v >= threshold))
+    order = np.argsort(ns)
+    n = np.asarray(ns, dtype=float)[order]
+    y = np.asarray(metrics, dtype=float)[order]
+    have = int(n[-1])
+
+    def result(model: str, params: dict[str, float], needed: int | None, message: str) -> dict[str, Any]:
         return {
-            "model": "log-linear",
-            "params": _loglinear(n, y),
-            "flat": False,
-            "n_needed": hit,
-            "message": f"the target is met already with {hit} train examples",
+            "model": model,
+            "params": params,
+            "flat": model == "flat",
+            "n_needed": needed,
+            "message": message,
         }
-    slope = _loglinear(n, y)["b"] if len(n) >= 2 else 0.0
-    if len(n) < 2 or y.max() - y.min() < flat_tol or slope <= 0:
-        return {
-            "model": "flat",
-            "params": {"a": float(y.mean())},
-            "flat": True,
-            "n_needed": None,
-            "message": f"the curve is flat ({y.min():.3f}..{y.max():.3f}): more examples of this kind "
-            "are unlikely to reach the target; change the prompt, the data or the model",
-        }
+
+    if y[-1] >= threshold:
+        hit = int(min(k for k, v in zip(n, y) if v >= threshold))
+        return result(
+            "log-linear", _loglinear(n, y), hit, f"the target is met already with {hit} train examples"
+        )
+    p = float(np.clip(y[-1], 0.0, 1.0))
+    noise = max(flat_tol, math.sqrt(p * (1 - p) / n_eval) if n_eval else 0.0)
+    rise = float(y[-1] - y[0])
+    if len(n) < 2 or rise < noise or _loglinear(n, y)["b"] <= 0:
+        return result(
+            "flat",
+            {"a": float(y.mean())},
+            None,
+            f"the curve is flat ({y[0]:.3f} -> {y[-1]:.3f} from {int(n[0])} to {have} examples, within the "
+            f"eval noise of +-{noise:.3f}): more examples of this kind are unlikely to reach the target; "
+            "change the prompt, the data or the model",
+        )
     fit = None
-    for c in np.geomspace(0.05, 3.0, 120):
+    for c in np.geomspace(0.05, 3.0, 120) if len(n) >= 3 else ():
         X = np.stack([np.ones_like(n), -(n**-c)], axis=1)
         (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
         if b <= 0 or a > 1.0:
@@ -392,31 +431,18 @@ def fit_curve(
         _, a, b, c = fit
         params = {"a": a, "b": b, "c": c}
         if a <= threshold:
-            return {
-                "model": "power",
-                "params": params,
-                "flat": False,
-                "n_needed": None,
-                "message": f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
+            return result(
+                "power",
+                params,
+                None,
+                f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
                 "more data of this kind is unlikely to reach it",
-            }
+            )
         needed = math.ceil((b / (a - threshold)) ** (1 / c))
-        return {
-            "model": "power",
-            "params": params,
-            "flat": False,
-            "n_needed": needed,
-            "message": _needed_message(needed, best_n),
-        }
+        return result("power", params, needed, _needed_message(needed, have))
     params = _loglinear(n, y)
-    needed = math.ceil(math.exp((threshold - params["a"]) / params["b"]))
-    return {
-        "model": "log-linear",
-        "params": params,
-        "flat": False,
-        "n_needed": needed,
-        "message": _needed_message(needed, best_n),
-    }
+    needed = math.ceil(math.exp(min((threshold - params["a"]) / params["b"], 700.0)))
+    return result("log-linear", params, needed, _needed_message(needed, have))
 
 
 def _loglinear(n: Any, y: Any) -> dict[str, float]:
@@ -446,7 +472,8 @@ def learning_curve(
 
     `score_fn(artifact) -> float` scores an artifact on the eval split with the shared scorer
     (build its requests with `lever.requests(artifact, eval_examples)`). Subsets are nested
-    (a seeded shuffle, then prefixes), so a larger subset holds every smaller one.
+    (a seeded draw), so a larger subset holds every smaller one; the fraction 1.0 reuses the
+    adapter `prepare` made.
 
         curve = learning_curve(ctx, LoraOptions(), score_fn=lambda art: accuracy_of(art))
         curve.n_needed, curve.message
@@ -461,21 +488,23 @@ def learning_curve(
     )
     data = ctx.data
     train, _ = guard_leakage(data.train, data.eval)
-    shuffled = random.Random(getattr(options, "seed", 0)).sample(train, len(train))
+    # A seeded draw order; each subset keeps the file order, so the full fraction is the same
+    # training data as `prepare` and reuses its adapter.
+    rank = {
+        i: r
+        for r, i in enumerate(
+            random.Random(getattr(options, "seed", 0)).sample(range(len(train)), len(train))
+        )
+    }
     points = []
     for f in sorted(set(fractions)):
-        subset = shuffled[: max(1, round(f * len(shuffled)))]
+        size = max(1, round(f * len(train)))
+        subset = [ex for i, ex in enumerate(train) if rank[i] < size]
         artifact = lever.prepare_on(ctx, options, subset, data.eval)
         value = float(score_fn(artifact))
-        adapters.record_metrics(
-            ctx.cache_dir,
-            artifact.identity,
-            {ctx.task.target.metric: value},
-            task=ctx.task.name,
-            eval_hash=data.hashes()["eval"],
-        )
-        points.append(CurvePoint(f, len(subset), value, artifact.identity, artifact.setup_seconds))
+        lever.record_metrics(ctx, artifact, {ctx.task.target.metric: value})
+        points.append(CurvePoint(f, len(subset), value, artifact.info["adapter"], artifact.setup_seconds))
         del artifact  # one merged model at a time
     target = ctx.task.target
-    fit = fit_curve([p.n_train for p in points], [p.metric for p in points], target.threshold)
+    fit = fit_curve([p.n_train for p in points], [p.metric for p in points], target.threshold, len(data.eval))
     return LearningCurve(metric=target.metric, threshold=target.threshold, points=points, **fit)

@@ -54,3 +54,10 @@ def test_learning_curve_trains_nested_subsets_and_records_their_scores(make_task
     rows = {r["version"]: r for r in adapters.list_adapters(ctx.cache_dir)}
     for p in curve.points:
         assert rows[p.adapter]["metrics"] == {"accuracy": p.metric}
+
+
+def test_a_rise_within_the_eval_noise_is_flat_and_two_sizes_fit_log_linear():
+    # One more right answer in 60 is noise, not a trend.
+    assert fit_curve([100, 200], [10 / 60, 11 / 60], threshold=0.8, n_eval=60)["flat"]
+    fit = fit_curve([100, 200], [0.3, 0.5], threshold=0.8, n_eval=60)
+    assert fit["model"] == "log-linear" and fit["n_needed"] == pytest.approx(565, rel=0.02)
