@@ -460,3 +460,5 @@ def clear_checkpoints(run_dir: Path) -> None:
     """Remove checkpoints once the final adapter is saved; they are only for resuming."""
     for p in list(run_dir.glob("ckpt-*")) + list(run_dir.glob(".ckpt-*")):
         shutil.rmtree(p, ignore_errors=True)
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()

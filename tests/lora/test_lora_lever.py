@@ -63,7 +63,7 @@ def test_lever_trains_once_then_reuses_the_versioned_adapter(make_task, make_con
     path = adapters.adapter_path(ctx.cache_dir, first.identity)
     meta = json.loads((path / "meta.json").read_text())
     assert meta["base_model"] == ctx.base_backend().identity and meta["config"]["r"] == 8
-    assert (path / "adapter_config.json").is_file() and not list((path / "checkpoints").glob("ckpt-*"))
+    assert (path / "adapter_config.json").is_file() and not (path / "checkpoints").exists()
 
     # Classification goes through score_options, as for the prompt levers.
     requests = lever.requests(first, ctx.data.eval)
