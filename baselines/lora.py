@@ -282,6 +282,9 @@ class LoraLever:
 class LoraRagOptions(TrainConfig):
     """`lever_options.lora-rag`: the training settings plus the retrieval settings under `rag`."""
 
+    max_len: int = Field(
+        1024, ge=8, description="Tokens per example; retrieved context makes prompts long (see truncated)."
+    )
     rag: RagOptions = Field(
         default_factory=RagOptions, description="Retrieval settings, as under lever_options.rag."
     )
