@@ -26,27 +26,20 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from advisor.data import normalize_text, stable_hash
+from advisor.data import remove_leakage, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages
 from advisor.spec import Task
 from advisor.types import Artifact, Example, LeverContext, Request
 from baselines import adapters
 from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, train_lora
-from baselines.rag import RagOptions, Retriever, prepare_retriever, rag_artifact, retrieval_requests
+from baselines.rag import RagOptions, prepare_retriever, rag_artifact, retrieval_requests
 
 Messages = list[dict[str, str]]
 
 
 class LoraOptions(TrainConfig):
     """`lever_options.lora`: the training settings (all optional; the defaults suit a CPU)."""
-
-
-def guard_leakage(train: list[Example], eval_: list[Example]) -> tuple[list[Example], int]:
-    """Drop train examples whose normalized input is also an eval input; return how many went."""
-    eval_inputs = {normalize_text(e.input) for e in eval_}
-    kept = [e for e in train if normalize_text(e.input) not in eval_inputs]
-    return kept, len(train) - len(kept)
 
 
 def _local_model(ctx: LeverContext) -> tuple[Any, Any]:
@@ -226,7 +219,8 @@ class LoraLever:
     ) -> Artifact:
         """`prepare` on a given train list (the learning curve passes subsets)."""
         assert isinstance(options, TrainConfig)
-        train, removed = guard_leakage(train, eval_)
+        train, removed_ids = remove_leakage(train, eval_)
+        removed = len(removed_ids)
         state = self.prepare_state(ctx, options)
         messages = self.training_messages(ctx, state, train)
         pairs = [(m, answer_text(ctx.task, ex.output)) for m, ex in zip(messages, train)]
@@ -290,27 +284,6 @@ class LoraRagOptions(TrainConfig):
     )
 
 
-class _WithoutSelf:
-    """A retriever that never hands a train example itself as context (it would teach copying)."""
-
-    def __init__(self, retriever: Retriever) -> None:
-        self._retriever = retriever
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._retriever, name)
-
-    def retrieve(self, examples: list[Example]) -> tuple[list[list[Any]], float]:
-        r = self._retriever
-        if r.source != "examples":
-            return r.retrieve(examples)
-        start = time.perf_counter()
-        hits = r.index.query([ex.input for ex in examples], k=r.options.k + 1)
-        kept = [
-            [h for h in found if h.source_id != ex.id][: r.options.k] for ex, found in zip(examples, hits)
-        ]
-        return kept, (time.perf_counter() - start) / max(len(examples), 1)
-
-
 class LoraRagLever(LoraLever):
     """LoRA trained and queried with retrieved context in the prompt, built as the rag lever builds it."""
 
@@ -323,7 +296,7 @@ class LoraRagLever(LoraLever):
         return prepare_retriever(ctx, options.rag, self.name)
 
     def training_messages(self, ctx: LeverContext, retriever: Any, examples: list[Example]) -> list[Messages]:
-        return [r.messages for r in retrieval_requests(ctx.task, _WithoutSelf(retriever), examples)]
+        return [r.messages for r in retrieval_requests(ctx.task, retriever, examples, exclude_self=True)]
 
     def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, retriever: Any) -> Artifact:
         """Add the index to the adapter: its cost, its upkeep, its identity."""
@@ -490,7 +463,7 @@ def learning_curve(
         options if isinstance(options, lever.options_model) else lever.options_model.model_validate(options)
     )
     data = ctx.data
-    train, _ = guard_leakage(data.train, data.eval)
+    train, _ = remove_leakage(data.train, data.eval)
     # A seeded draw order; each subset keeps the file order, so the full fraction is the same
     # training data as `prepare` and reuses its adapter.
     rank = {

@@ -103,9 +103,18 @@ class Retriever:
         self.index.embedder.encode(sample)
         return (time.perf_counter() - start) / len(sample), f"{len(sample)} chunks timed (index was up to date)"
 
-    def retrieve(self, examples: list[Example]) -> tuple[list[list[Any]], float]:
+    def retrieve(self, examples: list[Example], exclude_self: bool = False) -> tuple[list[list[Any]], float]:
+        """The k best hits per example, and the retrieval seconds per example.
+
+        `exclude_self` (training with retrieved train examples) drops a train example's own
+        entry from its hits, which would otherwise teach the model to copy.
+        """
+        k = self.options.k
+        exclude_self = exclude_self and self.source == "examples"
         start = time.perf_counter()
-        hits = self.index.query([ex.input for ex in examples], k=self.options.k)
+        hits = self.index.query([ex.input for ex in examples], k=k + 1 if exclude_self else k)
+        if exclude_self:
+            hits = [[h for h in found if h.source_id != ex.id][:k] for ex, found in zip(examples, hits)]
         return hits, (time.perf_counter() - start) / max(len(examples), 1)
 
     def context_text(self, hits: list[Any]) -> str:
@@ -144,9 +153,9 @@ def prepare_retriever(ctx: LeverContext, options: RagOptions, name: str) -> Retr
 
 
 def retrieval_requests(task: Task, retriever: Retriever, examples: list[Example],
-                       shots_for: Any = None) -> list[Request]:
-    """Requests with retrieved context; `shots_for(example)` adds fixed few-shot turns if given."""
-    hits, seconds = retriever.retrieve(examples)
+                       exclude_self: bool = False) -> list[Request]:
+    """Requests with retrieved context (see `Retriever.retrieve` for `exclude_self`)."""
+    hits, seconds = retriever.retrieve(examples, exclude_self)
     out = []
     for ex, found in zip(examples, hits):
         context = {

@@ -6,9 +6,10 @@ import json
 
 import pytest
 
+from advisor.data import remove_leakage
 from advisor.types import Example, GenerationParams
 from baselines import adapters
-from baselines.lora import LoraLever, LoraOptions, LoraRagLever, LoraRagOptions, guard_leakage
+from baselines.lora import LoraLever, LoraOptions, LoraRagLever, LoraRagOptions
 
 TINY = {"max_len": 64, "batch_size": 4, "max_steps": 4, "eval_every": 2, "val_fraction": 0.25,
         "learning_rate": 1e-3, "warmup_steps": 1}  # fmt: skip
@@ -21,8 +22,8 @@ def _example(i: int, text: str) -> Example:
 def test_leakage_guard_drops_train_inputs_that_are_in_eval():
     eval_ = [_example(0, "Where is Kyoto ?")]
     train = [_example(1, "  where IS   kyoto ? "), _example(2, "Where is Osaka ?")]
-    kept, removed = guard_leakage(train, eval_)
-    assert [e.id for e in kept] == ["x2"] and removed == 1
+    kept, removed = remove_leakage(train, eval_)
+    assert [e.id for e in kept] == ["x2"] and removed == ["x1"]
 
 
 def test_options_name_a_typo_and_the_version_follows_every_input():
