@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check advisor baselines tests bench
+	$(VENV)/bin/ruff check advisor baselines tests bench sample_tasks
 
 bench: setup
 	$(PY) bench/bench_prompt.py

