@@ -97,6 +97,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
+    os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads it at import: no GGUF-conversion bar
 
 
 def _fractions(text: str) -> tuple[float, ...]:

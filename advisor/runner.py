@@ -193,7 +193,10 @@ class Runner:
         if self._backend is None:
             from advisor.backends import make_backend
 
+            # The first run on a machine also converts the embedded model (about 20 s): say so.
+            advance = self.progress(f"loading {self.task.model}", 1)
             self._backend = make_backend(self.task, self.cache_dir)
+            advance(1, 1)
         return self._backend
 
     def context(self, lever: Lever) -> LeverContext:
