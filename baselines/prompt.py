@@ -67,26 +67,6 @@ def pick_fixed(task: Task, pool: list[Example], k: int) -> list[Example]:
     return picked
 
 
-class SimilarExamples:
-    """Nearest train examples by cosine similarity of sentence embeddings (exact search)."""
-
-    def __init__(self, pool: list[Example], embedding: str) -> None:
-        from advisor.knowledge.embeddings import Embedder
-
-        self.pool = pool
-        self.embedder = Embedder(embedding)
-        self.vectors = self.embedder.encode([ex.input for ex in pool])
-
-    def nearest(self, examples: list[Example], k: int) -> list[list[Example]]:
-        import numpy as np
-
-        queries = self.embedder.encode([ex.input for ex in examples])
-        sims = queries @ self.vectors.T
-        top = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-        # Most similar last: nearest to the question the model answers next.
-        return [[self.pool[j] for j in reversed(row)] for row in top.tolist()]
-
-
 class FewShotLever:
     """k labelled train examples as earlier chat turns."""
 
@@ -104,8 +84,14 @@ class FewShotLever:
         info: dict[str, Any] = {"k": options.k, "selection": options.selection}
         state: dict[str, Any] = {"task": ctx.task, "options": options}
         if options.selection == "similar":
-            state["similar"] = similar = SimilarExamples(pool, options.embedding)
-            ident = [self.name, options.model_dump(), similar.embedder.identity, [e.hash for e in pool]]
+            # The rag lever's retriever over labelled train examples: a Chroma index that is
+            # embedded once and refreshed incrementally, shared with `rag` when its settings match.
+            from baselines.rag import RagOptions, prepare_retriever
+
+            rag = RagOptions(k=options.k, source="examples", embedding=options.embedding)
+            state["similar"] = retriever = prepare_retriever(ctx, rag, self.name)
+            ident = [self.name, options.model_dump(), retriever.index.embedder.identity, [e.hash for e in pool]]
+            info["index"] = retriever.index.collection_name
         else:
             if options.selection == "fixed":
                 shots = pick_fixed(ctx.task, pool, options.k)
@@ -119,12 +105,15 @@ class FewShotLever:
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         task: Task = artifact.state["task"]
-        options: FewShotOptions = artifact.state["options"]
+        seconds = 0.0
         if "similar" in artifact.state:
-            shot_lists = artifact.state["similar"].nearest(examples, options.k)
+            retriever = artifact.state["similar"]
+            hits, seconds = retriever.retrieve(examples)
+            shot_lists = [retriever.shots(found) for found in hits]
         else:
             shot_lists = [artifact.state["shots"]] * len(examples)
         return [
-            make_request(task, ex, render_messages(task, ex, shots), shots=[s.id for s in shots])
+            make_request(task, ex, render_messages(task, ex, shots), shots=[s.id for s in shots],
+                         **({"prep_seconds": seconds} if seconds else {}))
             for ex, shots in zip(examples, shot_lists)
         ]

@@ -128,8 +128,10 @@ class Retriever:
         return "\n\n".join(parts)
 
     def shots(self, hits: list[Any]) -> list[Example]:
-        # Most similar last: nearest to the question the model answers next.
-        return [self.pool[h.source_id] for h in reversed(hits) if h.source_id in self.pool]
+        """The train examples behind the hits, once each (a long input spans chunks), most similar last:
+        nearest to the question the model answers next."""
+        ids = list(dict.fromkeys(h.source_id for h in hits if h.source_id in self.pool))
+        return [self.pool[i] for i in reversed(ids)]
 
 
 def retrieval_scores(example: Example, hits: list[Any], k: int) -> dict[str, float]:

@@ -49,3 +49,34 @@ def test_fixed_selection_covers_the_labels(trec_small, tmp_path, hf_backend):
     request_shots = lv.predictions[0].context["shots"]
     assert len(request_shots) == 6
     assert request_shots == lv.artifact.info["shot_ids"]
+
+
+
+def test_similar_selection_retrieves_near_train_examples_from_a_reused_index(trec_small, tmp_path, hf_backend):
+    from advisor.data import load_dataset, normalize_text
+    from advisor.spec import load_task
+
+    opts = {"lever_options": {"prompt-few-shot": {"k": 3, "selection": "similar"}}}
+    lv = _predictions(trec_small, tmp_path / "a", hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
+    retriever = lv.artifact.state["similar"]
+    assert retriever.stats.embedded_chunks == 60  # the whole train pool, once
+    pool = retriever.pool
+    eval_by_id = {ex.id: ex for ex in load_dataset(load_task(trec_small)).eval}
+    eval_inputs = {normalize_text(ex.input) for ex in eval_by_id.values()}
+    for p in lv.predictions:
+        shots = p.context["shots"]
+        assert len(shots) == 3 and len(set(shots)) == 3
+        assert all(s in pool for s in shots)  # train only
+        assert not {normalize_text(pool[s].input) for s in shots} & eval_inputs
+    # Nearest means nearest: the last shot (shown right before the question) is the item's best
+    # match in the pool, as exact search over the same embeddings finds it.
+    emb = retriever.index.embedder
+    ids = list(pool)
+    vectors = emb.encode([pool[i].input for i in ids])
+    for p in lv.predictions:
+        q = emb.encode([eval_by_id[p.example_id].input])[0]
+        assert p.context["shots"][-1] == ids[int((vectors @ q).argmax())]
+    # A second run (new run folder, same cache) finds the index up to date: nothing re-embedded.
+    again = _predictions(trec_small, tmp_path / "b", hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
+    assert again.artifact.state["similar"].stats.embedded_chunks == 0
+    assert [p.context["shots"] for p in again.predictions] == [p.context["shots"] for p in lv.predictions]
