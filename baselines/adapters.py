@@ -136,5 +136,8 @@ def load_merged(model: Any, path: Path) -> Any:
     """
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(model), str(path))
+    from baselines.lora_train import peft_quiet
+
+    with peft_quiet():
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(model), str(path))
     return peft_model.merge_and_unload().eval()

@@ -19,7 +19,9 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,15 @@ def collate(rows: list[Encoded], pad_id: int, device: Any) -> tuple[Any, Any, An
 # -- model -------------------------------------------------------------------------------------
 
 
+@contextmanager
+def peft_quiet() -> Iterator[None]:
+    """Hide the FutureWarning peft 0.x triggers inside transformers 5 (`is_gradient_checkpointing`)
+    on every PeftModel it builds: it is about their code, not ours, and would litter the CLI."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
     """Add LoRA layers to `model` in place (pass a copy) and return the PeftModel."""
     import torch
@@ -192,7 +203,8 @@ def wrap_lora(model: Any, cfg: TrainConfig) -> Any:
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules),
     )
-    return get_peft_model(model, lora)
+    with peft_quiet():
+        return get_peft_model(model, lora)
 
 
 def shared_prefix(ids: Any, labels: Any, min_len: int = 16) -> int:

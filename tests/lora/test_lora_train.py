@@ -19,6 +19,7 @@ from baselines.lora_train import (
     encode,
     epoch_batches,
     latest_checkpoint,
+    peft_quiet,
     prompt_ids,
     split_validation,
     train_lora,
@@ -79,7 +80,8 @@ def test_short_run_lowers_loss_and_reloads_with_identical_logits(loaded, pairs, 
 
     result.model.save_pretrained(str(tmp_path / "adapter"))
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    reloaded = PeftModel.from_pretrained(copy.deepcopy(loaded.model), str(tmp_path / "adapter")).eval()
+    with peft_quiet():
+        reloaded = PeftModel.from_pretrained(copy.deepcopy(loaded.model), str(tmp_path / "adapter")).eval()
     ids = torch.tensor([prompt_ids(loaded.tokenizer, pairs[0][0])])
     with torch.no_grad():
         a = result.model(input_ids=ids).logits
