@@ -10,15 +10,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# What to try after each rung when nothing run so far meets the target.
-NEXT_STEP = {
-    "prompt": "prompt-few-shot: show labelled train examples in the prompt",
-    "prompt-few-shot": "rag: retrieve similar examples or documents per question",
-    "rag": "lora: fine-tune an adapter on the train set",
-    "lora": "lora-rag: a fine-tuned adapter with retrieved context",
-    "lora-rag": "more or cleaner training data, or a larger base model",
-}
-LADDER = list(NEXT_STEP)
+LADDER = ["prompt", "prompt-few-shot", "rag", "lora", "lora-rag"]
+
+
+def next_step(rung: str | None, has_knowledge: bool) -> str:
+    """What to try after `rung` (the highest rung run) when nothing run so far meets the target.
+
+    Without a knowledge base the retrieval levers retrieve similar labelled
+    train examples, so the advice says that rather than promising documents.
+    """
+    retrieved = "passages from the knowledge base" if has_knowledge else "the most similar labelled train examples"
+    more_data = "run with --learning-curve to see how many training examples the target needs"
+    steps = {
+        None: "a lever from the ladder: prompt first",
+        "prompt": "prompt-few-shot: show labelled train examples in the prompt",
+        "prompt-few-shot": f"rag: put {retrieved} into the prompt per query",
+        "rag": "lora: fine-tune an adapter on the train set",
+        "lora": f"lora-rag: the fine-tuned adapter with {retrieved} in the prompt; or {more_data}",
+        "lora-rag": f"more or cleaner training data ({more_data}), or a larger base model",
+    }
+    return steps[rung]
 
 
 @dataclass
@@ -43,8 +54,11 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def recommend(levers: list[dict[str, Any]], metric: str, threshold: float) -> Verdict:
-    """`levers` are results.json lever entries (name, rung, metrics, cost, meets_target)."""
+def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_knowledge: bool = True) -> Verdict:
+    """`levers` are results.json lever entries (name, rung, metrics, cost, meets_target).
+
+    `has_knowledge`: whether the task has a knowledge base (it shapes the next-step advice).
+    """
     if not levers:
         return Verdict(None, "No lever was run.")
     ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"], lv.get("rung", 99)))
@@ -77,9 +91,9 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float) -> Ve
     closest = max(ranked, key=lambda lv: lv["metrics"][metric]["value"])
     m = closest["metrics"][metric]
     rungs = [LADDER.index(lv["name"]) for lv in levers if lv["name"] in LADDER]
-    next_step = NEXT_STEP[LADDER[max(rungs)]] if rungs else "a lever from the ladder: prompt first"
+    step = next_step(LADDER[max(rungs)] if rungs else None, has_knowledge)
     reason = (
         f"No lever meets the target {metric} ≥ {_fmt(threshold)}. The closest is {closest['name']} at "
-        f"{_fmt(m['value'])} ({_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}). Next: {next_step}."
+        f"{_fmt(m['value'])} ({_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}). Next: {step}."
     )
-    return Verdict(None, reason, closest=closest["name"], next_step=next_step, ranking=names)
+    return Verdict(None, reason, closest=closest["name"], next_step=step, ranking=names)

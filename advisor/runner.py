@@ -346,7 +346,8 @@ class Runner:
             self.store.finish_run(run_id, "failed")
             raise
         entries = [r.as_dict(self.task.target.confidence) for r in results]
-        verdict = recommend(entries, self.task.target.metric, self.task.target.threshold)
+        verdict = recommend(entries, self.task.target.metric, self.task.target.threshold,
+                            has_knowledge=self.task.data.knowledge is not None)
         result = RunResult(self.task, self.workdir, results, verdict, provenance(self.task, self.data, task_file),
                            self.data, self.limit)
         self.store.finish_run(run_id, "done", result.to_json())

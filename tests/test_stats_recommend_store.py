@@ -52,6 +52,17 @@ def test_recommend_none_names_closest_and_next_rung():
     assert v.next_step.startswith("rag")
 
 
+def test_next_step_advice_follows_what_the_task_has():
+    lora_only = [_lever("prompt", 0, 0.0, 0.0, 0.0, 40), _lever("lora", 3, 0.54, 0.47, 0.61, 510)]
+    without = recommend(lora_only, "accuracy", 0.9, has_knowledge=False)
+    assert without.closest == "lora" and without.next_step.startswith("lora-rag")
+    assert "similar labelled train examples" in without.next_step and "--learning-curve" in without.next_step
+    with_kb = recommend(lora_only, "accuracy", 0.9, has_knowledge=True)
+    assert "knowledge base" in with_kb.next_step
+    top = recommend([_lever("lora-rag", 4, 0.5, 0.4, 0.6, 600)], "accuracy", 0.9)
+    assert top.next_step.startswith("more or cleaner training data")
+
+
 def test_store_round_trip_and_migrations(tmp_path):
     store = RunStore(tmp_path / "s.sqlite")
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
