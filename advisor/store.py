@@ -74,8 +74,13 @@ def request_hash(request: Request) -> str:
 def prediction_key(
     *, backend: str, lever: str, artifact: str, request: Request, example: Example, params: GenerationParams
 ) -> str:
-    """The cache key: model identity, lever config, prompt, example and decoding params."""
-    return stable_hash([backend, lever, artifact, request_hash(request), example.hash, params.key()])
+    """The cache key: model identity, lever config, prompt, example and decoding params.
+
+    The example enters by its query hash (every field but the gold answer and gold
+    sources), so fixing a wrong eval label rescores the run without recomputing it.
+    """
+    return stable_hash([backend, lever, artifact, request_hash(request), example.query_hash or example.hash,
+                        params.key()])
 
 
 class RunStore:

@@ -88,6 +88,13 @@ def test_a_prompt_change_recomputes_exactly_the_affected_entries(tiny, write_jso
     write_jsonl(tiny / "eval.jsonl", rows)
     result = _run(tiny, backend)
     assert [lv.computed for lv in result.levers] == [1, 1]
+    # A wrong gold label is corrected: the run is rescored, nothing is recomputed.
+    assert result.levers[0].metrics["accuracy"].value == 0.5
+    rows[3]["output"] = "A"
+    write_jsonl(tiny / "eval.jsonl", rows)
+    relabelled = _run(tiny, backend)
+    assert [lv.computed for lv in relabelled.levers] == [0, 0]
+    assert relabelled.levers[0].metrics["accuracy"].value == 0.6
     # A train example that is not a shot changes: nothing is recomputed.
     train = [json.loads(x) for x in (tiny / "train.jsonl").read_text().splitlines()]
     train[5]["input"] = "train five, reworded"
