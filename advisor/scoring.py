@@ -206,11 +206,24 @@ def _score_extraction(golds: list[dict[str, Any]], preds: list[dict[str, Any] | 
     )
 
 
+def contains_answer(pred: str, gold: str) -> float:
+    """1.0 when the normalized gold answer appears as whole tokens inside the normalized output.
+
+    It tells "right fact, wrong format" ("The code is 028.") from a wrong fact, which
+    exact match alone cannot; it is a diagnostic beside exact match, not a replacement.
+    """
+    p, g = normalize_answer(pred), normalize_answer(gold)
+    if not g:
+        return 1.0 if not p else 0.0
+    return 1.0 if f" {g} " in f" {p} " else 0.0
+
+
 def _score_text(golds: list[str], preds: list[str | None]) -> Scores:
     exact = [1.0 if normalize_answer(p or "") == normalize_answer(g) else 0.0 for g, p in zip(golds, preds)]
     f1 = [token_f1(p or "", g) for g, p in zip(golds, preds)]
+    contains = [contains_answer(p or "", g) for g, p in zip(golds, preds)]
     n = len(golds)
     return Scores(
-        per_item={"exact_match": exact, "token_f1": f1},
-        aggregate={"exact_match": sum(exact) / n, "token_f1": sum(f1) / n},
+        per_item={"exact_match": exact, "token_f1": f1, "contains": contains},
+        aggregate={"exact_match": sum(exact) / n, "token_f1": sum(f1) / n, "contains": sum(contains) / n},
     )

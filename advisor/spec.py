@@ -18,8 +18,8 @@ TaskKind = Literal["classification", "extraction", "generation", "qa"]
 METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "macro_f1"),
     "extraction": ("exact_match", "field_f1", "json_valid"),
-    "generation": ("exact_match", "token_f1"),
-    "qa": ("exact_match", "token_f1"),
+    "generation": ("exact_match", "token_f1", "contains"),
+    "qa": ("exact_match", "token_f1", "contains"),
 }
 
 

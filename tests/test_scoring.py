@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from advisor.scoring import normalize_answer, parse_json_object, parse_output, score, token_f1
+from advisor.scoring import contains_answer, normalize_answer, parse_json_object, parse_output, score, token_f1
 from advisor.spec import parse_task
 
 
@@ -62,6 +62,10 @@ def test_text_metrics():
     s = score(task, ["The Eiffel Tower", "578"], ["eiffel tower.", "It is 578"])
     assert s.per_item["exact_match"] == [1.0, 0.0]
     assert s.per_item["token_f1"][1] == pytest.approx(2 * (1 / 3) * 1 / (1 / 3 + 1))
+    # "It is 578" holds the right fact in the wrong format: contains, not exact.
+    assert s.per_item["contains"] == [1.0, 1.0]
+    assert contains_answer("code 0280", "028") == 0.0  # whole tokens only
+    assert contains_answer("The code is AG.", "ag") == 1.0
     assert token_f1("", "") == 1.0
     assert normalize_answer("A  Cat!") == "cat"
     assert parse_output(task, "NOR\nBecause...") == "NOR"
