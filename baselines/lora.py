@@ -87,8 +87,13 @@ def build_adapter(
     *,
     lever: str,
     info: dict[str, Any] | None = None,
+    version_data: Any = None,
 ) -> Artifact:
-    """Train (or reuse, or resume) the adapter for these (messages, answer) pairs; wrap it as an Artifact."""
+    """Train (or reuse, or resume) the adapter for these (messages, answer) pairs; wrap it as an Artifact.
+
+    The version hashes (base model, `version_data`, config); `version_data` defaults to the pairs
+    themselves. `data_hash` in the adapter's metadata is always the hash of the pairs it was trained on.
+    """
     from advisor.backends.hf import HFBackend
 
     if not pairs:
@@ -100,7 +105,8 @@ def build_adapter(
     train_cfg = TrainConfig.model_validate(cfg.model_dump(include=set(TrainConfig.model_fields)))
     config = train_cfg.model_dump(mode="json")
     data_hash = stable_hash([[m, a] for m, a in pairs])[:16]
-    version = adapters.adapter_version(loaded.identity, data_hash, config)
+    version_hash = data_hash if version_data is None else stable_hash(version_data)[:16]
+    version = adapters.adapter_version(loaded.identity, version_hash, config)
     path = adapters.adapter_path(ctx.cache_dir, version)
 
     steps_run, resumed_from = 0, None
@@ -225,7 +231,8 @@ class LoraLever:
         messages = self.training_messages(ctx, state, train)
         pairs = [(m, answer_text(ctx.task, ex.output)) for m, ex in zip(messages, train)]
         artifact = build_adapter(
-            ctx, options, pairs, lever=self.name, info={"leakage_removed": leaked + removed}
+            ctx, options, pairs, lever=self.name, info={"leakage_removed": leaked + removed},
+            version_data=self.version_data(ctx, options, state, train),
         )
         artifact.state = {"task": ctx.task, "extra": state}
         return self.finish(ctx, options, artifact, state)
@@ -236,6 +243,10 @@ class LoraLever:
 
     def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
         """What request building needs besides the task (the retriever, for lora-rag)."""
+        return None
+
+    def version_data(self, ctx: LeverContext, options: BaseModel, state: Any, train: list[Example]) -> Any:
+        """What the adapter's version hashes besides base model and config; None: the training pairs."""
         return None
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
@@ -297,6 +308,19 @@ class LoraRagLever(LoraLever):
 
     def training_messages(self, ctx: LeverContext, retriever: Any, examples: list[Example]) -> list[Messages]:
         return [r.messages for r in retrieval_requests(ctx.task, retriever, examples, exclude_self=True)]
+
+    def version_data(self, ctx: LeverContext, options: BaseModel, retriever: Any, train: list[Example]) -> Any:
+        """The train examples as the prompt renders them and the retrieval settings, not the retrieved text.
+
+        The adapter learns to answer from whatever context it is given; the facts stay in the index.
+        Editing the knowledge base therefore keeps the adapter (no retraining: the point of RAG), while
+        the predictions still follow the new text, because each request carries what it retrieved.
+        Retrieving from train examples (`source: examples`) puts them in the version through `train`.
+        """
+        assert isinstance(options, LoraRagOptions)
+        retrieval = options.rag.model_dump(mode="json", exclude={"index_dir", "chroma_url"})
+        rendered = [[render_messages(ctx.task, ex), answer_text(ctx.task, ex.output)] for ex in train]
+        return ["lora-rag", rendered, retrieval, retriever.source]
 
     def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, retriever: Any) -> Artifact:
         """Add the index to the adapter: its cost, its upkeep, its identity."""

@@ -53,8 +53,10 @@ def pairs() -> list[tuple[list[dict[str, str]], str]]:
     return [(chat(q), a) for q, a in QUESTIONS]
 
 
-def _write_task(folder: Path, *, leaked: int = 0, lever_options: dict | None = None, levers=("lora",)):
-    """A tiny classification task on disk; `leaked` eval questions are copied into train (re-spaced, re-cased)."""
+def _write_task(folder: Path, *, leaked: int = 0, lever_options: dict | None = None, levers=("lora",),
+                knowledge: list[dict] | None = None):
+    """A tiny classification task on disk; `leaked` eval questions are copied into train (re-spaced, re-cased);
+    `knowledge` documents ({id, text}) go to knowledge.jsonl."""
     from advisor.spec import Task
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,12 +66,16 @@ def _write_task(folder: Path, *, leaked: int = 0, lever_options: dict | None = N
     evals = [{"id": f"e{i}", "input": q, "output": a} for i, (q, a) in enumerate(EVAL)]
     for name, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
         (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = {"train": "train.jsonl", "eval": "eval.jsonl"}
+    if knowledge is not None:
+        (folder / "knowledge.jsonl").write_text("".join(json.dumps(d) + "\n" for d in knowledge))
+        data["knowledge"] = "knowledge.jsonl"
     return Task.model_validate(
         {
             "name": "tiny-trec",
             "kind": "classification",
             "labels": LABELS,
-            "data": {"train": "train.jsonl", "eval": "eval.jsonl"},
+            "data": data,
             "prompt": {"system": SYSTEM, "template": "Question: {{ input }}\nType:"},
             "target": {"metric": "accuracy", "threshold": 0.8},
             "levers": list(levers),

@@ -118,3 +118,42 @@ def test_lora_rag_trains_with_retrieved_examples_but_never_an_example_itself(
     assert "Solved examples" in requests[0].messages[-1]["content"] and requests[0].context["sources"]
     [g] = artifact.backend.score_options(requests[:1], GenerationParams())
     assert g.text in task.labels
+
+
+KNOWLEDGE = [
+    {"id": "loc", "text": "LOC questions ask where something is: a place, a city, a country."},
+    {"id": "hum", "text": "HUM questions ask who: a person or a group of people."},
+    {"id": "num", "text": "NUM questions ask how many, how far, when: a number or a date."},
+    {"id": "abbr", "text": "ABBR questions ask what an abbreviation stands for."},
+]
+
+
+@pytest.mark.slow
+def test_lora_rag_keeps_its_adapter_when_the_knowledge_changes(make_task, make_context, tmp_path, monkeypatch):
+    """Editing a document re-indexes and changes what requests carry, but never retrains the adapter."""
+    opts = {"lora-rag": {**TINY, "max_len": 96, "max_steps": 2, "rag": {"source": "knowledge", "k": 1}}}
+    task = make_task(tmp_path / "task", levers=("lora-rag",), lever_options=opts, knowledge=KNOWLEDGE)
+    lever = LoraRagLever()
+    options = lever.options_model.model_validate(task.lever_options["lora-rag"])
+    first = lever.prepare(make_context(task, tmp_path), options)
+    assert first.info["steps_run"] == 2 and first.info["source"] == "knowledge"
+    before = lever.requests(first, make_context(task, tmp_path).data.eval)
+
+    changed = [dict(d, text=d["text"] + " Ports and capitals count.") if d["id"] == "loc" else d for d in KNOWLEDGE]
+    task = make_task(tmp_path / "task", levers=("lora-rag",), lever_options=opts, knowledge=changed)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("baselines.lora.train_lora", no_training)
+    ctx = make_context(task, tmp_path)
+    second = lever.prepare(ctx, options)
+    assert second.info["reused"] and second.info["adapter"] == first.info["adapter"]
+    assert second.info["index"]["embedded_now"] == 1 and second.info["index"]["removed_now"] == 1
+    assert second.info["data_hash"] == first.info["data_hash"]  # what the adapter was trained on, as recorded
+    after = lever.requests(second, ctx.data.eval)
+    where = [i for i, r in enumerate(after) if r.context["sources"] == ["loc"]]
+    assert where, "the LOC question should retrieve the LOC document"
+    for i in where:
+        assert "Ports and capitals" in after[i].messages[-1]["content"]
+        assert "Ports and capitals" not in before[i].messages[-1]["content"]
