@@ -6,7 +6,14 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from advisor.scoring import contains_answer, normalize_answer, parse_json_object, parse_output, score, token_f1
+from advisor.scoring import (
+    contains_answer,
+    normalize_answer,
+    parse_json_object,
+    parse_output,
+    score,
+    token_f1,
+)
 from advisor.spec import parse_task
 
 
