@@ -32,6 +32,45 @@ def next_step(rung: str | None, has_knowledge: bool) -> str:
     return steps[rung]
 
 
+def _value(lv: dict[str, Any], name: str) -> float | None:
+    m = lv["metrics"].get(name)
+    return None if m is None else m["value"]
+
+
+def diagnose(lever: dict[str, Any]) -> str | None:
+    """Where a lever that fell short loses its points, read off the metrics it already has.
+
+    Retrieval miss (the gold source is not retrieved), reading miss (it is, but the
+    answer is wrong), format miss (the right answer is there, not in the asked form).
+    Each points at a different fix, which one headline number cannot.
+    """
+    name = lever["name"]
+    recall = next((m["value"] for k, m in lever["metrics"].items() if k.startswith("retrieval_recall@")), None)
+    contains, exact, valid = _value(lever, "contains"), _value(lever, "exact_match"), _value(lever, "json_valid")
+    found: list[str] = []
+    if recall is not None and recall < 0.8:
+        found.append(
+            f"the gold source is retrieved for only {recall:.0%} of questions: a retrieval miss "
+            "(try chunking, k or the embedding model before the generator)"
+        )
+    elif recall is not None and contains is not None and contains < recall - 0.2:
+        found.append(
+            f"the gold source is retrieved for {recall:.0%} of questions but the right answer appears in only "
+            f"{contains:.0%} of outputs: a reading miss (the model does not use what it is given)"
+        )
+    if contains is not None and exact is not None and contains - exact >= 0.1:
+        lead = "" if found else f"the right answer appears in {contains:.0%} of outputs but "
+        found.append(
+            f"{lead}only {exact:.0%} match exactly: a format miss (show the format with examples, or fine-tune for it)"
+        )
+    if valid is not None and valid < 0.95:
+        found.append(
+            f"only {valid:.0%} of outputs are valid JSON objects: a format miss "
+            "(show the format with examples, or fine-tune for it)"
+        )
+    return f"{name}: " + "; ".join(found) + "." if found else None
+
+
 @dataclass
 class Verdict:
     lever: str | None
@@ -39,6 +78,7 @@ class Verdict:
     closest: str | None = None
     next_step: str | None = None
     ranking: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +87,7 @@ class Verdict:
             "closest": self.closest,
             "next_step": self.next_step,
             "ranking": self.ranking,
+            "notes": self.notes,
         }
 
 
@@ -63,6 +104,7 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
         return Verdict(None, "No lever was run.")
     ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"], lv.get("rung", 99)))
     names = [lv["name"] for lv in ranked]
+    notes = [n for lv in ranked if not lv["meets_target"] for n in [diagnose(lv)] if n]
     passing = [lv for lv in ranked if lv["meets_target"]]
     if passing:
         best = passing[0]
@@ -86,7 +128,7 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
                 "the interval's low end is below the target, so collect more eval items "
                 "before relying on it"
             )
-        return Verdict(best["name"], "; ".join(parts) + ".", ranking=names)
+        return Verdict(best["name"], "; ".join(parts) + ".", ranking=names, notes=notes)
 
     closest = max(ranked, key=lambda lv: lv["metrics"][metric]["value"])
     m = closest["metrics"][metric]
@@ -96,4 +138,4 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
         f"No lever meets the target {metric} ≥ {_fmt(threshold)}. The closest is {closest['name']} at "
         f"{_fmt(m['value'])} ({_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}). Next: {step}."
     )
-    return Verdict(None, reason, closest=closest["name"], next_step=step, ranking=names)
+    return Verdict(None, reason, closest=closest["name"], next_step=step, ranking=names, notes=notes)

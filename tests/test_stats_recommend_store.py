@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from advisor.data import stable_hash
-from advisor.recommend import recommend
+from advisor.recommend import diagnose, recommend
 from advisor.stats import bootstrap_interval, bootstrap_statistic
 from advisor.store import MIGRATIONS, RunStore
 from advisor.types import Prediction
@@ -61,6 +61,30 @@ def test_next_step_advice_follows_what_the_task_has():
     assert "knowledge base" in with_kb.next_step
     top = recommend([_lever("lora-rag", 4, 0.5, 0.4, 0.6, 600)], "accuracy", 0.9)
     assert top.next_step.startswith("more or cleaner training data")
+
+
+def _qa(name, rung, exact, contains, recall=None, json_valid=None, first_year=10.0):
+    metrics = {"exact_match": exact, "contains": contains, "retrieval_recall@3": recall, "json_valid": json_valid}
+    lv = _lever(name, rung, exact, exact, exact, first_year, threshold=0.9)
+    lv["metrics"] = {k: {"value": v, "ci_low": v, "ci_high": v} for k, v in metrics.items() if v is not None}
+    return lv
+
+
+def test_diagnosis_tells_retrieval_reading_and_format_misses_apart():
+    # The countries sample's rag: the source is always retrieved, the answer right in 31%, exact in none.
+    rag = diagnose(_qa("rag", 2, 0.0, 0.31, recall=1.0))
+    assert rag.startswith("rag: ") and "reading miss" in rag and "format miss" in rag and "retrieved for 100%" in rag
+    assert "31%" in rag and "only 0% match exactly" in rag
+    assert "format miss" in diagnose(_qa("prompt-few-shot", 1, 0.01, 0.2)) and "20%" in diagnose(_qa("p", 0, 0.0, 0.2))
+    missed = diagnose(_qa("rag", 2, 0.3, 0.32, recall=0.5))
+    assert "retrieval miss" in missed and "50%" in missed and "reading" not in missed and "format" not in missed
+    assert diagnose(_qa("lora", 3, 0.14, 0.14)) is None  # wrong facts, right format: nothing to point at
+    assert "valid JSON" in diagnose(_qa("prompt", 0, 0.0, 0.0, json_valid=0.585))
+    assert diagnose(_lever("prompt", 0, 0.3, 0.2, 0.4, 10)) is None  # classification has none of these metrics
+    levers = [_qa("rag", 2, 0.0, 0.31, recall=1.0), _qa("lora-rag", 4, 0.97, 0.97, recall=1.0, first_year=500)]
+    v = recommend(levers, "exact_match", 0.9)
+    assert v.lever == "lora-rag" and len(v.notes) == 1 and v.notes[0].startswith("rag: ")
+    assert v.as_dict()["notes"] == v.notes
 
 
 def test_store_round_trip_and_migrations(tmp_path):

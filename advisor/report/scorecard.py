@@ -73,6 +73,8 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
     else:
         title, style = "Recommendation: none meets the target", "yellow"
     body: list[Any] = [Text(rec["reason"])]
+    if rec.get("notes"):
+        body.append(Text("Where the others lose points:\n" + "\n".join(f"- {n}" for n in rec["notes"])))
     need = results["target"].get("need")
     if need:
         body.append(Text(f"Target set by: {need}", style="dim"))
