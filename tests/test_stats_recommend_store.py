@@ -85,6 +85,14 @@ def test_diagnosis_tells_retrieval_reading_and_format_misses_apart():
     v = recommend(levers, "exact_match", 0.9)
     assert v.lever == "lora-rag" and len(v.notes) == 1 and v.notes[0].startswith("rag: ")
     assert v.as_dict()["notes"] == v.notes
+    from rich.console import Console
+
+    from advisor.report.scorecard import verdict_panel
+
+    console = Console(record=True, width=200)
+    console.print(verdict_panel({"recommendation": v.as_dict(), "target": {"need": "9 in 10"}}))
+    shown = console.export_text()
+    assert "Where the others lose points" in shown and "rag: the gold source is retrieved for 100%" in shown
 
 
 def test_store_round_trip_and_migrations(tmp_path):
