@@ -29,10 +29,6 @@ def normalize_text(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip().lower()
 
 
-# Fields that grade a prediction and never feed one: correcting them rescores, it never recomputes.
-GOLD_FIELDS = ("output", "sources")
-
-
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise InputError("data file not found", file=path)
@@ -116,7 +112,6 @@ def load_examples(task: Task, path: Path, *, split: str) -> list[Example]:
                 fields=fields,
                 source=f"{path}:{line}",
                 hash=stable_hash(fields)[:16],
-                query_hash=stable_hash({k: v for k, v in fields.items() if k not in GOLD_FIELDS})[:16],
             )
         )
     return examples

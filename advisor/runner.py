@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -217,11 +217,12 @@ class Runner:
         backend = artifact.backend
         keys = [
             prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
-                           example=ex, params=self.params)
-            for r, ex in zip(requests, examples)
+                           params=self.params)
+            for r in requests
         ]
         found = self.store.get_predictions(keys)
-        todo = [i for i, k in enumerate(keys) if k not in found]
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a question asked twice is answered once
+        todo = [i for i, k in enumerate(keys) if k not in found and first[k] == i]
         advance = self.progress(f"{lever.name}: predicting", len(examples))
         advance(len(examples) - len(todo), len(examples))
         chunk = max(self.params.batch_size * 4, 1)  # commit often enough that a kill loses little
@@ -233,7 +234,14 @@ class Runner:
             self.store.put_predictions(lever.name, backend.identity, items)
             found.update(dict(items))
             advance(len(examples) - len(todo) + start + len(idx), len(examples))
-        return [found[k] for k in keys], keys, len(todo)
+        return [self._for_request(found[k], r) for k, r in zip(keys, requests)], keys, len(todo)
+
+    @staticmethod
+    def _for_request(p: Prediction, request: Request) -> Prediction:
+        """A stored answer for this run's request: this run's example id and what it retrieved and
+        scored against the current gold (the answer, its tokens and its compute time stay as stored)."""
+        fresh = {k: v for k, v in request.context.items() if k != "prep_seconds"}
+        return replace(p, example_id=request.example_id, context={**p.context, **fresh})
 
     def _call(self, backend: Backend, requests: list[Request]) -> list[Any]:
         if all(r.options for r in requests):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.data import stable_hash
-from advisor.types import Example, GenerationParams, Prediction, Request
+from advisor.types import GenerationParams, Prediction, Request
 
 # A plain list of migrations; PRAGMA user_version says how many have run.
 MIGRATIONS: list[str] = [
@@ -71,16 +71,16 @@ def request_hash(request: Request) -> str:
     )
 
 
-def prediction_key(
-    *, backend: str, lever: str, artifact: str, request: Request, example: Example, params: GenerationParams
-) -> str:
-    """The cache key: model identity, lever config, prompt, example and decoding params.
+def prediction_key(*, backend: str, lever: str, artifact: str, request: Request, params: GenerationParams) -> str:
+    """The cache key: model identity, lever config, exactly what the model sees, decoding params.
 
-    The example enters by its query hash (every field but the gold answer and gold
-    sources), so fixing a wrong eval label rescores the run without recomputing it.
+    The example enters only through its request (the rendered prompt, options, budget), so
+    what cannot change an answer cannot invalidate it: a corrected gold label or gold source,
+    a metadata field the template does not use, a knowledge edit that leaves a question's
+    retrieved text as it was. Per-example facts (id, retrieval scores against the gold
+    sources) come from this run's requests, never from the cache.
     """
-    return stable_hash([backend, lever, artifact, request_hash(request), example.query_hash or example.hash,
-                        params.key()])
+    return stable_hash([backend, lever, artifact, request_hash(request), params.key()])
 
 
 class RunStore:

@@ -29,7 +29,6 @@ class Example:
     fields: dict[str, Any]
     source: str  # "file:line", for error messages and reports
     hash: str  # content hash of the whole record
-    query_hash: str = ""  # content hash of everything but the gold answer (what a prediction may depend on)
 
 
 @dataclass

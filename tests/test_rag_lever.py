@@ -94,6 +94,18 @@ def test_swapping_knowledge_reindexes_only_changes_and_answers_follow(countries_
     # Exactly the questions whose retrieved chunks changed were answered again.
     moved = sum(1 for a, b in zip(first.predictions, v2.predictions) if a.context["chunks"] != b.context["chunks"])
     assert v2.computed == moved
+    # Gold sources corrected and a metadata field added (the template does not use it): nothing is
+    # answered again, and retrieval is scored against the new gold, not the cached one.
+    eval_file = countries_small.parent / "data/eval.jsonl"
+    rows = [json.loads(x) for x in eval_file.read_text().splitlines()]
+    hit = 1.0 if rows[0]["sources"][0] in v2.predictions[0].context["sources"] else 0.0
+    rows[0]["sources"] = ["country-nowhere"]
+    eval_file.write_text("".join(json.dumps({**r, "reviewed": True}) + "\n" for r in rows))
+    regraded = _run(countries_small, tmp_path / "run", hf_backend, cache,
+                    {"data.knowledge": "data/knowledge_v2.jsonl"}).levers[0]
+    assert regraded.computed == 0
+    recall = v2.metrics["retrieval_recall@2"].value
+    assert regraded.metrics["retrieval_recall@2"].value == pytest.approx(recall - hit / len(rows))
 
 
 def test_rag_over_examples_for_classification_never_shows_eval(trec_small, tmp_path, hf_backend):

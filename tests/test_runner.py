@@ -95,6 +95,18 @@ def test_a_prompt_change_recomputes_exactly_the_affected_entries(tiny, write_jso
     relabelled = _run(tiny, backend)
     assert [lv.computed for lv in relabelled.levers] == [0, 0]
     assert relabelled.levers[0].metrics["accuracy"].value == 0.6
+    # A field the template does not use is added: the prompts are the same, nothing is recomputed.
+    write_jsonl(tiny / "eval.jsonl", [{**r, "reviewer": "kim"} for r in rows])
+    assert [lv.computed for lv in _run(tiny, backend).levers] == [0, 0]
+    # Two eval items ask the same thing: answered once, each keeps its own id.
+    write_jsonl(tiny / "eval.jsonl", rows + [{**rows[3], "id": "e3-again"}])
+    twice = _run(tiny, backend)
+    assert [lv.computed for lv in twice.levers] == [0, 0]
+    assert [p.example_id for p in twice.levers[0].predictions][-2:] == ["e9", "e3-again"]
+    fresh = {**rows[3], "input": "asked twice"}
+    write_jsonl(tiny / "eval.jsonl", rows + [{**fresh, "id": "n1"}, {**fresh, "id": "n2"}])
+    assert [lv.computed for lv in _run(tiny, backend).levers] == [1, 1]
+    write_jsonl(tiny / "eval.jsonl", rows)
     # A train example that is not a shot changes: nothing is recomputed.
     train = [json.loads(x) for x in (tiny / "train.jsonl").read_text().splitlines()]
     train[5]["input"] = "train five, reworded"
