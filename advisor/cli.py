@@ -162,10 +162,8 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
             runner = Runner(task, workdir, limit=limit, progress=progress, latency_probe=latency_probe,
                             params=params, console=None if quiet else console)
             try:
-                result = runner.run(list(levers) or None, task_file=task_file)
-                if curve:
-                    result.extras["learning_curves"] = runner.learning_curves(
-                        [lv.name for lv in result.levers], _fractions(curve))
+                result = runner.run(list(levers) or None, task_file=task_file,
+                                    curve_fractions=_fractions(curve) if curve else None)
             finally:
                 runner.store.close()
     path = result.write(workdir / "results.json")

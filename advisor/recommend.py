@@ -13,20 +13,24 @@ from typing import Any
 LADDER = ["prompt", "prompt-few-shot", "rag", "lora", "lora-rag"]
 
 
-def next_step(rung: str | None, has_knowledge: bool) -> str:
+def next_step(rung: str | None, has_knowledge: bool, curve: str | None = None) -> str:
     """What to try after `rung` (the highest rung run) when nothing run so far meets the target.
 
     Without a knowledge base the retrieval levers retrieve similar labelled
     train examples, so the advice says that rather than promising documents.
+    `curve` is what a measured learning curve said ("lora's learning curve: the fit
+    says ..."); it replaces the suggestion to measure one.
     """
     retrieved = "passages from the knowledge base" if has_knowledge else "the most similar labelled train examples"
-    more_data = "run with --learning-curve to see how many training examples the target needs"
+    measure = "run with --learning-curve to see how many training examples the target needs"
+    more_data = curve or measure
     steps = {
         None: "a lever from the ladder: prompt first",
         "prompt": "prompt-few-shot: show labelled train examples in the prompt",
         "prompt-few-shot": f"rag: put {retrieved} into the prompt per query",
         "rag": "lora: fine-tune an adapter on the train set",
-        "lora": f"lora-rag: the fine-tuned adapter with {retrieved} in the prompt; or {more_data}",
+        "lora": f"lora-rag: the fine-tuned adapter with {retrieved} in the prompt"
+        + (f" ({curve})" if curve else f"; or {measure}"),
         "lora-rag": f"more or cleaner training data ({more_data}), or a larger base model",
     }
     return steps[rung]
@@ -95,10 +99,12 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
-def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_knowledge: bool = True) -> Verdict:
+def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_knowledge: bool = True,
+              curves: dict[str, dict[str, Any]] | None = None) -> Verdict:
     """`levers` are results.json lever entries (name, rung, metrics, cost, meets_target).
 
     `has_knowledge`: whether the task has a knowledge base (it shapes the next-step advice).
+    `curves`: results.json `learning_curves` (lever name -> curve with its `message`), if measured.
     """
     if not levers:
         return Verdict(None, "No lever was run.")
@@ -133,7 +139,11 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
     closest = max(ranked, key=lambda lv: lv["metrics"][metric]["value"])
     m = closest["metrics"][metric]
     rungs = [LADDER.index(lv["name"]) for lv in levers if lv["name"] in LADDER]
-    step = next_step(LADDER[max(rungs)] if rungs else None, has_knowledge)
+    top = LADDER[max(rungs)] if rungs else None
+    curves = curves or {}
+    said = curves.get(top or "") or curves.get(closest["name"])
+    name = top if top in curves else closest["name"]
+    step = next_step(top, has_knowledge, f"{name}'s learning curve: {said['message']}" if said else None)
     reason = (
         f"No lever meets the target {metric} ≥ {_fmt(threshold)}. The closest is {closest['name']} at "
         f"{_fmt(m['value'])} ({_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}). Next: {step}."

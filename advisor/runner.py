@@ -335,7 +335,10 @@ class Runner:
         return out
 
     def run(self, lever_names: list[str] | None = None, task_file: Path | None = None,
-            on_lever: Callable[[LeverResult], None] | None = None) -> RunResult:
+            on_lever: Callable[[LeverResult], None] | None = None,
+            curve_fractions: tuple[float, ...] | None = None) -> RunResult:
+        """Run the levers cheapest first; with `curve_fractions`, also the fine-tuning levers'
+        learning curves, which the verdict reads before it advises what to try next."""
         levers = load_levers(lever_names or self.task.levers)
         for lever in levers:  # options are checked before any model loads
             self.lever_options(lever)
@@ -347,6 +350,9 @@ class Runner:
                 results.append(result)
                 if on_lever:
                     on_lever(result)
+            extras: dict[str, Any] = {}
+            if curve_fractions:
+                extras["learning_curves"] = self.learning_curves([r.name for r in results], curve_fractions)
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted")
             raise
@@ -355,9 +361,10 @@ class Runner:
             raise
         entries = [r.as_dict(self.task.target.confidence) for r in results]
         verdict = recommend(entries, self.task.target.metric, self.task.target.threshold,
-                            has_knowledge=self.task.data.knowledge is not None)
+                            has_knowledge=self.task.data.knowledge is not None,
+                            curves=extras.get("learning_curves"))
         result = RunResult(self.task, self.workdir, results, verdict, provenance(self.task, self.data, task_file),
-                           self.data, self.limit)
+                           self.data, self.limit, extras)
         self.store.finish_run(run_id, "done", result.to_json())
         return result
 

@@ -126,6 +126,27 @@ def test_missing_task_file_and_usage_errors(tmp_path):
     assert r.exit_code == 2  # click's usage error
 
 
+@pytest.mark.slow
+def test_learning_curve_is_shown_and_the_verdict_reads_it(trec_small, tmp_path):
+    out = tmp_path / "run"
+    tiny = "{max_len: 64, batch_size: 4, max_steps: 2, val_fraction: 0.25, learning_rate: 0.001}"
+    r = _run("run", str(trec_small), "--out", str(out), "--lever", "lora", "--limit", "8", "--latency-probe", "1",
+             "--learning-curve", "0.5,1.0", "--set", "levers=[prompt, prompt-few-shot, lora]", "--set", f"lever_options.lora={tiny}",
+             "--set", "target.threshold=0.99")
+    assert r.exit_code == 0, r.output
+    results = json.loads((out / "results.json").read_text())
+    curve = results["learning_curves"]["lora"]
+    assert [p["n_train"] for p in curve["points"]] == [30, 60] and curve["message"]
+    # The full-size point is the adapter the lever itself trained and scored.
+    lever = results["levers"][0]
+    assert curve["points"][-1]["adapter"] == lever["artifact"]["adapter"]
+    assert curve["points"][-1]["metric"] == pytest.approx(lever["metrics"]["accuracy"]["value"])
+    assert "lora: learning curve (accuracy, target 0.99)" in r.output and curve["message"][:40] in r.output
+    rec = results["recommendation"]
+    assert rec["lever"] is None and "lora's learning curve: " + curve["message"] in rec["next_step"]
+    assert "--learning-curve" not in rec["next_step"]
+
+
 def test_validate_and_schema(trec_small):
     r = _run("validate", str(trec_small))
     assert r.exit_code == 0 and "60 train, 24 eval" in r.output

@@ -61,6 +61,11 @@ def test_next_step_advice_follows_what_the_task_has():
     assert "knowledge base" in with_kb.next_step
     top = recommend([_lever("lora-rag", 4, 0.5, 0.4, 0.6, 600)], "accuracy", 0.9)
     assert top.next_step.startswith("more or cleaner training data")
+    # A measured curve replaces the suggestion to measure one.
+    said = {"lora": {"message": "the fitted curve levels off at 0.576, below the target 0.9"}}
+    curved = recommend(lora_only, "accuracy", 0.9, has_knowledge=False, curves=said)
+    assert "--learning-curve" not in curved.next_step
+    assert curved.next_step.endswith("(lora's learning curve: the fitted curve levels off at 0.576, below the target 0.9)")
 
 
 def _qa(name, rung, exact, contains, recall=None, json_valid=None, first_year=10.0):

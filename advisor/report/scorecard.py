@@ -66,6 +66,20 @@ def scorecard(results: dict[str, Any]) -> Group:
     return Group(quality, cost)
 
 
+def curve_tables(results: dict[str, Any]) -> list[Any]:
+    """One table per measured learning curve: train size against the target metric, and what the fit says."""
+    out: list[Any] = []
+    for lever, curve in (results.get("learning_curves") or {}).items():
+        table = _table(f"{lever}: learning curve ({curve['metric']}, target {curve['threshold']:.2f})")
+        for name in ("train fraction", "train examples", curve["metric"], "train time s", "adapter"):
+            table.add_column(name, justify="left" if name == "adapter" else "right", no_wrap=True)
+        for p in curve["points"]:
+            table.add_row(f"{p['fraction']:.2f}", str(p["n_train"]), f"{p['metric']:.3f}",
+                          f"{p['train_seconds']:.0f}", p["adapter"])
+        out += [table, Text(f"{lever}: {curve['message']}.", style="bold"), Text("")]
+    return out
+
+
 def verdict_panel(results: dict[str, Any]) -> Panel:
     rec = results["recommendation"]
     if rec["lever"]:
@@ -86,4 +100,6 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
 
 def print_results(console: Console, results: dict[str, Any]) -> None:
     console.print(scorecard(results))
+    for part in curve_tables(results):
+        console.print(part)
     console.print(verdict_panel(results))
