@@ -154,8 +154,18 @@ def test_validate_and_schema(trec_small):
     assert "levers" in schema["properties"]
 
 
+def _lengthen(task_file: Path, n: int = 120) -> int:
+    """Give the task n eval items, so a signal sent after the first saved batch lands mid-run
+    (24 items at batch size 1 can finish before the signal arrives on a fast, idle machine)."""
+    src = Path(__file__).resolve().parent.parent / "sample_tasks" / "trec" / "data" / "eval.jsonl"
+    lines = src.read_text().splitlines()[:n]
+    (task_file.parent / "data" / "eval.jsonl").write_text("\n".join(lines) + "\n")
+    return len(lines)
+
+
 @pytest.mark.slow
 def test_kill_9_resumes_where_it_stopped(trec_small, tmp_path):
+    n = _lengthen(trec_small)
     out = tmp_path / "run"
     db = out / "advise.sqlite"
     args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
@@ -167,16 +177,18 @@ def test_kill_9_resumes_where_it_stopped(trec_small, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = _count(db, "prompt")
-    assert 4 <= saved < 24, f"kill landed at {saved} saved predictions"
+    assert 4 <= saved < n, f"kill landed at {saved} saved predictions"
+    args[args.index("--batch-size") + 1] = "16"  # batch size is not part of the cache key
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     results = json.loads((out / "results.json").read_text())
-    assert results["levers"][0]["computed_predictions"] == 24 - saved
-    assert _count(db, "prompt") == 24
+    assert results["levers"][0]["computed_predictions"] == n - saved
+    assert _count(db, "prompt") == n
 
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_keeps_what_is_done(trec_small, tmp_path):
+    _lengthen(trec_small)
     out = tmp_path / "run"
     db = out / "advise.sqlite"
     args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
