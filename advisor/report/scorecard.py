@@ -37,13 +37,19 @@ def scorecard(results: dict[str, Any]) -> Group:
     pct = int(round(100 * target["confidence"]))
     quality = _table(f"{results['task']}: quality (target {metric} ≥ {target['threshold']:.2f})")
     quality.add_column("lever", no_wrap=True)
-    quality.add_column(f"{metric} ({pct}% CI)", justify="right", no_wrap=True)
+    # Two-line headers ("token\nf1") keep the widest table (five levers, retrieval columns) inside
+    # an 80-column terminal; the names stay those of results.json.
+    quality.add_column(f"{metric}\n({pct}% CI)", justify="right", no_wrap=True)
     for m in others:
-        quality.add_column(m.removeprefix("retrieval_"), justify="right", no_wrap=True)
+        name = m.removeprefix("retrieval_")
+        quality.add_column(name.replace("_", "\n", 1).replace("@", "\n@", 1), justify="right", no_wrap=True)
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
     cost = _table(f"cost at {results.get('queries_per_month', 0):,} queries/month")
-    for name in ("lever", "$/1k queries", "setup $", "upkeep $/mo", "first year $", "latency p50/p95 ms"):
+    cost.caption = "$/1k q: per 1,000 queries; latency: one request at a time, in ms"
+    cost.caption_justify = "left"
+    # Short headers: the table fits an 80-column terminal with the longest lever name.
+    for name in ("lever", "$/1k q", "setup $", "upkeep $/mo", "1st year $", "p50/p95 ms"):
         cost.add_column(name, justify="left" if name == "lever" else "right", no_wrap=True)
     for lv in results["levers"]:
         c = lv["cost"]
@@ -71,7 +77,7 @@ def curve_tables(results: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for lever, curve in (results.get("learning_curves") or {}).items():
         table = _table(f"{lever}: learning curve ({curve['metric']}, target {curve['threshold']:.2f})")
-        for name in ("train fraction", "train examples", curve["metric"], "train time s", "adapter"):
+        for name in ("fraction", "examples", curve["metric"], "train s", "adapter"):
             table.add_column(name, justify="left" if name == "adapter" else "right", no_wrap=True)
         for p in curve["points"]:
             table.add_row(f"{p['fraction']:.2f}", str(p["n_train"]), f"{p['metric']:.3f}",
