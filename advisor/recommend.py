@@ -36,6 +36,9 @@ def next_step(rung: str | None, has_knowledge: bool, curve: str | None = None) -
     return steps[rung]
 
 
+FORMAT_FIX = "a format miss (show the format with examples, or fine-tune for it)"
+
+
 def _value(lv: dict[str, Any], name: str) -> float | None:
     m = lv["metrics"].get(name)
     return None if m is None else m["value"]
@@ -64,14 +67,9 @@ def diagnose(lever: dict[str, Any]) -> str | None:
         )
     if contains is not None and exact is not None and contains - exact >= 0.1:
         lead = "" if found else f"the right answer appears in {contains:.0%} of outputs but "
-        found.append(
-            f"{lead}only {exact:.0%} match exactly: a format miss (show the format with examples, or fine-tune for it)"
-        )
+        found.append(f"{lead}only {exact:.0%} match exactly: {FORMAT_FIX}")
     if valid is not None and valid < 0.95:
-        found.append(
-            f"only {valid:.0%} of outputs are valid JSON objects: a format miss "
-            "(show the format with examples, or fine-tune for it)"
-        )
+        found.append(f"only {valid:.0%} of outputs are valid JSON objects: {FORMAT_FIX}")
     return f"{name}: " + "; ".join(found) + "." if found else None
 
 
@@ -141,8 +139,8 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
     rungs = [LADDER.index(lv["name"]) for lv in levers if lv["name"] in LADDER]
     top = LADDER[max(rungs)] if rungs else None
     curves = curves or {}
-    said = curves.get(top or "") or curves.get(closest["name"])
-    name = top if top in curves else closest["name"]
+    name = top if top in curves else closest["name"]  # the top rung's curve, else the closest lever's
+    said = curves.get(name)
     step = next_step(top, has_knowledge, f"{name}'s learning curve: {said['message']}" if said else None)
     reason = (
         f"No lever meets the target {metric} ≥ {_fmt(threshold)}. The closest is {closest['name']} at "

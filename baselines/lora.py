@@ -318,9 +318,8 @@ class LoraRagLever(LoraLever):
         Retrieving from train examples (`source: examples`) puts them in the version through `train`.
         """
         assert isinstance(options, LoraRagOptions)
-        retrieval = options.rag.model_dump(mode="json", exclude={"index_dir", "chroma_url"})
         rendered = [[render_messages(ctx.task, ex), answer_text(ctx.task, ex.output)] for ex in train]
-        return ["lora-rag", rendered, retrieval, retriever.source]
+        return ["lora-rag", rendered, options.rag.settings(), retriever.source]
 
     def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, retriever: Any) -> Artifact:
         """Add the index to the adapter: its cost, its upkeep, its identity."""

@@ -45,6 +45,10 @@ class RagOptions(BaseModel):
     )
     max_context_chars: int = Field(4000, ge=100, description="Cap on retrieved text put into one prompt.")
 
+    def settings(self) -> dict[str, Any]:
+        """The options that shape what is retrieved, not where the index lives (part of identities)."""
+        return self.model_dump(mode="json", exclude={"index_dir", "chroma_url"})
+
 
 def _documents_from_examples(pool: list[Example], task: Task) -> list[Any]:
     from advisor.knowledge import Document
@@ -214,7 +218,7 @@ def rag_artifact(ctx: LeverContext, options: RagOptions, retriever: Retriever, n
     }
     # The index's content is not part of the identity: each request carries the text it retrieved,
     # so a knowledge update recomputes exactly the questions whose retrieved chunks changed.
-    identity = stable_hash([name, options.model_dump(mode="json", exclude={"index_dir", "chroma_url"}),
+    identity = stable_hash([name, options.settings(),
                             retriever.index.embedder.identity, extra_identity])[:16]
     return Artifact(
         lever=name,
