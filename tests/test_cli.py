@@ -154,21 +154,20 @@ def test_validate_and_schema(trec_small):
     assert "levers" in schema["properties"]
 
 
-def _lengthen(task_file: Path, n: int = 120) -> int:
-    """Give the task n eval items, so a signal sent after the first saved batch lands mid-run
-    (24 items at batch size 1 can finish before the signal arrives on a fast, idle machine)."""
-    src = Path(__file__).resolve().parent.parent / "sample_tasks" / "trec" / "data" / "eval.jsonl"
-    lines = src.read_text().splitlines()[:n]
-    (task_file.parent / "data" / "eval.jsonl").write_text("\n".join(lines) + "\n")
-    return len(lines)
+def _slow_task() -> tuple[Path, int]:
+    """A task whose prompt lever generates text (countries, 150 eval items), so a signal sent after the
+    first saved batch lands mid-run: TREC's label ranking at batch size 1 finished 120 items before
+    the signal arrived on an idle machine (rc 0 instead of 130)."""
+    task = Path(__file__).resolve().parent.parent / "sample_tasks" / "countries" / "task.yaml"
+    return task, len((task.parent / "data" / "eval.jsonl").read_text().splitlines())
 
 
 @pytest.mark.slow
-def test_kill_9_resumes_where_it_stopped(trec_small, tmp_path):
-    n = _lengthen(trec_small)
+def test_kill_9_resumes_where_it_stopped(tmp_path):
+    task, n = _slow_task()
     out = tmp_path / "run"
     db = out / "advise.sqlite"
-    args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
+    args = [*_advise_cmd(), "run", str(task), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
             "--latency-probe", "0", "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -187,11 +186,11 @@ def test_kill_9_resumes_where_it_stopped(trec_small, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_exits_130_and_keeps_what_is_done(trec_small, tmp_path):
-    _lengthen(trec_small)
+def test_ctrl_c_exits_130_and_keeps_what_is_done(tmp_path):
+    task, _ = _slow_task()
     out = tmp_path / "run"
     db = out / "advise.sqlite"
-    args = [*_advise_cmd(), "run", str(trec_small), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
+    args = [*_advise_cmd(), "run", str(task), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
             "--latency-probe", "0", "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
