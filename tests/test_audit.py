@@ -262,3 +262,23 @@ def test_lsh_finds_what_all_pairs_finds_on_planted_copies():
     assert {(k, 400 + k) for k in range(40)} <= exact
     assert len(found & exact) >= 0.95 * len(exact)
     assert shingles("A  b, C", 2) == {b"a b", b"b c"} and shingles("", 1) == set()
+
+
+@pytest.mark.slow
+def test_embeddings_find_a_paraphrase_that_shares_few_words(tmp_path, write_jsonl):
+    """The real embedded all-MiniLM-L6-v2: cosine 0.97 for two wordings that share 3 of 9 words."""
+    texts = _distinct_texts(8)
+    write_jsonl(tmp_path / "train.jsonl", [{"id": "tall", "input": "How tall is Mount Everest?", "output": "NUM"}]
+                + [{"input": t, "output": "LOC"} for t in texts[:4]])
+    write_jsonl(tmp_path / "eval.jsonl", [{"id": "height", "input": "What is the height of Mount Everest?",
+                                           "output": "NUM"}] + [{"input": t, "output": "LOC"} for t in texts[4:]])
+    (tmp_path / "task.yaml").write_text(CLASSIFY)
+    task = load_task(tmp_path / "task.yaml")
+    assert audit_task(task).find("near-duplicate:train/eval") is None  # MinHash alone: Jaccard 0.33
+    result = CliRunner().invoke(main, ["audit", str(tmp_path / "task.yaml"), "--embeddings", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    near = next(f for f in data["findings"] if f["check"] == "near-duplicate:train/eval")
+    assert near["count"] == 1 and near["examples"][0]["a"] == _where(tmp_path, "train", "tall")
+    assert near["examples"][0]["b"] == _where(tmp_path, "eval", "height")
+    assert "cosine 0.9" in near["examples"][0]["text"] and "embedding cosine>=0.95" in data["counts"]["near_method"]
