@@ -7,16 +7,19 @@ the one run test, which checks the runner's bookkeeping, not answers.
 
 from __future__ import annotations
 
+import io
 import json
 import random
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
 from advisor.audit import audit_task, items_needed
 from advisor.audit.render import audit_summary
 from advisor.audit.similar import all_pairs_jaccard, near_pairs, shingles
 from advisor.cli import main
+from advisor.report.scorecard import print_results
 from advisor.runner import Runner
 from advisor.spec import load_task
 from advisor.types import Generation, GenerationParams, Request
@@ -227,7 +230,7 @@ class _FirstOption:
         raise AssertionError("classification ranks options")
 
 
-def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write_jsonl, capsys):
+def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write_jsonl):
     # A loadable variant: the empty output and the exact duplicate pair would stop the loader.
     rows = [json.loads(x) for x in (planted / "train.jsonl").read_text().splitlines()]
     write_jsonl(planted / "train.jsonl", [r for r in rows if r["id"] not in {"empty", "dup-b"}])
@@ -247,6 +250,10 @@ def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write
     lines = [t.plain for t in audit_summary(data["audit"])]
     assert "removed 1 (near-duplicate:train/eval)" in lines[0]
     assert any("too-few-eval-items" in line for line in lines[1:])
+    console = Console(file=io.StringIO(), width=200)
+    print_results(console, data)
+    shown = console.file.getvalue()
+    assert "data audit: " in shown and "removed 1 (near-duplicate:train/eval)" in shown
 
 
 def test_lsh_finds_what_all_pairs_finds_on_planted_copies():
@@ -282,3 +289,10 @@ def test_embeddings_find_a_paraphrase_that_shares_few_words(tmp_path, write_json
     assert near["count"] == 1 and near["examples"][0]["a"] == _where(tmp_path, "train", "tall")
     assert near["examples"][0]["b"] == _where(tmp_path, "eval", "height")
     assert "cosine 0.9" in near["examples"][0]["text"] and "embedding cosine>=0.95" in data["counts"]["near_method"]
+
+
+def test_a_bad_audit_setting_names_file_line_and_field(planted):
+    (planted / "task.yaml").write_text(CLASSIFY + "audit:\n  near_duplicates: delete\n")
+    result = CliRunner().invoke(main, ["audit", str(planted / "task.yaml")])
+    assert result.exit_code == 2
+    assert f"{planted / 'task.yaml'}:8: audit.near_duplicates:" in result.output and "Traceback" not in result.output
