@@ -203,6 +203,32 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
 
 @main.command()
 @task_arg
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON (the `audit` key of results.json).")
+@click.option("--strict", is_flag=True, default=None, help="Exit 1 on any warning (also: audit.strict: true).")
+@click.option("--embeddings", is_flag=True, default=None,
+              help="Also compare inputs by embedding cosine (loads the embedding model; audit.embeddings).")
+@set_opt
+def audit(task_file: Path, as_json: bool, strict: bool | None, embeddings: bool | None,
+          sets: tuple[str, ...]) -> None:
+    """Audit train, eval and knowledge: duplicates, near-duplicates, leakage, label conflicts, balance, form."""
+    from advisor.audit import audit_task
+    from advisor.audit.render import audit_table
+
+    task = _load(task_file, sets)
+    report = audit_task(task, embeddings=embeddings)
+    if strict:
+        report.strict = True
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        Console().print(audit_table(report.as_dict(), title=f"{task.name}: data audit"))
+    if report.failed():
+        click.echo(f"audit failed (strict): {len(report.warnings)} warning check(s)", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@task_arg
 @click.option("--lever", "levers", multiple=True, help="Index for these levers only (default: every lever "
               "of the task that keeps an index).")
 @set_opt

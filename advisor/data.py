@@ -9,7 +9,7 @@ import csv
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,8 @@ class Dataset:
     train: list[Example]
     eval: list[Example]
     leakage_removed: list[str]  # ids of train examples dropped because their input is in eval
+    # ids dropped because they nearly copy an eval input (audit.near_duplicates: remove)
+    near_leakage_removed: list[str] = field(default_factory=list)
 
     def hashes(self) -> dict[str, str]:
         return {

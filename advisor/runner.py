@@ -139,7 +139,8 @@ def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, A
         "task_sha256": stable_hash(task.model_dump(mode="json"))[:16],
         "prompt_sha256": stable_hash(task.prompt.model_dump())[:16],
         "data": {**data.hashes(), "n_train": len(data.train), "n_eval": len(data.eval),
-                 "leakage_removed": data.leakage_removed},
+                 "leakage_removed": data.leakage_removed,
+                 "near_leakage_removed": data.near_leakage_removed},
         "versions": _versions(),
         "git": _git_state(),
         "platform": platform.platform(),
@@ -187,6 +188,11 @@ class Runner:
         self.console = console
         self._backend: Backend | None = None
         self.data = load_dataset(task, limit=limit)
+        from advisor.audit import apply_near_duplicate_policy, audit_task
+
+        # The data audit runs before any model time is spent; its near-duplicate policy may shrink train.
+        self.audit = audit_task(task)
+        self.data = apply_near_duplicate_policy(self.data, self.audit, task.audit.near_duplicates)
         self.store = RunStore(workdir / "advise.sqlite")
 
     def base_backend(self) -> Backend:
@@ -359,6 +365,7 @@ class Runner:
         except Exception:
             self.store.finish_run(run_id, "failed")
             raise
+        extras["audit"] = self.audit.as_dict()
         entries = [r.as_dict(self.task.target.confidence) for r in results]
         verdict = recommend(entries, self.task.target.metric, self.task.target.threshold,
                             has_knowledge=self.task.data.knowledge is not None,

@@ -62,6 +62,30 @@ class Costs(_Strict):
     reindex_per_month: float = Field(0.0, ge=0, description="Knowledge re-index runs a month (upkeep).")
 
 
+class AuditSpec(_Strict):
+    """`audit:` in task.yaml: how `advise audit` (and the audit at the start of `advise run`) judges the data."""
+
+    near_duplicates: Literal["report", "remove"] = Field(
+        "report", description="Train items that nearly copy an eval input: 'report' them, or 'remove' them "
+        "from train (and the few-shot pool) the way exact copies always are.")
+    strict: bool = Field(False, description="Exit 1 from `advise audit` on any warning (for CI).")
+    # 0.85 on single words: one word changed in a 13-word text; below it, on the sample tasks, one changed
+    # word in a short question ("a fear of shadows" / "a fear of cholera") made a different question.
+    jaccard: float = Field(0.85, gt=0.0, le=1.0, description="Near-duplicate threshold: Jaccard similarity of "
+                           "the word-shingle sets (estimated by MinHash LSH, then checked exactly).")
+    shingle_words: int = Field(1, ge=1, le=5, description="Words per shingle; 1 suits short texts, larger "
+                               "values weigh word order.")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (more: slower, more exact).")
+    embeddings: bool = Field(False, description="Also compare inputs by cosine similarity of sentence "
+                             "embeddings (loads the embedding model).")
+    embedding: str = Field("default", description="Embedding model: 'default' (the embedded all-MiniLM-L6-v2) "
+                           "or a local sentence-transformers folder.")
+    cosine: float = Field(0.95, gt=0.0, le=1.0, description="Near-duplicate threshold on embedding cosine.")
+    label_half_width: float = Field(0.15, gt=0.0, lt=0.5, description="A label needs enough eval items for "
+                                    "its recall's interval to be at most ± this wide.")
+    examples: int = Field(3, ge=1, le=50, description="Examples shown per finding.")
+
+
 class Task(_Strict):
     """A task: what to do, on which data, judged by which metric against which threshold."""
 
@@ -82,6 +106,7 @@ class Task(_Strict):
     model: str = Field("hf:smollm2-135m-instruct", description="'hf:<name or folder>' or 'openai:<model>'.")
     seed: int = 0
     costs: Costs = Costs()
+    audit: AuditSpec = Field(default_factory=AuditSpec, description="Data audit settings (`advise audit`).")
 
     # Where task.yaml lives; data paths are relative to it. Not part of the file.
     base_dir: Path = Field(Path("."), exclude=True)

@@ -108,4 +108,9 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
     console.print(scorecard(results))
     for part in curve_tables(results):
         console.print(part)
+    if results.get("audit"):
+        from advisor.audit.render import audit_summary
+
+        for line in audit_summary(results["audit"]):
+            console.print(line)
     console.print(verdict_panel(results))
