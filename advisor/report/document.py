@@ -110,7 +110,7 @@ def load_run(run_dir: Path) -> StoredRun:
     Raises InputError (exit code 2) when results.json is missing or not JSON. The store is opened
     read-only: rendering a report never changes a run folder's data.
     """
-    path = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    path = run_dir if run_dir.is_file() else run_dir / "results.json"
     if not path.is_file():
         raise InputError("no results.json here; run 'advise run TASK' first", file=path)
     try:

@@ -16,7 +16,7 @@ from advisor.report.document import Bullets, Chart, Document, Heading, Paragraph
 # word's edge: GFM never reads intraword underscores as emphasis, so `macro_f1` stays readable).
 _INLINE = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
 # At the start of a line: headings, lists, quotes (already an entity), thematic breaks, numbered lists.
-_LINE_START = re.compile(r"^(\s*)([#+=-]|\d+[.)])", re.M)
+_LINE_START = re.compile(r"^(\s*)([#+-](?=\s|$)|\d+[.)](?=\s|$)|[=-]+(?=\s*$))", re.M)
 
 
 def _line_start(m: re.Match[str]) -> str:
@@ -24,15 +24,18 @@ def _line_start(m: re.Match[str]) -> str:
     return m.group(1) + (mark[:-1] + "\\" + mark[-1] if mark[0].isdigit() else "\\" + mark)
 
 
-def escape(text: str) -> str:
-    """Plain text -> markdown that shows exactly that text (one line per line of input)."""
+def escape(text: str, *, block: bool = True) -> str:
+    """Plain text -> markdown that shows exactly that text. `block=False` for text inside a line
+    (a table cell), where line-start markers such as "1." or "-" mean nothing."""
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _LINE_START.sub(_line_start, _INLINE.sub(r"\\\1", text))
+    text = _INLINE.sub(r"\\\1", text)
+    return _LINE_START.sub(_line_start, text) if block else text
 
 
 def cell(text: str) -> str:
     """Plain text -> one markdown table cell: escaped, line breaks shown as ⏎ (a row is one line)."""
-    return escape(text).replace("\r\n", "\n").replace("\r", "\n").replace("\n", " ⏎ ") or " "
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return escape(text, block=False).replace("\n", " ⏎ ") or " "
 
 
 def _table(t: Table) -> list[str]:

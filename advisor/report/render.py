@@ -36,7 +36,7 @@ def report_paths(run_dir: Path, formats: tuple[str, ...], out: Path | None) -> d
     named = _SUFFIXES.get(out.suffix.lower())
     if named:
         if formats != (named,):
-            raise InputError(f"--out {out} names one {named} file; give a folder for --format "
+            raise InputError(f"'{out}' names one {named} file; give a folder for --format "
                              f"{'both' if len(formats) > 1 else formats[0]}", field="--out")
         return {named: out}
     return {f: out / f"report.{f}" for f in formats}
