@@ -283,7 +283,8 @@ def hostile(folder: Path) -> Path:
                 store.db.execute("UPDATE item_scores SET lever=? WHERE lever=?", (new, old))
             store.db.execute("UPDATE run_items SET input = input || ?, raw = ? || raw", (f" {bad} {RTL}",
                                                                                           f"{SCRIPT}{EMOJI} "))
-            store.db.execute("UPDATE runs SET results=? WHERE id=?", (json.dumps(results), run_id))
+            store.db.execute("UPDATE runs SET results=?, task=? WHERE id=?",
+                             (json.dumps(results), results["task"], run_id))
     finally:
         store.close()
     (path / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")

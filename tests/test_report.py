@@ -177,6 +177,11 @@ def test_a_hostile_run_shows_as_text_and_runs_nothing(run_dir):
     assert page.ends.count("table") == sum(1 for t, _ in page.tags if t == "table")
     assert page.ends.count("section") == len(SECTION_ORDER)
     assert RTL in html and EMOJI in html and RTL in md and EMOJI in md
+    # The failures tables hold the planted inputs and outputs, as text.
+    failures = html[html.index('<section id="failures">'):html.index('<section id="data">')]
+    shown = sum(min(10, len(items.failures)) for items in load_run(run_dir).items.values())
+    assert shown > 20 and failures.count('<tr class="failure">') == shown
+    assert failures.count("&lt;/table&gt;") == shown and failures.count("&lt;script&gt;document.title") >= 2 * shown
     assert "sk-SECRET" not in html and "sk-SECRET" not in md and "api_key=***" in html
     for name in ("cost_quality", "volume"):
         svg = (run_dir / f"{name}.svg").read_text(encoding="utf-8")
@@ -304,6 +309,12 @@ def test_report_html_in_headless_chromium(run_dir, tmp_path):
     assert image.size == (1000, 3000)
     low, high = image.getextrema()
     assert high - low > 200  # ink on paper, not a blank page
+    # It prints on A4 (the page's @page rule), every page 595 x 842 points.
+    pdf = tmp_path / "report.pdf"
+    done = _chromium("--no-pdf-header-footer", f"--print-to-pdf={pdf}", url)
+    assert done.returncode == 0 and pdf.is_file(), done.stderr[-2000:]
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf.read_bytes())
+    assert boxes and all(round(float(w)) == 595 and round(float(h)) == 842 for w, h in boxes)
     keep = Path(__file__).resolve().parent.parent / "runs" / "report-screenshots"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy(shot, keep / f"{run_dir.name}.png")  # for a person to look at (runs/ is not committed)

@@ -128,15 +128,14 @@ def load_run(run_dir: Path) -> StoredRun:
 
 
 def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> int | None:
-    """The store's run that wrote these results: same task and creation time, else the latest done run."""
+    """The store's run that wrote these results (same creation time), else the task's latest done run."""
     created = (results.get("provenance") or {}).get("created")
-    rows = db.execute("SELECT id, results FROM runs WHERE status='done' AND task=? ORDER BY id DESC",
-                      (results["task"],)).fetchall()
-    for run_id, text in rows:
+    rows = db.execute("SELECT id, task, results FROM runs WHERE status='done' ORDER BY id DESC").fetchall()
+    for run_id, _, text in rows:
         stored = json.loads(text) if text else {}
         if created and (stored.get("provenance") or {}).get("created") == created:
             return int(run_id)
-    return int(rows[0][0]) if rows else None
+    return next((int(run_id) for run_id, task, _ in rows if task == results["task"]), None)
 
 
 def _load_items(db_path: Path, results: dict[str, Any]) -> tuple[dict[str, LeverItems] | None, str | None]:
