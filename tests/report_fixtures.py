@@ -129,6 +129,13 @@ def trec(folder: Path, n: int = 300) -> Path:
                              classification_path="option_loglik", unmappable=0,
                              lever=name, model="smollm2"))
         items[name] = [(ex, p, p or "", c) for ex, p, c in zip(examples, preds, correct)]
+    # A hosted model whose price the run did not know (issue 11: null, never 0), named lever@model.
+    hosted = json.loads(json.dumps(levers[0]))
+    hosted.update(name="prompt@hosted", lever="prompt", model="openai:gpt-4o-mini", state="fails",
+                  classification_path="json_schema_enum", unmappable=2)
+    hosted["cost"].update(per_1k_queries_usd=None, monthly_usd=None, first_year_usd=None)
+    levers.insert(1, hosted)
+    items["prompt@hosted"] = items["prompt"]
     results = {
         "task": "trec-question-type", "kind": "classification",
         "target": {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95,

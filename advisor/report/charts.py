@@ -139,7 +139,7 @@ def cost_quality_svg(points: list[QualityPoint], *, metric: str, threshold: floa
     positive = [p.monthly_usd for p in priced if p.monthly_usd and p.monthly_usd > 0]
     floor = min(positive) / 10 if positive else 0.01
     with plt.rc_context(_rc("advise-cost-quality")):
-        fig, ax = plt.subplots(figsize=(7.0, 4.0))
+        fig, ax = plt.subplots(figsize=(6.2, 3.8))
         ax.set_xscale("log")
         xs = {p.name: max(p.monthly_usd or 0.0, floor) for p in priced}
         frontier = pareto_frontier(points)
@@ -166,7 +166,8 @@ def cost_quality_svg(points: list[QualityPoint], *, metric: str, threshold: floa
         ax.set_xlabel(f"cost per month at {volume:,} queries/month (USD, log scale)")
         ax.set_ylabel(f"{metric} (whiskers: interval)")
         ax.grid(True, which="major", color="#eaeef2", linewidth=0.6)
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
+        # Beside the axes, not on them: a legend inside could hide a lever's point.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         return _svg(fig)
 
 
@@ -207,7 +208,7 @@ def volume_svg(lines: list[CostLine], *, volume: int, marks: list[tuple[float, s
     grid = [10 ** (math.log10(lo) + i * (math.log10(hi) - math.log10(lo)) / 200) for i in range(201)]
     by_name = {ln.name: ln for ln in lines}
     with plt.rc_context(_rc("advise-volume")):
-        fig, ax = plt.subplots(figsize=(7.0, 4.0))
+        fig, ax = plt.subplots(figsize=(6.2, 3.8))
         ax.set_xscale("log")
         ax.set_yscale("log")
         cmap = plt.get_cmap("tab10")
@@ -232,5 +233,5 @@ def volume_svg(lines: list[CostLine], *, volume: int, marks: list[tuple[float, s
         ax.set_xlabel("queries per month (log scale)")
         ax.set_ylabel("cost per month, first year (USD, log scale)")
         ax.grid(True, which="major", color="#eaeef2", linewidth=0.6)
-        ax.legend(loc="upper left", fontsize=8, frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         return _svg(fig)
