@@ -30,6 +30,7 @@ from advisor.report.document import (
     StoredRun,
     Table,
 )
+from advisor.spec import METRICS
 
 CELL_CHARS = 300  # longer inputs and outputs are cut in the failures table (the store has them whole)
 _STATE_TEXT = {"meets": "✓ meets", "fails": "✗ fails", "undecided": "? undecided"}
@@ -133,7 +134,7 @@ def verdict_section(r: dict[str, Any]) -> Section:
     blocks.append(Paragraph(rec.get("reason") or ""))
     if rec.get("reasons"):
         blocks += [Heading("Reasons"), Bullets([str(x) for x in rec["reasons"]])]
-    if rec.get("next_step") and not rec.get("lever"):
+    if rec.get("next_step") and not rec.get("lever") and rec["next_step"] not in (rec.get("reason") or ""):
         blocks.append(Paragraph(f"Next step: {rec['next_step']}."))
     if rec.get("rule"):
         margin = f", non-inferiority margin {num(rec.get('margin'))}" if rec.get("margin") is not None else ""
@@ -165,7 +166,11 @@ def _yes(v: Any) -> str:
 def scorecard_section(r: dict[str, Any]) -> Section:
     t = r["target"]
     metric = t["metric"]
-    others = sorted({m for lv in r["levers"] for m in (lv.get("metrics") or {}) if m != metric})
+    # The kind's headline metrics and the retrieval ones, as in the terminal scorecard (A4 has room
+    # for no more); every metric a lever has is in its detail section.
+    present = {m for lv in r["levers"] for m in (lv.get("metrics") or {})}
+    others = [m for m in METRICS.get(r["kind"], ()) if m != metric and m in present]
+    others += sorted(m for m in present if m.startswith("retrieval_"))
     quality_rows, styles = [], []
     for lv in r["levers"]:
         s = state(lv)
