@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display, no GUI toolkit: the report renders on a server or in CI
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 # Lines differ by style as well as colour, so the charts read on a black-and-white printout.
 _STYLES = ["-", "--", "-.", ":"]
@@ -91,8 +91,11 @@ def _count(x: float, _pos: Any = None) -> str:
     return f"{x:g}"
 
 
-def _log_axis(axis: Any, formatter: Any) -> None:
+def _log_axis(axis: Any, formatter: Any, lo: float, hi: float) -> None:
     # Our own labels: matplotlib's default log labels are mathtext, which parse_math=False turns off.
+    # A range under two decades (levers of similar cost) gets 1-2-5 ticks, or it would show one label.
+    if hi / lo < 100:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(formatter))
     axis.set_minor_formatter(NullFormatter())
 
@@ -160,8 +163,9 @@ def cost_quality_svg(points: list[QualityPoint], *, metric: str, threshold: floa
             ax.axhline(baseline[1], linestyle=":", color="#8250df", linewidth=1, zorder=2,
                        label=f"baseline ({baseline[0]}) {baseline[1]:.2f}")
         xs_all = list(xs.values()) or [floor]
-        ax.set_xlim(min(xs_all) / 3, max(xs_all) * 3)
-        _log_axis(ax.xaxis, _dollars)
+        x_lo, x_hi = min(xs_all) / 3, max(xs_all) * 3
+        ax.set_xlim(x_lo, x_hi)
+        _log_axis(ax.xaxis, _dollars, x_lo, x_hi)
         ax.set_ylim(-0.02, 1.05)
         ax.set_xlabel(f"cost per month at {volume:,} queries/month (USD, log scale)")
         ax.set_ylabel(f"{metric} (whiskers: interval)")
@@ -226,10 +230,10 @@ def volume_svg(lines: list[CostLine], *, volume: int, marks: list[tuple[float, s
         ax.annotate(f"stated volume {volume:,}", (volume, 1), xycoords=("data", "axes fraction"),
                     xytext=(3, -10), textcoords="offset points", fontsize=7, color="#57606a")
         ax.set_xlim(lo, hi)
-        _log_axis(ax.xaxis, _count)
-        _log_axis(ax.yaxis, _dollars)
+        _log_axis(ax.xaxis, _count, lo, hi)
         if ys_all:
             ax.set_ylim(min(ys_all) / 2, max(ys_all) * 2)
+            _log_axis(ax.yaxis, _dollars, min(ys_all) / 2, max(ys_all) * 2)
         ax.set_xlabel("queries per month (log scale)")
         ax.set_ylabel("cost per month, first year (USD, log scale)")
         ax.grid(True, which="major", color="#eaeef2", linewidth=0.6)
