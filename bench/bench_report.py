@@ -42,7 +42,9 @@ def main() -> None:
     args = ap.parse_args()
     folder = trec(Path(tempfile.mkdtemp(prefix="bench-report-")) / "trec", n=args.items)
     write_reports(folder)  # warm: imports, font cache
+    cpu0 = time.process_time()
     whole = _median(lambda: write_reports(folder), args.repeat)
+    cpu = (time.process_time() - cpu0) / args.repeat  # this process's CPU: steady on a shared machine
     run = load_run(folder)
     load = _median(lambda: load_run(folder), args.repeat)
     charts = _median(lambda: (sections.cost_quality_section(run.results), sections.volume_section(run.results)),
@@ -50,7 +52,7 @@ def main() -> None:
     sizes = {p.name: p.stat().st_size for p in sorted(folder.glob("*")) if p.suffix in {".html", ".md", ".svg"}}
     n_levers = len(run.results["levers"])
     print(f"run: {n_levers} levers x {args.items} eval items ({folder})")
-    print(f"render, whole: {whole:.2f} s (median of {args.repeat})")
+    print(f"render, whole: {whole:.2f} s wall (median of {args.repeat}), {cpu:.2f} s CPU = {cpu / whole:.2f} of wall")
     print(f"  load run (results.json + store): {load:.3f} s = {load / whole:.2f} of the whole")
     print(f"  two charts (matplotlib SVG):     {charts:.3f} s = {charts / whole:.2f} of the whole")
     for name, size in sizes.items():
