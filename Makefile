@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean chromium
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,15 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/advise run sample_tasks/trec/task.yaml
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest
+
+# The report test opens report.html in headless Chromium (Debian package `chromium`). Installed
+# when missing and we are root (CI); elsewhere the test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+		|| echo "chromium not installed (not root or no apt-get): the browser test will skip"; }
 
 lint: setup
 	$(VENV)/bin/ruff check advisor baselines tests bench sample_tasks

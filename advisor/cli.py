@@ -171,9 +171,13 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    from advisor.report.render import write_reports
+
+    reports = write_reports(workdir)
     if not quiet:
         print_results(console, data)
         console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""))
+        console.print("Report: " + " and ".join(str(p) for p in reports), soft_wrap=True)
 
 
 @main.command()
@@ -311,6 +315,19 @@ def show(run_dir: Path | None) -> None:
     except json.JSONDecodeError as e:
         raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
     print_results(Console(), data)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["html", "md", "both"]), default="both", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Folder for the reports (default: the run folder), or, with one format, the file itself.")
+def report(run_dir: Path, fmt: str, out: Path | None) -> None:
+    """Render report.html and report.md (charts as SVG beside them) from a stored run; no model is loaded."""
+    from advisor.report.render import FORMATS, write_reports
+
+    for path in write_reports(run_dir, FORMATS if fmt == "both" else (fmt,), out):
+        click.echo(str(path))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -311,6 +311,7 @@ class Runner:
         scores = score(self.task, golds, preds)
         add_lever_metrics(scores, predictions)
         self.store.put_item_scores(run_id, lever.name, [ex.id for ex in self.data.eval], scores.per_item)
+        self.store.put_run_items(run_id, lever.name, self.data.eval, predictions)  # the report's failures
         metrics = self.intervals(scores, golds, preds)
         cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),
                           self.task.costs)

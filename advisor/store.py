@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.data import stable_hash
-from advisor.types import GenerationParams, Prediction, Request
+from advisor.types import Example, GenerationParams, Prediction, Request
 
 # A plain list of migrations; PRAGMA user_version says how many have run.
 MIGRATIONS: list[str] = [
@@ -56,6 +56,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, lever, example_id, metric)
     );
     """,
+    # What each run showed each lever and what it answered, in eval order: a stored run's
+    # report samples failures (input, gold, output) from here without loading the data or a model.
+    """
+    CREATE TABLE run_items (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        lever TEXT NOT NULL,
+        position INTEGER NOT NULL,     -- index in the eval set
+        example_id TEXT NOT NULL,
+        source TEXT NOT NULL,          -- "file:line" of the eval example
+        input TEXT NOT NULL,
+        gold TEXT NOT NULL,            -- JSON of the gold output
+        output TEXT NOT NULL,          -- JSON of the parsed output
+        raw TEXT NOT NULL,             -- the model's text as generated
+        PRIMARY KEY (run_id, lever, position)
+    );
+    """,
 ]
 
 
@@ -91,6 +107,20 @@ class RunStore:
         self.db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
         self.db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+
+    @classmethod
+    def read_only(cls, path: Path) -> RunStore:
+        """An existing store opened for reading only: no migration, no write (a report of a stored run).
+
+        Raises sqlite3.OperationalError when the file cannot be opened.
+        """
+        store = cls.__new__(cls)
+        store.path = path
+        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        return store
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
     def _migrate(self) -> None:
         (version,) = self.db.execute("PRAGMA user_version").fetchone()
@@ -190,6 +220,45 @@ class RunStore:
                     for ex_id, value in zip(ids, values)
                 ],
             )
+
+    def put_run_items(self, run_id: int, lever: str, examples: list[Example], predictions: list[Prediction]) -> None:
+        """Record, for one run and lever, each eval example beside the answer it got (eval order)."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO run_items VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (run_id, lever, i, ex.id, ex.source, ex.input, json.dumps(ex.output, ensure_ascii=False),
+                     json.dumps(p.output, ensure_ascii=False), p.raw)
+                    for i, (ex, p) in enumerate(zip(examples, predictions))
+                ],
+            )
+
+    def run_items(self, run_id: int, lever: str) -> list[dict[str, Any]]:
+        """A run's items for one lever, in eval order: position, example_id, source, input, gold, output, raw."""
+        rows = self.db.execute(
+            "SELECT position, example_id, source, input, gold, output, raw FROM run_items"
+            " WHERE run_id=? AND lever=? ORDER BY position",
+            (run_id, lever),
+        )
+        return [
+            {"position": pos, "example_id": ex_id, "source": src, "input": inp, "gold": json.loads(gold),
+             "output": json.loads(out), "raw": raw}
+            for pos, ex_id, src, inp, gold, out, raw in rows
+        ]
+
+    def item_scores(self, run_id: int, lever: str) -> dict[str, dict[str, float]]:
+        """A run's per-item scores for one lever: metric -> {example_id: score}."""
+        out: dict[str, dict[str, float]] = {}
+        rows = self.db.execute("SELECT example_id, metric, value FROM item_scores WHERE run_id=? AND lever=?",
+                               (run_id, lever))
+        for ex_id, metric, value in rows:
+            out.setdefault(metric, {})[ex_id] = value
+        return out
+
+    def run_results(self, run_id: int) -> dict[str, Any] | None:
+        """The results.json a finished run stored, or None."""
+        row = self.db.execute("SELECT results FROM runs WHERE id=?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def runs(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT id, task, started, finished, status FROM runs ORDER BY id")

@@ -1,0 +1,182 @@
+"""A stored run as plain data for the reports: results.json plus the per-item answers in advise.sqlite.
+
+`load_run(run_dir)` reads the run folder (no model, no task data); `build_document(run)` (in
+`advisor.report.sections`) turns it into sections of paragraphs, tables and charts that the HTML
+and markdown renderers print as they are, so both carry the same text and numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import InputError
+
+# Per kind, the per-item metric that says whether an item failed when the target metric has no
+# per-item score (macro-F1 is a set-level figure).
+ITEM_METRIC = {"classification": "accuracy", "extraction": "exact_match", "generation": "exact_match",
+               "qa": "exact_match"}
+FAILURES_SHOWN = 10
+
+
+# -- the blocks a section is made of ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+    style: str = "p"  # p | note | warn | lead (a CSS class from this fixed set, never from data)
+    kind: str = "paragraph"
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: list[str]
+    kind: str = "bullets"
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str | None = None
+    numeric: list[bool] = field(default_factory=list)  # right-aligned columns
+    row_styles: list[str] = field(default_factory=list)  # per row: "" | meets | fails | undecided | baseline
+    kind: str = "table"
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str  # file stem: <name>.svg beside the report
+    title: str
+    svg: str  # the whole SVG document as matplotlib wrote it (checked by charts.check_svg)
+    caption: str
+    kind: str = "chart"
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+    kind: str = "heading"  # a sub-heading (h3) inside a section
+
+
+Block = Paragraph | Bullets | Table | Chart | Heading
+
+
+@dataclass
+class Section:
+    id: str  # anchor, from a fixed set
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    title: str
+    subtitle: str
+    sections: list[Section]
+
+    def charts(self) -> list[Chart]:
+        return [b for s in self.sections for b in s.blocks if isinstance(b, Chart)]
+
+
+# -- the stored run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LeverItems:
+    """One lever's answers in the run: failures (score below 1 on `metric`) and how many items."""
+
+    metric: str
+    n_items: int
+    failures: list[dict[str, Any]]  # position, example_id, source, input, gold, output, raw (eval order)
+
+
+@dataclass
+class StoredRun:
+    results: dict[str, Any]
+    run_dir: Path
+    items: dict[str, LeverItems] | None  # lever row name -> items; None when the store has none
+    items_missing: str | None = None  # why there are no per-item answers, in words
+
+
+def load_run(run_dir: Path) -> StoredRun:
+    """Read `run_dir/results.json` and, when present, the run's per-item answers from advise.sqlite.
+
+    Raises InputError (exit code 2) when results.json is missing or not JSON. The store is opened
+    read-only: rendering a report never changes a run folder's data.
+    """
+    path = run_dir if run_dir.is_file() else run_dir / "results.json"
+    if not path.is_file():
+        raise InputError("no results.json here; run 'advise run TASK' first", file=path)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
+    if not isinstance(results, dict) or not isinstance(results.get("levers"), list):
+        raise InputError("not an advise results file (no 'levers' list)", file=path, field="levers")
+    for key in ("task", "kind", "target", "recommendation"):
+        if key not in results:
+            raise InputError(f"not an advise results file (no '{key}')", file=path, field=key)
+    folder = path.parent
+    items, why = _load_items(folder / "advise.sqlite", results)
+    return StoredRun(results, folder, items, why)
+
+
+def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> int | None:
+    """The store's run that wrote these results (same creation time), else the task's latest done run."""
+    created = (results.get("provenance") or {}).get("created")
+    rows = db.execute("SELECT id, task, results FROM runs WHERE status='done' ORDER BY id DESC").fetchall()
+    for run_id, _, text in rows:
+        stored = json.loads(text) if text else {}
+        if created and (stored.get("provenance") or {}).get("created") == created:
+            return int(run_id)
+    return next((int(run_id) for run_id, task, _ in rows if task == results["task"]), None)
+
+
+def _load_items(db_path: Path, results: dict[str, Any]) -> tuple[dict[str, LeverItems] | None, str | None]:
+    if not db_path.is_file():
+        return None, "this run folder has no advise.sqlite, so per-item answers cannot be shown"
+    from advisor.store import RunStore
+
+    # Read-only: a report never migrates or writes a store (it may belong to a running job).
+    store = RunStore.read_only(db_path)
+    try:
+        if "run_items" not in store.tables():
+            return None, ("this run was stored before reports kept per-item answers; run `advise run` "
+                          "again (every answer is cached, so it takes seconds) to list failures")
+        run_id = _store_run_id(store.db, results)
+        if run_id is None:
+            return None, "the store holds no finished run of this task"
+        kind = results["kind"]
+        target = results["target"]["metric"]
+        out: dict[str, LeverItems] = {}
+        for lever in results["levers"]:
+            name = lever["name"]
+            rows = store.run_items(run_id, name)
+            if not rows:
+                continue
+            scores = store.item_scores(run_id, name)
+            metric = target if target in scores else ITEM_METRIC.get(kind, "exact_match")
+            per_item = scores.get(metric, {})
+            failed = [r for r in rows if per_item.get(r["example_id"], 1.0) < 1.0]
+            out[name] = LeverItems(metric, len(rows), failed)
+        return out, None
+    finally:
+        store.close()
+
+
+def sample_failures(task: str, lever: str, failures: list[dict[str, Any]], k: int = FAILURES_SHOWN
+                    ) -> list[dict[str, Any]]:
+    """At most `k` failures, the same ones every time: the k smallest SHA-256 hashes of
+    (task, lever, example id, position), shown in eval order. A hash spreads the sample over
+    the whole eval set instead of taking its first items, which are often alike."""
+    def key(r: dict[str, Any]) -> str:
+        return hashlib.sha256(f"{task}\x1f{lever}\x1f{r['example_id']}\x1f{r['position']}".encode()).hexdigest()
+
+    chosen = sorted(failures, key=key)[:k]
+    return sorted(chosen, key=lambda r: r["position"])

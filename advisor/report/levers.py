@@ -1,0 +1,137 @@
+"""Per-lever sections of the report: what each lever measured in detail, and a sample of its failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.report.document import (
+    FAILURES_SHOWN,
+    Bullets,
+    Heading,
+    Paragraph,
+    Section,
+    StoredRun,
+    Table,
+    sample_failures,
+)
+from advisor.report.sections import cut, interval, num, show_value
+
+# Keys of `details` rendered by a dedicated table; any other scalar detail is listed as it is.
+_KNOWN_DETAILS = {"per_label", "confusion", "per_field", "prompt_variants", "search"}
+_PATHS = {
+    "first_token_logprobs": "the first answer token's log-probabilities",
+    "json_schema_enum": "a JSON-schema enum constraining the answer",
+    "generate_and_map": "generated text mapped onto the labels",
+    "option_loglik": "each label's log-likelihood",
+}
+
+
+def _options(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if not isinstance(v, (dict, list))) or "defaults"
+
+
+def _lever_blocks(r: dict[str, Any], lv: dict[str, Any]) -> list[Any]:
+    details = lv.get("details") or {}
+    blocks: list[Any] = [Heading(lv["name"])]
+    facts = [f"rung {lv.get('rung', '–')}"]
+    if lv.get("family"):
+        facts.append(f"family {lv['family']}")
+    if lv.get("model"):
+        facts.append(f"model {lv['model']}")
+    facts.append(f"options: {_options(lv.get('options') or {})}")
+    if isinstance(lv.get("computed_predictions"), int):
+        facts.append(f"{lv['computed_predictions']} of {lv.get('n_eval', '–')} answers computed in this run (the rest came from the store)")
+    blocks.append(Paragraph("; ".join(facts) + ".", "note"))
+    notes = []
+    if lv.get("classification_path"):
+        path = lv["classification_path"]
+        notes.append(f"Labels chosen by {_PATHS.get(path, path)} ({path}).")
+    if lv.get("unmappable"):
+        notes.append(f"{lv['unmappable']} answer(s) could not be mapped onto a label.")
+    if details.get("truncated"):
+        notes.append(f"{details['truncated']} item(s) were truncated to fit the model's context.")
+    for n in notes:
+        blocks.append(Paragraph(n, "warn" if "truncated" in n or "mapped" in n else "note"))
+
+    metrics = lv.get("metrics") or {}
+    blocks.append(Table(["metric", f"value ({round(100 * (lv.get('confidence') or 0.95))}% interval)"],
+                        [[k, interval(v)] for k, v in sorted(metrics.items())], numeric=[False, True]))
+    confusion = details.get("confusion")
+    if isinstance(confusion, dict) and confusion.get("matrix"):
+        cols = [str(c) for c in confusion.get("columns") or []]
+        blocks.append(Table(["gold \\ predicted", *cols],
+                            [[str(lab), *[str(x) for x in row]] for lab, row in
+                             zip(confusion.get("labels") or [], confusion["matrix"])],
+                            caption="Confusion matrix: rows are gold labels, columns the predicted ones.",
+                            numeric=[False, *[True] * len(cols)]))
+    per_label = details.get("per_label")
+    if isinstance(per_label, dict) and per_label:
+        blocks.append(Table(["label", "precision", "recall", "F1", "support"],
+                            [[str(k), num(v.get("precision")), num(v.get("recall")), num(v.get("f1")),
+                              str(v.get("support", "–"))] for k, v in per_label.items()],
+                            numeric=[False, True, True, True, True]))
+    per_field = details.get("per_field")
+    if isinstance(per_field, dict) and per_field:
+        blocks.append(Table(["field", "precision", "recall", "F1"],
+                            [[str(k), num(v.get("precision")), num(v.get("recall")), num(v.get("f1"))]
+                             for k, v in per_field.items()],
+                            caption="Per-field precision, recall and F1 over all eval items.",
+                            numeric=[False, True, True, True]))
+    variants = details.get("prompt_variants")
+    if isinstance(variants, list) and variants:
+        blocks.append(Table(["prompt variant", "dev score", "chosen"],
+                            [[str(v.get("name")), num(v.get("dev_score")), "yes" if v.get("chosen") else ""]
+                             for v in variants], numeric=[False, True, False]))
+    search = details.get("search")
+    if isinstance(search, dict):
+        blocks.append(Paragraph(
+            f"Prompt search: {search.get('candidates', '–')} candidates scored on {search.get('dev_items', '–')} "
+            f"dev items (never eval); chosen dev score {num(search.get('dev_score'))}, eval score "
+            f"{num(search.get('eval_score'))}, dev–eval gap {num(search.get('dev_eval_gap'))}; search took "
+            f"{num(search.get('setup_seconds'), 0)} s.", "note"))
+        if isinstance(search.get("chosen"), dict):
+            blocks.append(Bullets([f"{k}: {cut(show_value(v), 200)}" for k, v in sorted(search["chosen"].items())]))
+    extra = [f"{k}: {v}" for k, v in sorted(details.items())
+             if k not in _KNOWN_DETAILS and k != "truncated" and isinstance(v, (str, int, float, bool))]
+    if extra:
+        blocks.append(Bullets(extra))
+    curve = (r.get("learning_curves") or {}).get(lv["name"])
+    if isinstance(curve, dict) and curve.get("points"):
+        blocks.append(Table(["fraction of train", "examples", str(curve.get("metric")), "train s"],
+                            [[num(p.get("fraction"), 2), str(p.get("n_train")), num(p.get("metric")),
+                              num(p.get("train_seconds"), 0)] for p in curve["points"]],
+                            caption=f"Learning curve (target {num(curve.get('threshold'), 2)}).",
+                            numeric=[True, True, True, True]))
+        if curve.get("message"):
+            blocks.append(Paragraph(f"What the curve says: {curve['message']}."))
+    return blocks
+
+
+def levers_section(r: dict[str, Any]) -> Section:
+    blocks: list[Any] = []
+    for lv in r["levers"]:
+        blocks += _lever_blocks(r, lv)
+    return Section("levers", "Each lever in detail", blocks)
+
+
+def failures_section(r: dict[str, Any], run: StoredRun) -> Section:
+    if run.items is None:
+        return Section("failures", "Failures", [Paragraph(f"No failures to show: {run.items_missing}.", "note")])
+    blocks: list[Any] = [Paragraph(
+        f"For each lever, up to {FAILURES_SHOWN} eval items it got wrong, chosen by a hash of the item (the same "
+        f"items every time this run is rendered), in eval order. Long texts are cut at {300} characters.", "note")]
+    for lv in r["levers"]:
+        items = run.items.get(lv["name"])
+        blocks.append(Heading(lv["name"]))
+        if items is None:
+            blocks.append(Paragraph("No per-item answers stored for this lever.", "note"))
+            continue
+        shown = sample_failures(r["task"], lv["name"], items.failures)
+        blocks.append(Paragraph(f"{len(items.failures)} of {items.n_items} items scored below 1 on "
+                                f"{items.metric}; {len(shown)} shown.", "note"))
+        if shown:
+            blocks.append(Table(["item", "input", "gold", "output"],
+                                [[f"{f['example_id']} ({f['source']})", cut(f["input"]), cut(show_value(f["gold"])),
+                                  cut(f["raw"] if f["raw"].strip() else show_value(f["output"]))] for f in shown],
+                                row_styles=["failure"] * len(shown)))
+    return Section("failures", "Failures, a sample per lever", blocks)

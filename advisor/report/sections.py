@@ -1,0 +1,392 @@
+"""The report's sections, in the order a reader needs them, as plain text, tables and charts.
+
+Every string here is plain text: the HTML renderer escapes it (Jinja2 autoescape) and the
+markdown renderer escapes it for markdown. Sections that read keys a run may not have (the
+verdict's states and comparisons, break-even volumes, the audit, prompt search) are written only
+when those keys are present, so an older results.json renders too.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from advisor.report.charts import (
+    CostLine,
+    QualityPoint,
+    cost_quality_svg,
+    crossing,
+    pareto_frontier,
+    volume_svg,
+)
+from advisor.report.document import (
+    Bullets,
+    Chart,
+    Document,
+    Heading,
+    Paragraph,
+    Section,
+    StoredRun,
+    Table,
+)
+from advisor.spec import METRICS
+
+CELL_CHARS = 300  # longer inputs and outputs are cut in the failures table (the store has them whole)
+_STATE_TEXT = {"meets": "✓ meets", "fails": "✗ fails", "undecided": "? undecided"}
+_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|auth)", re.I)
+_SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
+
+
+# -- formatting -----------------------------------------------------------------------------------
+
+
+def num(x: Any, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "–"
+
+
+def usd(x: Any) -> str:
+    """Dollars: cents above $1, four decimals below; '–' for a price the run did not know."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return "–"
+    return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
+
+
+def interval(m: dict[str, Any] | None) -> str:
+    if not m:
+        return "–"
+    if m.get("ci_low") == m.get("ci_high") == m.get("value"):
+        return num(m.get("value"))
+    return f"{num(m.get('value'))} ({num(m.get('ci_low'))}–{num(m.get('ci_high'))})"
+
+
+def cut(text: str, limit: int = CELL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_value(v: Any) -> str:
+    """A gold or parsed output as one line of text: strings as they are, the rest as compact JSON."""
+    import json
+
+    if v is None:
+        return "(none)"
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+
+
+def redact_command(argv: list[str]) -> str:
+    """The command line with any secret-looking value replaced: `--set x.api_key=...`, sk-... keys."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and _SECRET_KEY.search(key):
+            arg = f"{key}=***"
+        out.append(_SECRET_VALUE.sub("***", arg))
+    return shlex.join(out)
+
+
+def state(lv: dict[str, Any]) -> str:
+    """meets | fails | undecided: the verdict's state when it gave one, else the point rule's meets/fails."""
+    s = lv.get("state")
+    return s if s in _STATE_TEXT else ("meets" if lv.get("meets_target") else "fails")
+
+
+def _cost(lv: dict[str, Any], key: str) -> Any:
+    return (lv.get("cost") or {}).get(key)
+
+
+def _pct(confidence: Any) -> str:
+    return f"{round(100 * confidence)}%" if isinstance(confidence, (int, float)) else "95%"
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+
+def task_section(r: dict[str, Any]) -> Section:
+    t = r["target"]
+    levers = r["levers"]
+    n_eval = max((lv.get("n_eval") or 0 for lv in levers), default=0)
+    blocks: list[Any] = [
+        Paragraph(f"{r['task']}: a {r['kind']} task. Target: {t['metric']} ≥ {num(t['threshold'], 2)}, "
+                  f"judged at {_pct(t.get('confidence'))} confidence on {n_eval} held-out eval items, "
+                  f"priced at {r.get('queries_per_month') or 0:,} queries a month.", "lead"),
+    ]
+    need = t.get("need")
+    blocks.append(Paragraph(f"The business need behind the target: {need}" if need else
+                            "The task file gives no reason for the target (target.need); ask for one before "
+                            "relying on the verdict.", "p" if need else "warn"))
+    if r.get("eval_limit"):
+        blocks.append(Paragraph(f"Only the first {r['eval_limit']} eval items were scored (--limit): a quick "
+                                "look, not a verdict.", "warn"))
+    names = ", ".join(lv["name"] for lv in levers) or "none"
+    blocks.append(Paragraph(f"Levers compared, cheapest rung first: {names}. Model: "
+                            f"{(r.get('provenance') or {}).get('model', '–')}."))
+    return Section("task", "Task and business need", blocks)
+
+
+def verdict_section(r: dict[str, Any]) -> Section:
+    rec = r["recommendation"]
+    blocks: list[Any] = []
+    if rec.get("lever"):
+        blocks.append(Paragraph(f"Recommendation: {rec['lever']}", "verdict"))
+    else:
+        closest = f" (closest: {rec['closest']})" if rec.get("closest") else ""
+        blocks.append(Paragraph(f"Recommendation: none of the levers meets the target{closest}", "verdict-none"))
+    blocks.append(Paragraph(rec.get("reason") or ""))
+    if rec.get("reasons"):
+        blocks += [Heading("Reasons"), Bullets([str(x) for x in rec["reasons"]])]
+    if rec.get("next_step") and not rec.get("lever") and rec["next_step"] not in (rec.get("reason") or ""):
+        blocks.append(Paragraph(f"Next step: {rec['next_step']}."))
+    if rec.get("rule"):
+        margin = f", non-inferiority margin {num(rec.get('margin'))}" if rec.get("margin") is not None else ""
+        rule = ("a lever meets the target only when its lower confidence bound reaches it"
+                if rec["rule"] == "lower_bound" else "a lever meets the target when its point estimate reaches it")
+        blocks.append(Paragraph(f"Decision rule: {rec['rule']} ({rule}){margin}.", "note"))
+    if rec.get("notes"):
+        blocks += [Heading("Where the other levers lose points"), Bullets([str(x) for x in rec["notes"]])]
+    comparisons = rec.get("comparisons") or []
+    if comparisons:
+        blocks.append(Heading("Paired comparisons on the same eval items"))
+        blocks.append(Table(
+            ["lever", "against", "metric", "difference (interval)", "McNemar p", "significantly better",
+             "non-inferior"],
+            [[str(c.get("lever")), str(c.get("against")), str(c.get("metric")), interval(c.get("difference")),
+              num(c.get("mcnemar_p")), _yes(c.get("significantly_better")), _yes(c.get("non_inferior"))]
+             for c in comparisons],
+            numeric=[False, False, False, True, True, False, False]))
+        messages = [str(c["message"]) for c in comparisons if c.get("message")]
+        if messages:
+            blocks.append(Bullets(messages))
+    return Section("verdict", "Verdict", blocks)
+
+
+def _yes(v: Any) -> str:
+    return "yes" if v is True else "no" if v is False else "–"
+
+
+def scorecard_section(r: dict[str, Any]) -> Section:
+    t = r["target"]
+    metric = t["metric"]
+    # The kind's headline metrics and the retrieval ones, as in the terminal scorecard (A4 has room
+    # for no more); every metric a lever has is in its detail section.
+    present = {m for lv in r["levers"] for m in (lv.get("metrics") or {})}
+    others = [m for m in METRICS.get(r["kind"], ()) if m != metric and m in present]
+    others += sorted(m for m in present if m.startswith("retrieval_"))
+    quality_rows, styles = [], []
+    for lv in r["levers"]:
+        s = state(lv)
+        label = _STATE_TEXT[s]
+        if s == "undecided" and lv.get("items_needed"):
+            label += f" (about {lv['items_needed']:,} more items)"
+        if lv.get("no_better_than_baseline"):
+            label += "; no better than the baseline"
+        m = lv.get("metrics") or {}
+        quality_rows.append([lv["name"], interval(m.get(metric)), *[num((m.get(o) or {}).get("value")) for o in others],
+                             str(lv.get("n_eval", "–")), label])
+        styles.append(s)
+    base = r.get("baseline")
+    if isinstance(base, dict):
+        m = base.get("metrics") or {}
+        quality_rows.append([f"baseline: {base.get('name', '?')}", interval(m.get(metric)),
+                             *[num((m.get(o) or {}).get("value")) for o in others], "–", "for comparison"])
+        styles.append("baseline")
+    pct = _pct(t.get("confidence"))
+    quality = Table(["lever", f"{metric} ({pct} interval)", *others, "n", "target"], quality_rows,
+                    caption=f"Quality on the eval set; target {metric} ≥ {num(t['threshold'], 2)}.",
+                    numeric=[False, True, *[True] * len(others), True, False], row_styles=styles)
+    cost_rows = []
+    for lv in r["levers"]:
+        c = lv.get("cost") or {}
+        latency = (f"{num(c.get('latency_ms_p50'), 0)} / {num(c.get('latency_ms_p95'), 0)}"
+                   if c.get("latency_ms_p50") is not None else "–")
+        cost_rows.append([lv["name"], usd(c.get("per_1k_queries_usd")), usd(c.get("monthly_usd")),
+                          usd(c.get("first_year_usd")), usd(c.get("setup_usd")), usd(c.get("upkeep_usd_per_month")),
+                          latency])
+    cost = Table(["lever", "$ per 1k queries", "$ per month", "first year $", "setup $", "upkeep $/month",
+                  "latency p50 / p95 ms"], cost_rows,
+                 caption=f"Cost at {r.get('queries_per_month') or 0:,} queries a month; first year = setup + 12 "
+                         "months; latency of one request at a time. '–': not known (e.g. no price for the model).",
+                 numeric=[False, True, True, True, True, True, True])
+    return Section("scorecard", "Scorecard", [quality, cost])
+
+
+def quality_points(r: dict[str, Any]) -> list[QualityPoint]:
+    metric = r["target"]["metric"]
+    out = []
+    for lv in r["levers"]:
+        m = (lv.get("metrics") or {}).get(metric)
+        if not m:
+            continue
+        out.append(QualityPoint(lv["name"], _cost(lv, "monthly_usd"), m["value"], m.get("ci_low", m["value"]),
+                                m.get("ci_high", m["value"]), state(lv)))
+    return out
+
+
+def cost_quality_section(r: dict[str, Any]) -> Section:
+    t = r["target"]
+    points = quality_points(r)
+    base = r.get("baseline")
+    base_point = None
+    if isinstance(base, dict) and isinstance(((base.get("metrics") or {}).get(t["metric"]) or {}).get("value"),
+                                             (int, float)):
+        base_point = (str(base.get("name", "baseline")), float(base["metrics"][t["metric"]]["value"]))
+    volume = int(r.get("queries_per_month") or 0)
+    svg = cost_quality_svg(points, metric=t["metric"], threshold=float(t["threshold"]), volume=volume,
+                           baseline=base_point)
+    frontier = pareto_frontier(points)
+    unpriced = [p.name for p in points if p.monthly_usd is None]
+    free = [p.name for p in points if p.monthly_usd == 0]
+    caption = ("Each lever at its monthly cost (log scale) and its " + t["metric"] + " with the interval as "
+               "whiskers; the dashed line is the target; filled points lie on the Pareto frontier (no other "
+               "lever is both cheaper and better): " + (", ".join(frontier) or "none") + ".")
+    if free:
+        caption += " At $0 a month, drawn at the axis' left end: " + ", ".join(free) + "."
+    if unpriced:
+        caption += " Not drawn, price unknown: " + ", ".join(unpriced) + "."
+    return Section("cost-quality", "Cost against quality",
+                   [Chart("cost_quality", "Cost against quality", svg, caption)])
+
+
+def cost_lines(r: dict[str, Any]) -> list[CostLine]:
+    out = []
+    for lv in r["levers"]:
+        c = lv.get("cost") or {}
+        per_1k, setup, upkeep = c.get("per_1k_queries_usd"), c.get("setup_usd"), c.get("upkeep_usd_per_month")
+        if not all(isinstance(x, (int, float)) for x in (per_1k, setup, upkeep)):
+            continue
+        out.append(CostLine(lv["name"], setup / 12 + upkeep, per_1k / 1000))
+    return out
+
+
+def break_even_rows(r: dict[str, Any], lines: list[CostLine]) -> tuple[list[dict[str, Any]], bool]:
+    """The verdict's break-even volumes when it computed them (True), else crossings computed here
+    (False) between the levers that meet the target, or between all levers when fewer than two do."""
+    given = (r.get("recommendation") or {}).get("break_even")
+    if isinstance(given, list):
+        return [dict(b) for b in given], True
+    meeting = {lv["name"] for lv in r["levers"] if state(lv) == "meets"}
+    pool = [ln for ln in lines if ln.name in meeting] if len(meeting) >= 2 else lines
+    rows = []
+    for i, a in enumerate(pool):
+        for b in pool[i + 1:]:
+            q = crossing(a, b)
+            if q is None:
+                continue
+            cheap, dear = (a, b) if a.fixed_usd_per_month <= b.fixed_usd_per_month else (b, a)
+            rows.append({"cheaper": cheap.name, "dearer": dear.name, "queries_per_month": q,
+                         "message": f"above {q:,.0f} queries a month {dear.name} costs less than {cheap.name}"})
+    return rows, False
+
+
+def volume_section(r: dict[str, Any]) -> Section:
+    lines = cost_lines(r)
+    rows, from_verdict = break_even_rows(r, lines)
+    marks = [(float(b["queries_per_month"]), str(b.get("dearer"))) for b in rows
+             if isinstance(b.get("queries_per_month"), (int, float)) and b["queries_per_month"] > 0]
+    volume = int(r.get("queries_per_month") or 0) or 1
+    svg = volume_svg(lines, volume=volume, marks=marks)
+    left_out = [lv["name"] for lv in r["levers"] if lv["name"] not in {ln.name for ln in lines}]
+    caption = ("Cost per month in the first year (setup spread over twelve months, plus upkeep, plus per-query "
+               "cost) against queries per month; dots mark break-even volumes, where a lever that is dearer to "
+               "set up becomes the cheaper one.")
+    if left_out:
+        caption += " Not drawn, price unknown: " + ", ".join(left_out) + "."
+    blocks: list[Any] = [Chart("volume", "Cost against volume", svg, caption)]
+    if rows:
+        source = ("the verdict's break-even volumes" if from_verdict else
+                  "computed here from each lever's per-query and fixed costs")
+        blocks.append(Table(["cheaper to set up", "dearer to set up", "break-even queries/month", "what it means"],
+                            [[str(b.get("cheaper")), str(b.get("dearer")),
+                              f"{b['queries_per_month']:,.0f}" if isinstance(b.get("queries_per_month"), (int, float))
+                              else "never", str(b.get("message") or "")] for b in rows],
+                            caption=f"Break-even volumes ({source}).", numeric=[False, False, True, False]))
+    else:
+        blocks.append(Paragraph("No two levers' cost lines cross at a positive volume: the cheaper one stays "
+                                "cheaper at every volume.", "note"))
+    return Section("volume", "Cost against volume", blocks)
+
+
+def data_section(r: dict[str, Any]) -> Section:
+    prov = r.get("provenance") or {}
+    data = prov.get("data") or {}
+    rows = []
+    for split in ("train", "eval"):
+        n = data.get(f"n_{split}")
+        rows.append([split, str(n) if n is not None else "–", str(data.get(split, "–"))])
+    for key, value in sorted(data.items()):
+        if key in {"train", "eval", "n_train", "n_eval", "leakage_removed"} or not isinstance(value, (str, int)):
+            continue
+        rows.append([key, "–", str(value)])
+    blocks: list[Any] = [Table(["split", "items", "content hash"], rows,
+                               caption="Sizes after leakage removal; hashes identify the exact data scored.",
+                               numeric=[False, True, False])]
+    removed = data.get("leakage_removed") or []
+    if removed:
+        shown = ", ".join(str(x) for x in removed[:10]) + (" …" if len(removed) > 10 else "")
+        blocks.append(Paragraph(f"{len(removed)} train example(s) shared an input with eval and were left out of "
+                                f"training and few-shot examples (leakage): {shown}.", "note"))
+    else:
+        blocks.append(Paragraph("No train example shared an input with eval (no leakage removed).", "note"))
+    audit = r.get("audit")
+    if isinstance(audit, dict):
+        blocks.append(Heading("Data audit"))
+        findings = audit.get("findings") or []
+        if findings:
+            blocks.append(Table(["check", "severity", "count", "finding"],
+                                [[str(f.get("check")), str(f.get("severity")), str(f.get("count")),
+                                  str(f.get("message"))] for f in findings], numeric=[False, False, True, False]))
+            examples = [f"{f.get('check')}: {e.get('a')}" + (f" ↔ {e.get('b')}" if e.get("b") else "")
+                        + f": {cut(str(e.get('text', '')), 160)}"
+                        for f in findings for e in (f.get("examples") or [])[:3]]
+            if examples:
+                blocks += [Paragraph("Examples (file:line):", "note"), Bullets(examples)]
+        else:
+            blocks.append(Paragraph("The audit found nothing to report.", "note"))
+        if audit.get("strict"):
+            blocks.append(Paragraph("The audit ran in strict mode: any warning fails the run.", "note"))
+    return Section("data", "Data", blocks)
+
+
+def provenance_section(r: dict[str, Any]) -> Section:
+    prov = r.get("provenance") or {}
+    git = prov.get("git") or {}
+    models = sorted({str((lv.get("artifact") or {}).get("model")) for lv in r["levers"]
+                     if (lv.get("artifact") or {}).get("model")})
+    commit = git.get("commit") or "unknown"
+    rows = [
+        ["model", str(prov.get("model", "–"))],
+        ["model identities", ", ".join(models) or "–"],
+        ["task file", str(prov.get("task_file") or "–")],
+        ["task hash", str(prov.get("task_sha256", "–"))],
+        ["prompt hash", str(prov.get("prompt_sha256", "–"))],
+        ["commit", commit + (" (uncommitted changes)" if git.get("dirty") else "")],
+        ["versions", ", ".join(f"{k} {v}" for k, v in sorted((prov.get("versions") or {}).items()))],
+        ["platform", str(prov.get("platform", "–"))],
+        ["run created", str(prov.get("created", "–"))],
+        ["command", redact_command([str(a) for a in prov.get("argv") or []]) or "–"],
+    ]
+    scoring = r.get("scoring")
+    if isinstance(scoring, dict) and scoring.get("option_ranking"):
+        rows.append(["option ranking", str(scoring["option_ranking"])])
+    return Section("provenance", "Provenance", [Table(["", ""], rows)])
+
+
+def build_document(run: StoredRun) -> Document:
+    """The whole report as sections, in reading order."""
+    from advisor.report.levers import failures_section, levers_section
+
+    r = run.results
+    rec = r["recommendation"]
+    verdict = rec.get("lever") or "no lever meets the target"
+    sections = [
+        task_section(r),
+        verdict_section(r),
+        scorecard_section(r),
+        cost_quality_section(r),
+        volume_section(r),
+        levers_section(r),
+        failures_section(r, run),
+        data_section(r),
+        provenance_section(r),
+    ]
+    return Document(f"{r['task']}: which lever to use", f"Recommendation: {verdict}", sections)
+
