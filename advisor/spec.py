@@ -41,6 +41,10 @@ class PromptSpec(_Strict):
         "{{ input }}", description="Jinja2 template over the example's fields, e.g. 'Question: {{ input }}'."
     )
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget per answer.")
+    on_overflow: Literal["error", "truncate"] = Field(
+        "error", description="A prompt longer than the model's context: 'error' names the item before any "
+        "model time is spent; 'truncate' cuts the item's input to fit and records it per item.",
+    )
 
 
 class Target(_Strict):
@@ -60,6 +64,14 @@ class Costs(_Strict):
     )
     retrain_per_month: float = Field(0.0, ge=0, description="Retraining runs a month (upkeep).")
     reindex_per_month: float = Field(0.0, ge=0, description="Knowledge re-index runs a month (upkeep).")
+
+
+class ScoringSpec(_Strict):
+    option_ranking: Literal["calibrated", "mean", "sum", "first_token"] = Field(
+        "calibrated", description="Classification: how labels are ranked. calibrated: log-likelihood minus "
+        "that after a content-free input (contextual calibration); mean: per-token mean; sum: summed "
+        "log-likelihood (favours short labels); first_token: the label's first token.",
+    )
 
 
 class Task(_Strict):
@@ -82,6 +94,7 @@ class Task(_Strict):
     model: str = Field("hf:smollm2-135m-instruct", description="'hf:<name or folder>' or 'openai:<model>'.")
     seed: int = 0
     costs: Costs = Costs()
+    scoring: ScoringSpec = ScoringSpec()
 
     # Where task.yaml lives; data paths are relative to it. Not part of the file.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -192,7 +205,9 @@ def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> Task
     file = Path(path)
     if not file.is_file():
         raise InputError("task file not found", file=file)
-    return parse_task(file.read_text(encoding="utf-8"), file=file, overrides=overrides)
+    from advisor.textio import read_text  # UTF-8 with or without a byte-order mark, like every input
+
+    return parse_task(read_text(file), file=file, overrides=overrides)
 
 
 def task_json_schema() -> dict[str, Any]:
