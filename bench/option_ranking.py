@@ -54,30 +54,30 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=100, help="TREC eval items (300 in all)")
     args = ap.parse_args()
 
-    trec = load_task(ROOT / "sample_tasks/trec/task.yaml")
-    data = load_dataset(trec, limit=args.limit)
-    backend = make_backend(trec)
-    shots = random.Random(0).sample(data.train, 6)  # the few-shot lever's `random, k 6, seed 0`
-    print(f"TREC, first {len(data.eval)} eval items: accuracy")
-    print(f"{'method':<12} {'prompt':>8} {'few-shot':>9}")
-    zero = predictions(backend, trec, data.eval, [])
-    few = predictions(backend, trec, data.eval, shots)
-    for m in OPTION_RANKINGS:
-        print(f"{m:<12} {accuracy(data.eval, zero[m]):>8.3f} {accuracy(data.eval, few[m]):>9.3f}")
-
     case = ROOT / "tests/fixtures/field_cases/07-label-length"
+    backend = make_backend(load_task(case / "task.yaml"))
     short_task, long_task = load_task(case / "task.yaml"), load_task(case / "task_long.yaml")
     s_data, l_data = load_dataset(short_task), load_dataset(long_task)
     s_pred = predictions(backend, short_task, s_data.eval, [])
     l_pred = predictions(backend, long_task, l_data.eval, [])
     long_label = long_task.labels[1]
-    print(f"\nlabel length (07), {len(s_data.eval)} items: accuracy short / long, predictions the spelling changed")
+    print(f"label length (07), {len(s_data.eval)} items: accuracy short / long, predictions the spelling changed")
     for m in OPTION_RANKINGS:
         mapped = ["other" if p == long_label else p for p in l_pred[m]]
         changed = sum(a != b for a, b in zip(s_pred[m], mapped))
         print(f"{m:<12} {accuracy(s_data.eval, s_pred[m]):.3f} / {accuracy(l_data.eval, l_pred[m]):.3f}   "
               f"changed {changed}/{len(mapped)}   other-predictions short {s_pred[m].count('other')}, "
-              f"long {mapped.count('other')}")
+              f"long {mapped.count('other')}", flush=True)
+
+    trec = load_task(ROOT / "sample_tasks/trec/task.yaml")
+    data = load_dataset(trec, limit=args.limit)
+    shots = random.Random(0).sample(data.train, 6)  # the few-shot lever's `random, k 6, seed 0`
+    print(f"\nTREC, first {len(data.eval)} eval items: accuracy", flush=True)
+    print(f"{'method':<12} {'prompt':>8} {'few-shot':>9}")
+    zero = predictions(backend, trec, data.eval, [])
+    few = predictions(backend, trec, data.eval, shots)
+    for m in OPTION_RANKINGS:
+        print(f"{m:<12} {accuracy(data.eval, zero[m]):>8.3f} {accuracy(data.eval, few[m]):>9.3f}", flush=True)
 
 
 if __name__ == "__main__":
