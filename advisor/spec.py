@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import InputError
+from advisor.types import DEFAULT_OPTION_RANKING
 
 TaskKind = Literal["classification", "extraction", "generation", "qa"]
 
@@ -68,7 +69,7 @@ class Costs(_Strict):
 
 class ScoringSpec(_Strict):
     option_ranking: Literal["calibrated", "mean", "sum", "first_token"] = Field(
-        "calibrated", description="Classification: how labels are ranked. calibrated: log-likelihood minus "
+        DEFAULT_OPTION_RANKING, description="Classification: how labels are ranked. calibrated: log-likelihood minus "
         "that after a content-free input (contextual calibration); mean: per-token mean; sum: summed "
         "log-likelihood (favours short labels); first_token: the label's first token.",
     )
