@@ -36,7 +36,10 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
         if "=" not in item:
             raise InputError(f"--set expects KEY=VALUE, got '{item}'", field="--set")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:  # not YAML (e.g. a Jinja2 template's braces): the text as given
+            out[key.strip()] = value
     return out
 
 

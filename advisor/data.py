@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
+from advisor.scoring import normalize_answer
 from advisor.spec import Task
+from advisor.textio import read_text
 from advisor.types import Example
 
 
@@ -30,30 +33,73 @@ def normalize_text(text: str) -> str:
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line, record) for every non-blank line (JSONL) or row (CSV) of a data file.
+
+    Both read through `read_text`: UTF-8 with or without a byte-order mark. A CSV row with
+    more or fewer fields than the header is an error naming its line: a reader never drops or
+    invents a value.
+    """
     if not path.is_file():
         raise InputError("data file not found", file=path)
     suffix = path.suffix.lower()
-    rows: list[tuple[int, dict[str, Any]]] = []
     if suffix in {".jsonl", ".ndjson"}:
-        with open(path, encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"broken JSON: {e.msg}", file=path, line=n) from None
-                if not isinstance(obj, dict):
-                    raise InputError("expected a JSON object per line", file=path, line=n)
-                rows.append((n, obj))
-    elif suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            for row in reader:
-                # The header is line 1; a row's line is where the reader stopped after it.
-                rows.append((reader.line_num, {k: v for k, v in row.items() if k is not None}))
-    else:
-        raise InputError(f"unsupported data format '{suffix}': use .jsonl or .csv", file=path)
+        return _jsonl_records(path)
+    if suffix == ".csv":
+        return _csv_records(path)
+    raise InputError(f"unsupported data format '{suffix}': use .jsonl or .csv", file=path)
+
+
+def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=n) from None
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object per line", file=path, line=n)
+        rows.append((n, obj))
+    return rows
+
+
+def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    # csv.reader, not DictReader: DictReader files surplus fields under a None key and fills
+    # missing ones with None, which is how a stray comma used to cut a gold answer short unseen.
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return []
+    except csv.Error as e:
+        raise InputError(f"broken CSV: {e}", file=path, line=reader.line_num) from None
+    header = [h.strip() for h in header]
+    for i, name in enumerate(header):
+        if not name:
+            raise InputError(f"column {i + 1} of the header has no name", file=path, line=1)
+        if header.index(name) != i:
+            raise InputError(f"the header names column '{name}' twice", file=path, line=1, field=name)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    while True:
+        start = reader.line_num + 1  # a quoted field may span lines: name the row's first line
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise InputError(f"broken CSV: {e}", file=path, line=start) from None
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue  # a blank line
+        if len(row) != len(header):
+            more = "more" if len(row) > len(header) else "fewer"
+            hint = " (an unquoted comma in a value? quote the value)" if more == "more" else ""
+            raise InputError(
+                f"the row has {len(row)} fields, {more} than the header's {len(header)} "
+                f"({', '.join(header)}){hint}",
+                file=path, line=start,
+            )
+        rows.append((start, dict(zip(header, row))))
     return rows
 
 
@@ -86,24 +132,76 @@ def _check_output(task: Task, value: Any, *, file: Path, line: int) -> Any:
     return str(value)
 
 
+def _blank(value: Any) -> bool:
+    """Missing: absent, JSON null, or text with nothing but whitespace."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_id(value: Any, *, file: Path, line: int) -> str | None:
+    if value is None:
+        return None
+    # bool is an int to Python, but `true` is no one's id; a float id would print as "1.0".
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InputError(f"expected text or an integer, got {_short(value)}", file=file, line=line, field="id")
+    text = str(value).strip()
+    if not text:
+        raise InputError("missing: an id that is given must not be blank", file=file, line=line, field="id")
+    return text
+
+
+def _check_sources(value: Any, *, file: Path, line: int) -> list[str] | None:
+    """Gold document ids: one id as text or a list of ids; always a list once read."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]  # one source: never iterated character by character
+    if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise InputError(f"expected a document id or a list of document ids, got {_short(value)}",
+                         file=file, line=line, field="sources")
+    ids = [str(v).strip() for v in value]
+    if any(not v for v in ids):
+        raise InputError("a blank document id", file=file, line=line, field="sources")
+    return ids
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def load_examples(task: Task, path: Path, *, split: str) -> list[Example]:
-    """Load one split. Every record needs `input` and `output`; `id` defaults to split-line."""
+    """Load one split. Every record needs `input` and `output`; `id` defaults to split-line.
+
+    Fields of a known type are checked where they are read: `input` is text (a blank one is
+    missing), `output` fits the task's kind, `id` is text or an integer, unique in the file,
+    `sources` is one document id or a list of them (kept as a list). Raises InputError naming
+    the file, line and field.
+    """
     examples: list[Example] = []
     seen: dict[str, int] = {}
     for line, rec in _records(path):
         for key in ("input", "output"):
-            if key not in rec or rec[key] is None or rec[key] == "":
-                raise InputError(f"missing '{key}'", file=path, line=line, field=key)
-        if not isinstance(rec["input"], (str, int, float)):
+            if key not in rec or _blank(rec[key]):
+                what = "blank (only whitespace)" if isinstance(rec.get(key), str) and rec[key] else "missing"
+                raise InputError(f"{what}: every example needs '{key}'", file=path, line=line, field=key)
+        if not isinstance(rec["input"], (str, int, float)) or isinstance(rec["input"], bool):
             raise InputError("input must be text", file=path, line=line, field="input")
         output = _check_output(task, rec["output"], file=path, line=line)
-        ex_id = str(rec.get("id") or f"{split}-{line}")
+        if task.kind in {"qa", "generation"} and not normalize_answer(output):
+            raise InputError(
+                f"the gold answer {_short(output)} is empty once normalised (lower case, no punctuation or "
+                "articles), so exact match would count an empty answer right; write the answer in words",
+                file=path, line=line, field="output",
+            )
+        ex_id = _check_id(rec.get("id"), file=path, line=line) or f"{split}-{line}"
         if ex_id in seen:
             raise InputError(
                 f"duplicate id '{ex_id}' (first on line {seen[ex_id]})", file=path, line=line, field="id"
             )
         seen[ex_id] = line
         fields = {**rec, "input": str(rec["input"]), "output": output, "id": ex_id}
+        if "sources" in rec:
+            fields["sources"] = _check_sources(rec["sources"], file=path, line=line)
         examples.append(
             Example(
                 id=ex_id,

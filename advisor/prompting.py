@@ -6,15 +6,39 @@ Shared by every lever, so a prompt renders the same way whichever lever sends it
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import jinja2
+import jinja2.meta
 
 from advisor.errors import InputError
 from advisor.spec import Task
 from advisor.types import Example, Request
 
 _JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+# A JSON null is missing, not the text "None": it reaches the template as an undefined value, so
+# printing it fails like an absent field, while `{{ x | default("...") }}`, `{% if x is defined %}`
+# and `{% if x is none %}` handle it explicitly (Jinja2's own undefined machinery decides, not a
+# search of the template text).
+CONTENT_FREE = "N/A"  # the content-free input of contextual calibration (Zhao et al. 2021)
+
+
+class NullField(jinja2.StrictUndefined):
+    """A field whose value is JSON null: undefined to the template, named as null in the error."""
+
+    __slots__ = ()
+
+
+_JINJA.tests["none"] = lambda value: value is None or isinstance(value, NullField)
+
+
+def _template_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: NullField(name=k, hint=f"'{k}' is null (JSON null counts as missing; a template that allows it "
+                                  f"says so, e.g. {{{{ {k} | default('') }}}})") if v is None else v
+        for k, v in fields.items()
+    }
 
 
 def answer_text(task: Task, output: Any) -> str:
@@ -25,11 +49,23 @@ def answer_text(task: Task, output: Any) -> str:
 
 
 def render_user(task: Task, example: Example) -> str:
+    """The example's user turn: `prompt.template` rendered over its fields.
+
+    Raises InputError (naming the example's file:line and the field) when the template prints a
+    field the example lacks or holds as JSON null.
+    """
+    return _render(task, example.fields, example.source)
+
+
+def _render(task: Task, fields: dict[str, Any], source: str) -> str:
     try:
-        return _JINJA.from_string(task.prompt.template).render(**example.fields)
+        return _JINJA.from_string(task.prompt.template).render(**_template_fields(fields))
     except jinja2.UndefinedError as e:
+        missing = re.search(r"'([^']+)' is (null|undefined)", e.message or "")
+        is_null = bool(missing and missing.group(2) == "null")
         raise InputError(
-            f"template uses a field this example lacks ({e.message})", file=example.source, field="prompt.template"
+            e.message if is_null else f"template uses a field this example lacks ({e.message})", file=source,
+            field=missing.group(1) if missing else "prompt.template",
         ) from None
     except jinja2.TemplateSyntaxError as e:
         raise InputError(f"template syntax: {e.message}", field="prompt.template") from None
@@ -61,7 +97,17 @@ def make_request(task: Task, example: Example, messages: list[dict[str, str]], *
         options=options,
         max_new_tokens=task.prompt.max_new_tokens,
         context=context,
+        content_free=content_free_messages(task, messages) if options else None,
     )
+
+
+def content_free_messages(task: Task, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """`messages` with the last user turn rendered from "N/A" in every field: the same system
+    message, shots and template, no item content (and no retrieved context)."""
+    fields = {"input": CONTENT_FREE}
+    for name in jinja2.meta.find_undeclared_variables(_JINJA.parse(task.prompt.template)):
+        fields[name] = CONTENT_FREE
+    return [*messages[:-1], {"role": "user", "content": _render(task, fields, "content-free input")}]
 
 
 def check_templates(task: Task, examples: list[Example]) -> None:

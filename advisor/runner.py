@@ -185,6 +185,9 @@ class Runner:
         self.progress = progress or _no_progress
         self.latency_probe = latency_probe
         self.params = params or GenerationParams(max_new_tokens=task.prompt.max_new_tokens)
+        # The task's option ranking rides in the params (and so in every classification answer's key).
+        self.params = replace(self.params,
+                              option_ranking=task.scoring.option_ranking if task.kind == "classification" else None)
         self.console = console
         self._backend: Backend | None = None
         self.data = load_dataset(task, limit=limit)
@@ -219,7 +222,7 @@ class Runner:
     def predict(self, lever: Lever, artifact: Artifact) -> tuple[list[Prediction], list[str], int]:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new."""
         examples = self.data.eval
-        requests = lever.requests(artifact, examples)
+        requests = self.requests(lever, artifact, examples)
         backend = artifact.backend
         keys = [
             prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
@@ -241,6 +244,41 @@ class Runner:
             found.update(dict(items))
             advance(len(examples) - len(todo) + start + len(idx), len(examples))
         return [self._for_request(found[k], r) for k, r in zip(keys, requests)], keys, len(todo)
+
+    def requests(self, lever: Lever, artifact: Artifact, examples: list[Any]) -> list[Request]:
+        """The lever's requests, each checked against the model's context before any is sent
+        (too long: an error naming the item, or cut to fit under `prompt.on_overflow: truncate`)."""
+        from advisor.overflow import fit_requests
+
+        return fit_requests(artifact.backend, examples, lever.requests(artifact, examples),
+                            lambda ex: lever.requests(artifact, [ex])[0],
+                            on_overflow=self.task.prompt.on_overflow, lever=lever.name)
+
+    def preflight(self) -> None:
+        """Before any lever runs: every template renders (a null or missing field is named) and,
+        unless the task truncates, every eval item's plain prompt fits the model's context."""
+        from advisor.overflow import fit_requests
+        from advisor.prompting import check_templates, make_request, render_messages
+
+        check_templates(self.task, self.data.train + self.data.eval)
+        if self.task.prompt.on_overflow == "error":
+            backend = self.base_backend()
+            reqs = [make_request(self.task, ex, render_messages(self.task, ex)) for ex in self.data.eval]
+            fit_requests(backend, self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
+                self.task, ex)), on_overflow="error", lever="prompt")
+
+    def scoring_info(self) -> dict[str, Any]:
+        """How classification options were ranked, and a warning when label lengths differ a lot."""
+        from advisor.scoring import label_length_warning
+
+        info: dict[str, Any] = {"option_ranking": self.params.option_ranking}
+        counts = getattr(self._backend, "option_token_counts", None) if self._backend else None
+        if counts is not None:
+            info["option_tokens"] = counts(list(self.task.labels or []))
+            warning = label_length_warning(info["option_tokens"], self.params.option_ranking or "")
+            if warning:
+                info["warnings"] = [warning]
+        return info
 
     @staticmethod
     def _for_request(p: Prediction, request: Request) -> Prediction:
@@ -273,7 +311,7 @@ class Runner:
             advance = self.progress(f"{lever.name}: latency probe", len(missing))
             for j, i in enumerate(missing):
                 start = time.perf_counter()  # building the request (retrieval) counts as latency too
-                self._call(artifact.backend, lever.requests(artifact, [self.data.eval[i]]))
+                self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]))
                 ms = (time.perf_counter() - start) * 1000
                 self.store.put_latency(probe_keys[i], lever.name, ms)
                 found[probe_keys[i]] = ms
@@ -310,6 +348,7 @@ class Runner:
         preds = [p.output for p in predictions]
         scores = score(self.task, golds, preds)
         add_lever_metrics(scores, predictions)
+        scores.details["truncated"] = sum(1 for p in predictions if p.context.get("truncated"))
         self.store.put_item_scores(run_id, lever.name, [ex.id for ex in self.data.eval], scores.per_item)
         self.store.put_run_items(run_id, lever.name, self.data.eval, predictions)  # the report's failures
         metrics = self.intervals(scores, golds, preds)
@@ -349,6 +388,7 @@ class Runner:
         levers = load_levers(lever_names or self.task.levers)
         for lever in levers:  # options are checked before any model loads
             self.lever_options(lever)
+        self.preflight()
         run_id = self.store.start_run(self.task.name)
         results: list[LeverResult] = []
         try:
@@ -358,6 +398,8 @@ class Runner:
                 if on_lever:
                     on_lever(result)
             extras: dict[str, Any] = {}
+            if self.task.kind == "classification":
+                extras["scoring"] = self.scoring_info()
             if curve_fractions:
                 extras["learning_curves"] = self.learning_curves([r.name for r in results], curve_fractions)
         except KeyboardInterrupt:

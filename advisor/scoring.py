@@ -29,35 +29,44 @@ class Scores:
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in `text` (models wrap JSON in prose or code fences), or None."""
+    """The first complete top-level JSON object in `text`, or None.
+
+    Models wrap JSON in prose or code fences, so prose around the object is skipped. An object
+    that never closes (an answer cut off by the token budget) is invalid: its inner objects are
+    never taken for the answer.
+    """
     text = text.strip()
     fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
     if fence:
         text = fence.group(1)
-    start = text.find("{")
-    while start != -1:
-        depth, in_str, esc = 0, False, False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_str:
-                esc = ch == "\\" and not esc
-                if ch == '"' and not esc:
-                    in_str = False
-                continue
-            if ch == '"':
-                in_str = True
-            elif ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        obj = json.loads(text[start : i + 1])
-                    except json.JSONDecodeError:
-                        break
-                    return obj if isinstance(obj, dict) else None
-        start = text.find("{", start + 1)
-    return None
+    depth, in_str, esc, start = 0, False, False, -1
+    for i, ch in enumerate(text):
+        if depth == 0:  # in prose: only an opening brace matters (quotes in prose are not JSON strings)
+            if ch == "{":
+                depth, start = 1, i
+            continue
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                try:
+                    obj = json.loads(text[start : i + 1])
+                except json.JSONDecodeError:
+                    continue  # braces in prose, not JSON: look for the next top-level object
+                if isinstance(obj, dict):
+                    return obj
+    return None  # nothing found, or the outermost object is not complete
 
 
 def normalize_answer(text: str) -> str:
@@ -98,11 +107,26 @@ def token_f1(pred: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _field_value(v: Any) -> str | None:
+def _canonical(v: Any) -> Any:
+    """A value as compared: text case- and space-folded, numbers as their text, objects and lists
+    compared by content (objects regardless of key order), nulls and empty text dropped."""
+    if isinstance(v, dict):
+        return {k: c for k, c in ((k, _canonical(x)) for k, x in v.items()) if c is not None} or None
+    if isinstance(v, list):
+        items = [_canonical(x) for x in v]
+        return items or None
     if v is None:
         return None
     s = " ".join(str(v).split()).lower()
     return s or None
+
+
+def _field_value(v: Any) -> str | None:
+    """One field's comparable form: a string, equal for values equal in content."""
+    c = _canonical(v)
+    if c is None or isinstance(c, str):
+        return c
+    return json.dumps(c, sort_keys=True, ensure_ascii=False)  # sorted keys: structural, not textual
 
 
 def field_counts(pred: dict[str, Any] | None, gold: dict[str, Any]) -> tuple[int, int, int]:
@@ -227,3 +251,24 @@ def _score_text(golds: list[str], preds: list[str | None]) -> Scores:
         per_item={"exact_match": exact, "token_f1": f1, "contains": contains},
         aggregate={"exact_match": sum(exact) / n, "token_f1": sum(f1) / n, "contains": sum(contains) / n},
     )
+
+
+# Labels whose token counts differ by this factor and by at least this many tokens get a warning.
+LABEL_LENGTH_RATIO, LABEL_LENGTH_GAP = 2.0, 3
+
+
+def label_length_warning(option_tokens: dict[str, int], method: str) -> str | None:
+    """A warning when the labels' token counts differ a lot (the longest at least twice the
+    shortest and 3 tokens more), or None. `option_tokens`: label -> tokens (without end-of-turn)."""
+    if not option_tokens:
+        return None
+    short = min(option_tokens, key=lambda k: option_tokens[k])
+    long = max(option_tokens, key=lambda k: option_tokens[k])
+    a, b = option_tokens[short], option_tokens[long]
+    if b < LABEL_LENGTH_RATIO * max(a, 1) or b - a < LABEL_LENGTH_GAP:
+        return None
+    cut = long if len(long) <= 30 else long[:27] + "..."
+    advice = ("summed log-likelihood favours the shorter label; use scoring.option_ranking: calibrated"
+              if method == "sum" else f"ranked with '{method}', which corrects for length, but labels of "
+              "similar length (short names) rank more reliably")
+    return (f"labels differ a lot in length: '{short}' is {a} token{'s' * (a != 1)}, '{cut}' {b}; {advice}")

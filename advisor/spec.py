@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import InputError
+from advisor.types import DEFAULT_OPTION_RANKING
 
 TaskKind = Literal["classification", "extraction", "generation", "qa"]
 
@@ -41,6 +42,10 @@ class PromptSpec(_Strict):
         "{{ input }}", description="Jinja2 template over the example's fields, e.g. 'Question: {{ input }}'."
     )
     max_new_tokens: int = Field(64, ge=1, le=4096, description="Generation budget per answer.")
+    on_overflow: Literal["error", "truncate"] = Field(
+        "error", description="A prompt longer than the model's context: 'error' names the item before any "
+        "model time is spent; 'truncate' cuts the item's input to fit and records it per item.",
+    )
 
 
 class Target(_Strict):
@@ -86,6 +91,14 @@ class AuditSpec(_Strict):
     examples: int = Field(3, ge=1, le=50, description="Examples shown per finding.")
 
 
+class ScoringSpec(_Strict):
+    option_ranking: Literal["calibrated", "mean", "sum", "first_token"] = Field(
+        DEFAULT_OPTION_RANKING, description="Classification: how labels are ranked. calibrated: log-likelihood minus "
+        "that after a content-free input (contextual calibration); mean: per-token mean; sum: summed "
+        "log-likelihood (favours short labels); first_token: the label's first token.",
+    )
+
+
 class Task(_Strict):
     """A task: what to do, on which data, judged by which metric against which threshold."""
 
@@ -107,6 +120,7 @@ class Task(_Strict):
     seed: int = 0
     costs: Costs = Costs()
     audit: AuditSpec = Field(default_factory=AuditSpec, description="Data audit settings (`advise audit`).")
+    scoring: ScoringSpec = ScoringSpec()
 
     # Where task.yaml lives; data paths are relative to it. Not part of the file.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -217,7 +231,9 @@ def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> Task
     file = Path(path)
     if not file.is_file():
         raise InputError("task file not found", file=file)
-    return parse_task(file.read_text(encoding="utf-8"), file=file, overrides=overrides)
+    from advisor.textio import read_text  # UTF-8 with or without a byte-order mark, like every input
+
+    return parse_task(read_text(file), file=file, overrides=overrides)
 
 
 def task_json_schema() -> dict[str, Any]:

@@ -41,6 +41,9 @@ class Request:
     max_new_tokens: int = 64
     json_schema: dict[str, Any] | None = None  # extraction: the backend may constrain output
     context: dict[str, Any] = field(default_factory=dict)  # e.g. retrieved chunk ids; recorded
+    # Classification: the same prompt with the item's content replaced by "N/A", the reference a
+    # backend ranks options against under `option_ranking="calibrated"` (contextual calibration).
+    content_free: list[dict[str, str]] | None = None
 
 
 @dataclass
@@ -84,14 +87,25 @@ class Artifact:
     state: Any = None  # lever-private (e.g. a retriever); never serialized
 
 
+# How `score_options` ranks a request's options (see advisor/backends/hf.py, `rank_options`):
+# "calibrated" log P(option | prompt) - log P(option | content-free prompt) (Zhao et al. 2021),
+# "mean" per-token mean log-likelihood, "sum" summed log-likelihood (favours short labels),
+# "first_token" the log-probability of the option's first token (ties broken by the sum).
+OPTION_RANKINGS = ("calibrated", "mean", "sum", "first_token")
+DEFAULT_OPTION_RANKING = "calibrated"
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     max_new_tokens: int = 64
     temperature: float = 0.0  # greedy: the same run twice gives the same predictions
     batch_size: int = 8
+    option_ranking: str | None = DEFAULT_OPTION_RANKING  # None: a task with no options
 
     def key(self) -> str:
-        return f"max_new_tokens={self.max_new_tokens};temperature={self.temperature}"
+        base = f"max_new_tokens={self.max_new_tokens};temperature={self.temperature}"
+        # The ranking method changes which option wins, so it is part of a classification answer's key.
+        return base + (f";option_ranking={self.option_ranking}" if self.option_ranking else "")
 
 
 @runtime_checkable
@@ -99,6 +113,13 @@ class Backend(Protocol):
     """Model access. Knows nothing about levers, tasks or caching."""
 
     identity: str  # model name + revision/content hash; part of every cache key
+    # The model's positions (prompt + answer tokens), None when unknown. The runner checks every
+    # request against it with `count_tokens` before any model time is spent.
+    context_window: int | None
+
+    def count_tokens(self, request: Request) -> int:
+        """Prompt tokens of `request` as this backend sends it (chat template applied)."""
+        ...
 
     def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]: ...
 

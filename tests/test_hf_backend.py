@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -37,12 +39,38 @@ def _naive_scores(backend, request):
 @pytest.mark.parametrize("system", [SYSTEM, "Type?"])  # long shared prefix (cached) and short (not)
 def test_score_options_equals_naive_likelihood(hf_backend, system):
     requests = _requests(system)
-    got = hf_backend.score_options(requests, GenerationParams(batch_size=3))
+    got = hf_backend.score_options(requests, GenerationParams(batch_size=3, option_ranking="sum"))
     for r, g in zip(requests, got):
         naive = _naive_scores(hf_backend, r)
         assert g.option_scores == pytest.approx(naive, abs=2e-3)
         assert g.text == LABELS[max(range(len(LABELS)), key=lambda j: naive[j])]
         assert g.tokens_in == len(hf_backend.prompt_ids(r.messages))
+
+
+def test_every_ranking_method_is_its_formula_over_the_naive_likelihoods(hf_backend):
+    """calibrated: log P(option | prompt) - log P(option | content-free prompt); mean: per token;
+    first_token: the first token's log-probability; each from the same per-token scores."""
+    requests = _requests()
+    for r in requests:
+        r.content_free = [r.messages[0], {"role": "user", "content": "Question: N/A"}]
+    naive = [_naive_scores(hf_backend, r) for r in requests]
+    free = _naive_scores(hf_backend, replace(requests[0], messages=requests[0].content_free))
+    tokens = [len(hf_backend.tokenizer.encode(o, add_special_tokens=False)) + 1 for o in LABELS]
+    calibrated = hf_backend.score_options(requests, GenerationParams(option_ranking="calibrated"))
+    mean = hf_backend.score_options(requests, GenerationParams(option_ranking="mean"))
+    first = hf_backend.score_options(requests, GenerationParams(option_ranking="first_token"))
+    for i in range(len(requests)):
+        assert calibrated[i].option_scores == pytest.approx([a - b for a, b in zip(naive[i], free)], abs=3e-3)
+        assert mean[i].option_scores == pytest.approx([a / n for a, n in zip(naive[i], tokens)], abs=2e-3)
+        assert calibrated[i].text == LABELS[max(range(len(LABELS)), key=lambda j: naive[i][j] - free[j])]
+        assert first[i].text in LABELS
+        assert calibrated[i].tokens_in == len(hf_backend.prompt_ids(requests[i].messages))
+
+
+def test_context_window_and_token_count(hf_backend):
+    [r] = _requests()[:1]
+    assert hf_backend.context_window == 8192
+    assert hf_backend.count_tokens(r) == len(hf_backend.prompt_ids(r.messages)) > 0
 
 
 def test_generate_is_deterministic_across_batch_sizes(hf_backend):

