@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BackendError, InputError
+from advisor.report.progress import batch_done
 from advisor.types import Generation, GenerationParams, Request
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -249,6 +250,7 @@ class HFBackend:
                     tokens = tokens[: tokens.index(eos) + 1]
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 out[i] = Generation(text, len(prompts[i]), len(tokens), elapsed / len(batch))
+            batch_done(len(batch))  # moves the runner's bar per batch
         return [g for g in out if g is not None]
 
     # -- option ranking --------------------------------------------------------------------------
@@ -301,6 +303,7 @@ class HFBackend:
                         seconds=elapsed / len(batch),
                         option_scores=scores[row],
                     )
+                batch_done(len(batch))
         return [g for g in out if g is not None]
 
     def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:
