@@ -309,7 +309,7 @@ class KnowledgeIndex:
                     if len(page["ids"]) < ID_PAGE:
                         break
                     offset += ID_PAGE
-            matrix = np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1)
+            matrix = np.asarray(vecs, dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros((0, 0), np.float32)
             self._all = (state, (ids, matrix, docs, metas))
         return self._all[1]
 

@@ -51,6 +51,7 @@ PLAIN_EVERY_S = 10.0  # plain lines per stage at most this often (ADVISE_PROGRES
 RATE_WINDOW_S = 60.0  # the "recent rate" behind time left
 HEARTBEAT_MIN_S = 1.0  # a stage that does not move is re-announced at most this often
 STATUS_AFTER_S = 2.0  # a step without a count is announced once it has run this long
+STATUS_EVERY_FACTOR = 3  # ... and then re-announced every 3 intervals (30 s by default)
 
 _ON_BATCH: ContextVar[Callable[[int], None] | None] = ContextVar("advise_on_batch", default=None)
 
@@ -284,6 +285,7 @@ class ProgressReporter:
 
     def _tick(self) -> None:
         heartbeat = max(self.every, HEARTBEAT_MIN_S)
+        status_every = max(STATUS_EVERY_FACTOR * self.every, HEARTBEAT_MIN_S)
         while not self._stop.wait(0.25):
             now = time.monotonic()
             with self._lock:
@@ -294,6 +296,8 @@ class ProgressReporter:
                         self._line(s, now)
                     elif now - s.started >= STATUS_AFTER_S:
                         first = s.last_print == float("-inf")
+                        if not first and now - s.last_print < status_every:
+                            continue  # nothing new to say but that it still runs: say it less often
                         s.last_print = now
                         self._write(f"{s.description} ..." if first
                                     else f"{s.description} ... ({format_seconds(now - s.started)} so far)")
