@@ -280,6 +280,10 @@ class ProgressReporter:
             if rate is not None:
                 parts.append(f"{rate:.2f}/s" if rate < 10 else f"{rate:.0f}/s")
             left = stage.rate.seconds_left(stage.done, total)
+            if left is not None:  # a heartbeat between moves counts down from the last estimate
+                left = max(0.0, left - (now - stage.rate.samples[-1][0]))
+            elif now - stage.started >= 1.0:  # a repeated line still says time passes
+                parts.append(f"{format_seconds(now - stage.started)} so far")
             parts.append(f"{format_seconds(left)} left" if left is not None else "time left unknown")
         self._write(", ".join(parts))
 
