@@ -127,3 +127,21 @@ def test_a_piped_run_prints_progress_lines_per_batch_and_a_plain_scorecard(trec_
     assert "trec-question-type: quality" in out and "Recommendation" in out
     assert out.index("Recommendation") > out.index("prompt: predicting: 12/12")
     assert out.rstrip().splitlines()[-1].startswith("Results: ")
+
+
+def test_a_terminal_gets_rich_bars_with_time_left_from_the_recent_rate():
+    out = io.StringIO()
+    progress = ProgressReporter(Console(file=out, force_terminal=True, width=100))
+    assert progress.mode == "rich"
+    with progress:
+        advance = progress("lora: training", 10)
+        for step in range(1, 6):
+            time.sleep(0.02)
+            advance(step, 10, description=f"lora: training, loss {1 / step:.3f}")
+        task = progress._rich.tasks[0]
+        assert task.fields["eta_at"] > time.monotonic()  # about 5 steps at ~50/s: a time left
+        with progress.status("lora: merging adapter"):
+            assert len(progress._rich.tasks) == 2
+        assert len(progress._rich.tasks) == 1  # a quick status step leaves no line behind
+        advance(10, 10)
+    assert "lora: training, loss 0.200" in out.getvalue()
