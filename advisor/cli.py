@@ -156,7 +156,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
         json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     if not quiet:
         print_results(console, data)
-        console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""))
+        console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""), soft_wrap=True)
 
 
 @main.command()
