@@ -15,14 +15,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from advisor.errors import AdviseError, InputError
 
@@ -45,31 +37,12 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
 
 @contextmanager
 def progress_factory(console: Console, quiet: bool) -> Iterator[Callable[[str, int], Callable[[int, int], None]]]:
-    """Yields `(description, total) -> advance(done, total)`; each call adds one rich bar."""
-    if quiet:
-        yield lambda description, total: (lambda done, total: None)
-        return
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    )
+    """Yields `(description, total) -> advance(done, total)`: rich bars on a terminal, plain
+    lines in a pipe or CI log, nothing when quiet (see advisor.report.progress)."""
+    from advisor.report.progress import make_progress
 
-    def factory(description: str, total: int) -> Callable[[int, int], None]:
-        task_id = progress.add_task(description, total=total)
-
-        def advance(done: int, total: int, description: str | None = None) -> None:
-            progress.update(task_id, completed=done, total=total,
-                            **({"description": description} if description else {}))
-
-        return advance
-
-    with progress:
-        yield factory
+    with make_progress(console, quiet) as progress:
+        yield progress
 
 
 def _fail(e: AdviseError) -> None:
@@ -80,6 +53,15 @@ def _fail(e: AdviseError) -> None:
 
 class AdviseGroup(click.Group):
     """Turns the library's errors into one-line messages and exit codes."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list with each command's whole first sentence (click cuts it at ~45
+        characters with '...'); long ones wrap instead."""
+        rows = [(name, cmd.get_short_help_str(limit=200)) for name in self.list_commands(ctx)
+                if (cmd := self.get_command(ctx, name)) is not None and not cmd.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -143,7 +125,8 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write results.json here.")
 @click.option("--latency-probe", type=click.IntRange(min=0), default=12, show_default=True,
               help="Eval items sent one at a time to measure serving latency.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Requests the model answers together; larger is faster until memory runs out.")
 @click.option("--quiet", is_flag=True, help="No progress bars or scorecard; still writes results.json.")
 @click.option("--learning-curve", "curve", is_flag=False, flag_value="0.25,0.5,1.0", default=None,
               metavar="FRACTIONS", help="Also train fine-tuning levers on fractions of train (default "
@@ -179,7 +162,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     reports = write_reports(workdir)
     if not quiet:
         print_results(console, data)
-        console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""))
+        console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""), soft_wrap=True)
         console.print("Report: " + " and ".join(str(p) for p in reports), soft_wrap=True)
 
 
@@ -271,29 +254,22 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def adapters(as_json: bool) -> None:
-    """List the fine-tuned adapters in the cache: version, size, data hash, metrics, date."""
-    from rich.table import Table
-
+    """List the fine-tuned adapters in the cache: version, status, task, metrics, steps, date."""
     from advisor.backends.hf import default_cache_dir
     from advisor.registry import load_lever
+    from advisor.report.adapter_table import adapters_table
 
     lever = load_lever("lora")  # through the registry, like any lever
     rows = lever.artifacts(default_cache_dir())  # type: ignore[attr-defined]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title=f"adapters in {default_cache_dir() / 'adapters'}", title_justify="left")
-    for col in ("version", "task", "lever", "size", "data", "n_train", "steps", "best val loss", "metrics", "created"):
-        table.add_column(col, no_wrap=col in {"version", "created"})
-    for r in rows:
-        metrics = ", ".join(f"{k} {v:.3f}" for k, v in (r.get("metrics") or {}).items()
-                            if isinstance(v, (int, float)))
-        table.add_row(str(r.get("version")), str(r.get("task", "")), str(r.get("lever", "")),
-                      f"{(r.get('size_bytes') or 0) / 1e6:.1f} MB", str(r.get("data_hash", "")),
-                      str(r.get("n_train", "")), str(r.get("steps", "")),
-                      f"{r['best_val_loss']:.3f}" if isinstance(r.get("best_val_loss"), float) else "–",
-                      metrics or "–", str(r.get("created", ""))[:19])
-    Console().print(table if rows else "No adapters yet: run a task with the lora lever.")
+    console = Console()
+    if not rows:
+        console.print("No adapters yet: run a task with the lora lever.")
+        return
+    # The columns that matter at this width; the rest are in --json.
+    console.print(adapters_table(rows, console.width, title=f"adapters in {default_cache_dir() / 'adapters'}"))
 
 
 @main.command()

@@ -21,6 +21,7 @@ from advisor.costs import LeverCost, lever_cost
 from advisor.data import Dataset, load_dataset, stable_hash
 from advisor.recommend import Verdict, recommend
 from advisor.registry import lever_options, load_levers
+from advisor.report.progress import on_batch, status
 from advisor.scoring import Scores, parse_output, score
 from advisor.spec import Task
 from advisor.stats import Interval, bootstrap_interval, bootstrap_statistic
@@ -203,9 +204,8 @@ class Runner:
             from advisor.backends import make_backend
 
             # The first run on a machine also converts the embedded model (about 20 s): say so.
-            advance = self.progress(f"loading {self.task.model}", 1)
-            self._backend = make_backend(self.task, self.cache_dir)
-            advance(1, 1)
+            with status(self.progress, f"loading {self.task.model}"):
+                self._backend = make_backend(self.task, self.cache_dir)
         return self._backend
 
     def context(self, lever: Lever) -> LeverContext:
@@ -222,7 +222,8 @@ class Runner:
     def predict(self, lever: Lever, artifact: Artifact) -> tuple[list[Prediction], list[str], int]:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new."""
         examples = self.data.eval
-        requests = self.requests(lever, artifact, examples)
+        with status(self.progress, f"{lever.name}: building {len(examples)} requests"):
+            requests = self.requests(lever, artifact, examples)
         backend = artifact.backend
         keys = [
             prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
@@ -238,7 +239,15 @@ class Runner:
         for start in range(0, len(todo), chunk):
             idx = todo[start : start + chunk]
             batch = [requests[i] for i in idx]
-            made = self._call(backend, batch)
+            # The bar moves per batch the backend finishes (batch_done); the store commits per chunk.
+            base, moved = len(examples) - len(todo) + start, [0]
+
+            def on_done(n: int, base: int = base, moved: list[int] = moved, cap: int = len(idx)) -> None:
+                moved[0] = min(moved[0] + n, cap)
+                advance(base + moved[0], len(examples))
+
+            with on_batch(on_done):
+                made = self._call(backend, batch)
             items = [(keys[i], self._prediction(requests[i], g)) for i, g in zip(idx, made)]
             self.store.put_predictions(lever.name, backend.identity, items)
             found.update(dict(items))

@@ -5,6 +5,7 @@ Unknown keys are errors (`extra="forbid"`): a typo must not be silently ignored.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -213,17 +214,58 @@ def parse_task(text: str, *, file: Path, overrides: dict[str, Any] | None = None
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
+    _check_lever_names(raw, text, file)
     try:
         return Task.model_validate({**raw, "base_dir": file.parent})
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(x for x in err["loc"] if x not in {"function-after[_consistent(), Task]"})
-        field = ".".join(str(x) for x in loc) or None
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; `advise schema` lists the keys)"
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise InputError(msg + more, file=file, line=_yaml_line(text, loc), field=field) from None
+        raise _input_error(e, text, file) from None
+
+
+def _check_lever_names(raw: dict[str, Any], text: str, file: Path) -> None:
+    """A misspelled lever is named as such, before anything it would make fail downstream
+    (a `lever_options` entry that no longer matches, say)."""
+    from advisor.registry import available
+
+    names, known = raw.get("levers"), available()
+    if not isinstance(names, list) or not known:
+        return
+    for i, name in enumerate(names):
+        if isinstance(name, str) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise InputError(f"unknown lever '{name}'.{hint} Available: {', '.join(sorted(known))}",
+                             file=file, line=_yaml_line(text, ("levers", i)), field="levers")
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys task.yaml allows in the mapping that holds `loc`'s last key."""
+    model: Any = Task
+    for key in loc[:-1]:
+        info = model.model_fields.get(key) if isinstance(key, str) else None
+        ann = info.annotation if info else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return [k for k, f in model.model_fields.items() if not f.exclude]
+
+
+def _input_error(e: ValidationError, text: str, file: Path) -> InputError:
+    """One line for a validation failure. A misspelled key comes first and is named: the
+    "field required" it causes for the key it was meant to be is its echo, not news."""
+    errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
+    err = errors[0]
+    loc = tuple(x for x in err["loc"] if x not in {"function-after[_consistent(), Task]"})
+    field = ".".join(str(x) for x in loc) or None
+    msg = err["msg"].removeprefix("Value error, ")
+    others = errors[1:]
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _keys_at(loc), n=1, cutoff=0.6)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        msg = f"unknown key '{key}'.{hint} (check the spelling; `advise schema` lists the keys)"
+        others = [o for o in others if not (o["type"] == "missing" and tuple(o["loc"][:-1]) == loc[:-1])]
+    more = f" (and {len(others)} more)" if others else ""
+    return InputError(msg + more, file=file, line=_yaml_line(text, loc), field=field)
 
 
 def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> Task:
@@ -237,7 +279,9 @@ def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> Task
 
 
 def task_json_schema() -> dict[str, Any]:
+    """The JSON Schema of task.yaml: the task's own keys first, the shared `$defs` last."""
     schema = Task.model_json_schema()
     schema["properties"].pop("base_dir", None)
     schema["title"] = "advise task.yaml"
-    return schema
+    defs = schema.pop("$defs", None)
+    return {**schema, **({"$defs": defs} if defs is not None else {})}

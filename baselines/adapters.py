@@ -78,7 +78,9 @@ def _size(path: Path) -> int:
 def list_adapters(cache_dir: Path) -> list[dict[str, Any]]:
     """Every adapter in the store, newest first; what `advise adapters` prints.
 
-    Each row: version, path, status ("ready" or "partial": a run that can resume),
+    Each row: version, path, status ("ready"; "training": a process holds it now; "partial": a
+    stopped run that the next run resumes; for the last two, steps and best_val_loss are
+    those of the newest checkpoint, the rest None),
     size_bytes, base_model, data_hash, n_train, steps, train_seconds, best_val_loss,
     metrics, created.
     """
@@ -91,7 +93,7 @@ def list_adapters(cache_dir: Path) -> list[dict[str, Any]]:
             meta = read_meta(path)
             status = "ready"
         else:
-            meta, status = {}, "partial"
+            meta, status = _unfinished(path), "training" if _is_locked(path) else "partial"
         rows.append(
             {
                 "version": path.name,
@@ -112,6 +114,33 @@ def list_adapters(cache_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return sorted(rows, key=lambda r: r["created"] or "", reverse=True)
+
+
+def _unfinished(path: Path) -> dict[str, Any]:
+    """What the newest checkpoint of an unfinished adapter says (steps done, best validation loss)."""
+    found = sorted((path / "checkpoints").glob("ckpt-[0-9]*/state.json"))
+    if not found:
+        return {"steps": 0}
+    try:
+        state = json.loads(found[-1].read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):  # being replaced right now
+        return {}
+    return {"steps": state.get("step"), "best_val_loss": state.get("best_val"),
+            "train_seconds": state.get("train_seconds")}
+
+
+def _is_locked(path: Path) -> bool:
+    """Whether a process holds this version's training lock now (without waiting for it)."""
+    lock_path = path.parent / f".{path.name}.lock"
+    if not lock_path.exists():
+        return False
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 @contextmanager

@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 from advisor.data import remove_leakage, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages
+from advisor.report.progress import status
 from advisor.spec import Task
 from advisor.types import Artifact, Example, LeverContext, Request
 from baselines import adapters
@@ -122,8 +123,10 @@ def build_adapter(
                 train_cfg,
                 path / "checkpoints",
                 on_step=_progress(ctx, lever),
+                on_status=lambda text: status(ctx.progress, f"{lever}: {text}"),
             )
-            result.model.save_pretrained(str(path))
+            with status(ctx.progress, f"{lever}: saving adapter {version}"):
+                result.model.save_pretrained(str(path))
             steps_run = result.steps - (result.resumed_from or 0)
             resumed_from = result.resumed_from
             meta = {
@@ -156,7 +159,8 @@ def build_adapter(
             clear_checkpoints(path / "checkpoints")
             del result
 
-    merged = adapters.load_merged(loaded.model, path)
+    with status(ctx.progress, f"{lever}: loading and merging adapter {version}"):
+        merged = adapters.load_merged(loaded.model, path)
     costs = ctx.task.costs
     price = costs.gpu_hour_usd if meta["device"] == "cuda" else costs.cpu_hour_usd
     train_usd = meta["train_seconds"] / 3600 * price
@@ -228,7 +232,8 @@ class LoraLever:
         train, removed_ids = remove_leakage(train, eval_)
         removed = len(removed_ids)
         state = self.prepare_state(ctx, options)
-        messages = self.training_messages(ctx, state, train)
+        with status(ctx.progress, f"{self.name}: building {len(train)} training prompts"):
+            messages = self.training_messages(ctx, state, train)
         pairs = [(m, answer_text(ctx.task, ex.output)) for m, ex in zip(messages, train)]
         artifact = build_adapter(
             ctx, options, pairs, lever=self.name, info={"leakage_removed": leaked + removed},

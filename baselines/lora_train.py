@@ -21,7 +21,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,10 +352,13 @@ def train_lora(
     cfg: TrainConfig,
     run_dir: Path,
     on_step: Callable[[StepInfo], None] | None = None,
+    on_status: Callable[[str], AbstractContextManager[Any]] | None = None,
 ) -> TrainResult:
     """Fine-tune LoRA layers on (chat messages, answer) pairs; resume from `run_dir` if it holds a checkpoint.
 
     `model` is changed in place (LoRA layers are added): pass a copy of a shared model.
+    `on_status(text)` wraps each step before the first optimizer step (tokenising, adding the
+    layers, the validation loss before training), so a progress display is never silent.
     """
     import torch
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -366,7 +369,9 @@ def train_lora(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     # Data: encode once, carve validation out of train, plan the steps.
-    rows = [encode(tokenizer, m, a, cfg.max_len) for m, a in pairs]
+    say = on_status or (lambda text: nullcontext())
+    with say(f"tokenising {len(pairs)} examples"):
+        rows = [encode(tokenizer, m, a, cfg.max_len) for m, a in pairs]
     train_idx, val_idx = split_validation(len(rows), cfg)
     train_rows, val_rows = [rows[i] for i in train_idx], [rows[i] for i in val_idx]
     lengths = [len(r.input_ids) for r in train_rows]
@@ -374,7 +379,8 @@ def train_lora(
     total = min(cfg.max_steps, cfg.epochs * per_epoch)
 
     # Model and optimizer: only the LoRA matrices train.
-    peft_model = wrap_lora(model, cfg)
+    with say(f"adding LoRA layers (r={cfg.r})"):
+        peft_model = wrap_lora(model, cfg)
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -393,7 +399,8 @@ def train_lora(
     else:
         torch.manual_seed(cfg.seed)  # dropout masks
         if val_rows:  # the loss before training, for the record
-            state["initial_val"] = validation_loss(peft_model, val_rows, cfg.batch_size, pad_id)
+            with say(f"validation loss before training ({len(val_rows)} examples)"):
+                state["initial_val"] = validation_loss(peft_model, val_rows, cfg.batch_size, pad_id)
 
     step, stopped_early = state["step"], False
     started, recent = time.perf_counter(), time.perf_counter()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BackendError, InputError
+from advisor.report.progress import batch_done
 from advisor.types import DEFAULT_OPTION_RANKING, OPTION_RANKINGS, Generation, GenerationParams, Request
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
@@ -249,6 +250,7 @@ class HFBackend:
                     tokens = tokens[: tokens.index(eos) + 1]
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 out[i] = Generation(text, len(prompts[i]), len(tokens), elapsed / len(batch))
+            batch_done(len(batch))  # moves the runner's bar per batch
         return [g for g in out if g is not None]
 
     # -- context ---------------------------------------------------------------------------------
@@ -324,13 +326,14 @@ class HFBackend:
                 todo[key] = (ids, list(r.options or ()))
         if todo:
             items = list(todo.items())
-            logps, _ = self.option_logprobs([v[0] for _, v in items], [v[1] for _, v in items], batch_size)
+            logps, _ = self.option_logprobs([v[0] for _, v in items], [v[1] for _, v in items], batch_size,
+                                            report=False)
             for (key, _), lp in zip(items, logps):
                 self._cf_cache[key] = lp
         return [self._cf_cache[k] for k in keys]
 
     def option_logprobs(
-        self, prompts: list[list[int]], options: list[list[str]], batch_size: int = 8
+        self, prompts: list[list[int]], options: list[list[str]], batch_size: int = 8, report: bool = True
     ) -> tuple[list[list[list[float]]], list[float]]:
         """log P(token | prompt, earlier option tokens) for every token of option + end-of-turn.
 
@@ -362,6 +365,8 @@ class HFBackend:
                 for row, i in enumerate(batch):
                     out[i] = [per_token[row][j][: len(cand[j])] for j in range(n_opt)]
                     seconds[i] = elapsed / len(batch)
+                if report:  # the content-free reference pass is not progress on the eval items
+                    batch_done(len(batch))
         return [o for o in out if o is not None], seconds
 
     def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:

@@ -1,0 +1,147 @@
+"""Progress without a terminal: plain lines in a pipe, time left from the recent rate, no silent steps."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from rich.console import Console
+
+from advisor.report.progress import ProgressReporter, RecentRate, batch_done, format_seconds, on_batch, status
+
+
+def _plain(every: float = 0.0) -> tuple[ProgressReporter, io.StringIO]:
+    out = io.StringIO()
+    return ProgressReporter(Console(file=out), mode="plain", every=every), out
+
+
+def test_a_console_without_a_terminal_gets_plain_lines():
+    out = io.StringIO()
+    assert ProgressReporter(Console(file=out)).mode == "plain"  # StringIO is no terminal
+    assert ProgressReporter(Console(file=out), mode="quiet").mode == "quiet"
+
+
+def test_recent_rate_follows_the_last_window_not_the_mean_since_the_start():
+    rate = RecentRate(window=10)
+    rate.add(0.0, 200)  # items already cached when the stage starts: never speed
+    assert rate.rate() is None and rate.seconds_left(200, 300) is None
+    for t in range(1, 31):  # 1 item/s for 30 s, then 5 items/s
+        rate.add(float(t), 200 + t)
+    assert rate.rate() == pytest.approx(1.0)
+    for t in range(31, 41):
+        rate.add(float(t), 230 + 5 * (t - 30))
+    assert rate.rate() == pytest.approx(5.0, rel=0.1)  # the mean since the start would say 2.0
+    assert rate.seconds_left(280, 300) == pytest.approx(4.0, rel=0.1)
+
+
+def test_plain_lines_name_stage_count_rate_and_time_left():
+    progress, out = _plain()
+    with progress:
+        advance = progress("rag: predicting", 40)
+        advance(8, 40)  # cached items first: no rate yet
+        time.sleep(0.05)
+        advance(16, 40)
+        time.sleep(0.05)
+        advance(24, 40)
+        advance(40, 40)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "rag: predicting: 0/40 (0%), time left unknown"
+    assert lines[1] == "rag: predicting: 8/40 (20%), time left unknown"
+    assert re.fullmatch(r"rag: predicting: 24/40 \(60%\), [\d.]+/s, \d+:\d\d left", lines[3]), lines[3]
+    assert re.fullmatch(r"rag: predicting: 40/40 \(100%\), done in \d+:\d\d", lines[-1]), lines[-1]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_plain_lines_come_at_most_every_interval_but_always_at_the_end():
+    progress, out = _plain(every=3600)
+    with progress:
+        advance = progress("lora: training", 100)
+        for step in range(1, 101):
+            advance(step, 100, description=f"lora: training, loss {1 / step:.3f}")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2  # the start and the end, nothing in between at this interval
+    assert lines[-1].startswith("lora: training, loss 0.010: 100/100 (100%), done in")
+
+
+def test_a_long_step_without_a_count_is_announced_and_its_end_reported():
+    progress, out = _plain(every=0.2)
+    with progress:
+        with progress.status("lora: tokenising 5000 examples"):
+            time.sleep(3.4)  # past STATUS_AFTER_S (2 s), then a heartbeat (1 s)
+        with progress.status("rag: building 12 requests"):
+            pass  # quick: stays quiet
+    text = out.getvalue()
+    assert "lora: tokenising 5000 examples ...\n" in text
+    assert re.search(r"lora: tokenising 5000 examples \.\.\. \(0:0\d so far\)", text)
+    assert re.search(r"lora: tokenising 5000 examples: done in 0:0\d\n", text)
+    assert "building 12 requests" not in text
+
+
+def test_status_is_a_no_op_for_a_bare_progress_callable():
+    with status(lambda description, total: (lambda done, total: None), "anything"):
+        pass  # levers get plain callables from tests and older runners
+
+
+def test_backend_batches_move_the_bar_through_on_batch():
+    moved = []
+    batch_done(4)  # outside any on_batch: ignored
+    with on_batch(moved.append):
+        batch_done(8)
+        batch_done(3)
+    batch_done(5)
+    assert moved == [8, 3]
+
+
+def test_format_seconds():
+    assert [format_seconds(s) for s in (0, 42.4, 725, 3723)] == ["0:00", "0:42", "12:05", "1:02:03"]
+
+
+@pytest.mark.slow
+def test_a_piped_run_prints_progress_lines_per_batch_and_a_plain_scorecard(trec_small, tmp_path):
+    """`advise run | tee log`: a real subprocess whose stdout is a pipe, not a terminal."""
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "TTY_COMPATIBLE", "COLUMNS"}}
+    env["ADVISE_PROGRESS_EVERY"] = "0"  # every move on its own line, so the per-batch moves show
+    proc = subprocess.run(
+        [sys.executable, "-c", "from advisor.cli import main; main()", "run", str(trec_small),
+         "--out", str(tmp_path / "run"), "--lever", "prompt", "--limit", "12", "--batch-size", "4",
+         "--latency-probe", "2"],
+        capture_output=True, text=True, env=env, timeout=600,  # stdout is a pipe, not a terminal
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "\x1b[" not in out  # plain text: no colour codes, no cursor moves
+    lines = out.splitlines()
+    predicting = [ln for ln in lines if ln.startswith("prompt: predicting: ")]
+    # 12 items in batches of 4: the line moves per batch (4, 8, 12), not once per stored chunk.
+    counts = [int(re.match(r"prompt: predicting: (\d+)/12", ln).group(1)) for ln in predicting]
+    assert counts[0] == 0 and {4, 8, 12} <= set(counts), predicting
+    assert predicting[-1].startswith("prompt: predicting: 12/12 (100%), done in")
+    assert any(re.search(r"predicting: (4|8)/12 \(\d+%\), [\d.]+/s, \d+:\d\d left", ln) for ln in predicting)
+    assert any(ln.startswith("prompt: latency probe: 2/2") for ln in lines)
+    # The scorecard as plain text after the progress.
+    assert "trec-question-type: quality" in out and "Recommendation" in out
+    assert out.index("Recommendation") > out.index("prompt: predicting: 12/12")
+    assert out.rstrip().splitlines()[-1].startswith("Results: ")
+
+
+def test_a_terminal_gets_rich_bars_with_time_left_from_the_recent_rate():
+    out = io.StringIO()
+    progress = ProgressReporter(Console(file=out, force_terminal=True, width=100))
+    assert progress.mode == "rich"
+    with progress:
+        advance = progress("lora: training", 10)
+        for step in range(1, 6):
+            time.sleep(0.02)
+            advance(step, 10, description=f"lora: training, loss {1 / step:.3f}")
+        task = progress._rich.tasks[0]
+        assert task.fields["eta_at"] > time.monotonic()  # about 5 steps at ~50/s: a time left
+        with progress.status("lora: merging adapter"):
+            assert len(progress._rich.tasks) == 2
+        assert len(progress._rich.tasks) == 1  # a quick status step leaves no line behind
+        advance(10, 10)
+    assert "lora: training, loss 0.200" in out.getvalue()
