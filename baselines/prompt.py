@@ -25,6 +25,7 @@ from advisor.data import Dataset, assert_no_eval, stable_hash
 from advisor.errors import AdviseError, InputError
 from advisor.prompting import (
     answer_text,
+    check_variants,
     dev_split,
     make_request,
     render_messages,
@@ -146,6 +147,7 @@ class ZeroShotLever:
         if not ctx.task.prompt.variants:
             return self._artifact(ctx, "default")
         dev, _ = dev_split(ctx.task, ctx.data.train)
+        check_variants(ctx.task, dev + ctx.data.eval)  # a broken variant fails here, named, before any model time
         candidates = {name: self._artifact(ctx, name) for name in variant_names(ctx.task)}
         choice = choose_on_dev(ctx, self, candidates, dev)
         artifact = candidates[choice.chosen]
@@ -209,6 +211,7 @@ class FewShotLever:
         if not ctx.task.prompt.variants:
             return self._prepare(ctx, options)
         dev, pool = dev_split(ctx.task, ctx.data.train)
+        check_variants(ctx.task, dev + ctx.data.eval)
         base = self._prepare(_without_dev(ctx, pool), options)  # demonstrations never come from dev
         candidates: dict[str, Artifact] = {}
         for name in variant_names(ctx.task):

@@ -27,6 +27,7 @@ from advisor.data import assert_no_eval, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import (
     answer_text,
+    check_variants,
     dev_split,
     make_request,
     render_messages,
@@ -180,6 +181,7 @@ class PromptSearchLever:
             raise InputError("prompt-search needs at least 2 train examples (a dev split and a pool)",
                              file=task.path(task.data.train))
         assert_no_eval(pool + dev, ctx.data.eval, what="the prompt-search pool")
+        check_variants(task, dev + ctx.data.eval)
         tasks = {name: with_variant(task, name) for name in variant_names(task)}
         proposed: list[str] = []
         propose_s = propose_usd = 0.0

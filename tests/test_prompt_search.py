@@ -116,6 +116,18 @@ def test_search_space_is_seeded_distinct_and_tries_every_instruction_zero_shot_f
     assert len({c.name for c in a}) == 6 and all(1 <= len(c.shots) <= 3 for c in a[2:])
 
 
+def test_validate_names_a_broken_variant_template(tmp_path):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    task_file = _make_task(tmp_path)
+    text = task_file.read_text().replace("  dev_size:", "    broken: {template: 'Q: {{ question }}'}\n  dev_size:")
+    task_file.write_text(text)
+    r = CliRunner().invoke(main, ["validate", str(task_file)])
+    assert r.exit_code == 2 and "prompt.variants.broken.template" in r.output and "Traceback" not in r.output
+
+
 # -- the real model ----------------------------------------------------------------------------
 
 
@@ -176,7 +188,7 @@ def test_prompt_search_chooses_on_dev_resumes_and_never_reads_eval(tmp_path, hf_
     assert all(set(t["shot_ids"]) <= pool_ids for t in search["trials"])
     assert lv.predictions[0].context["shots"] == search["chosen"]["shot_ids"]
     # The scorecard shows every candidate's dev score, the chosen one, its eval score and the gap.
-    console = Console(record=True, width=100)
+    console = Console(record=True, width=200)
     for part in prompt_choice_tables(result.to_json()):
         console.print(part)
     text = console.export_text()
