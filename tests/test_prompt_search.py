@@ -188,10 +188,10 @@ def test_prompt_search_chooses_on_dev_resumes_and_never_reads_eval(tmp_path, hf_
     assert all(set(t["shot_ids"]) <= pool_ids for t in search["trials"])
     assert lv.predictions[0].context["shots"] == search["chosen"]["shot_ids"]
     # The scorecard shows every candidate's dev score, the chosen one, its eval score and the gap.
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=160)
     for part in prompt_choice_tables(result.to_json()):
         console.print(part)
-    text = console.export_text()
+    text = " ".join(console.export_text().split())  # rich wraps a title to its table's width
     assert "prompt-search: accuracy on 8 dev items" in text and f"gap {search['dev_eval_gap']:+.3f}" in text
 
     # Scrambled eval labels: the same choice from the same dev scores.
