@@ -227,3 +227,21 @@ def test_a_proposer_model_adds_instructions_once(tmp_path, hf_backend):
         runner.store.close()
     assert again["proposed_instructions"] == search["proposed_instructions"]
     assert again["computed_dev_predictions"] == 0
+
+
+@pytest.mark.slow
+def test_few_shot_scores_the_variants_with_demonstrations_from_outside_dev(tmp_path, hf_backend):
+    options = "lever_options:\n  prompt-few-shot: {k: 2, selection: random, seed: 0}"
+    task_file = _make_task(tmp_path / "a", dev=8, options=options)
+    task_file.write_text(task_file.read_text().replace("levers: [prompt, prompt-search]",
+                                                       "levers: [prompt, prompt-few-shot]"))
+    _, levers = _run(task_file, tmp_path / "run", hf_backend, ["prompt-few-shot"])
+    lv = levers["prompt-few-shot"]
+    rows = lv.scores.details["prompt_variants"]
+    assert [r["name"] for r in rows] == ["default", "named"] and sum(r["chosen"] for r in rows) == 1
+    assert lv.artifact.info["variant"] == lv.scores.details["prompt_choice"]["chosen"]
+    task = load_task(task_file)
+    dev, pool = dev_split(task, load_dataset(task).train)
+    shots = lv.artifact.info["shot_ids"]
+    assert len(shots) == 2 and set(shots) <= {e.id for e in pool} and not set(shots) & {e.id for e in dev}
+    assert lv.cost.setup_seconds > 0
