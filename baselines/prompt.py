@@ -34,7 +34,7 @@ from advisor.prompting import (
     with_variant,
 )
 from advisor.scoring import score
-from advisor.spec import Task
+from advisor.spec import METRICS, Task
 from advisor.types import Artifact, Example, LeverContext, Prediction, Request
 
 __all__ = ["FewShotLever", "ZeroShotLever", "answer_text", "make_request", "render_messages", "render_user"]
@@ -88,8 +88,10 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
                   cheapness: dict[str, float] | None = None) -> DevChoice:
     """Score each candidate artifact on `dev` through the runner's cached path; keep the best.
 
-    The target metric decides; a tie goes to the cheaper candidate (`cheapness`, lower is
-    cheaper, e.g. shots shown), then to the one tried first. Eval is never looked at.
+    The target metric decides; a tie is broken by the task kind's other metrics in their
+    usual order (field F1 when no wording gets an address exactly right), then goes to the
+    cheaper candidate (`cheapness`, lower is cheaper, e.g. shots shown), then to the one
+    tried first. Eval is never looked at.
     Raises AdviseError outside a runner (no cached prediction path in `ctx`).
     """
     if ctx.predict is None:
@@ -97,23 +99,30 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
     start = time.perf_counter()
     metric = ctx.task.target.metric
     golds = [ex.output for ex in dev]
+    ranked = [metric, *(m for m in METRICS[ctx.task.kind] if m != metric)]
     scores: dict[str, float] = {}
+    ties: dict[str, tuple[float, ...]] = {}
     seconds = usd = 0.0
     computed = 0
     for i, (name, artifact) in enumerate(candidates.items()):
         what = f"dev {i + 1}/{len(candidates)} ({name})"
         preds, _, new = ctx.predict(lever, artifact, dev, what)
-        scores[name] = score(ctx.task, golds, [p.output for p in preds]).aggregate[metric]
+        aggregate = score(ctx.task, golds, [p.output for p in preds]).aggregate
+        scores[name] = aggregate[metric]
+        ties[name] = tuple(-aggregate.get(m, 0.0) for m in ranked)
         s, u = cost_of(artifact.backend, preds)
         seconds, usd, computed = seconds + s, usd + u, computed + new
     order = list(candidates)
     cheap = cheapness or {}
-    chosen = min(order, key=lambda n: (-scores[n], cheap.get(n, 0.0), order.index(n)))
-    return DevChoice(len(dev), scores, chosen, seconds, usd, computed, time.perf_counter() - start)
+    chosen = min(order, key=lambda n: (ties[n], cheap.get(n, 0.0), order.index(n)))
+    return DevChoice(len(dev), scores, chosen, seconds, usd, computed, time.perf_counter() - start,
+                     extra={"tie_break": ranked[1:], "dev_metrics": {n: [-x for x in t] for n, t in ties.items()}})
 
 
 def _variant_rows(choice: DevChoice) -> list[dict[str, Any]]:
-    return [{"name": n, "dev_score": s, "chosen": n == choice.chosen} for n, s in choice.scores.items()]
+    others = choice.extra["tie_break"]
+    return [{"name": n, "dev_score": s, "chosen": n == choice.chosen,
+             "dev_metrics": dict(zip(others, choice.extra["dev_metrics"][n][1:]))} for n, s in choice.scores.items()]
 
 
 def _without_dev(ctx: LeverContext, pool: list[Example]) -> LeverContext:
@@ -170,7 +179,8 @@ def _choice_details(artifact: Artifact, eval_metrics: dict[str, float]) -> dict[
         return {}
     metric = artifact.state["task"].target.metric
     return {"prompt_variants": _variant_rows(choice),
-            "prompt_choice": {"chosen": choice.chosen, **choice.summary(eval_metrics, metric)}}
+            "prompt_choice": {"chosen": choice.chosen, "tie_break": choice.extra["tie_break"],
+                              **choice.summary(eval_metrics, metric)}}
 
 
 class FewShotOptions(BaseModel):

@@ -197,7 +197,7 @@ class PromptSearchLever:
         choice.seconds += propose_s  # the proposer's answers are part of the search's setup
         choice.usd += propose_usd
         chosen.setup_seconds, chosen.setup_usd = choice.seconds, choice.usd
-        choice.extra = {"candidates": cands, "proposed": proposed}
+        choice.extra.update(candidates=cands, proposed=proposed)
         chosen.state["choice"] = choice
         return chosen
 
@@ -217,11 +217,15 @@ class PromptSearchLever:
         best = by_name[choice.chosen]
         return {"search": {
             "candidates": len(cands),
+            "tie_break": choice.extra["tie_break"],
             "chosen": {"instruction": best.instruction, "shots": len(best.shots),
                        "shot_ids": [s.id for s in best.shots], "system": task.prompt.system,
                        "template": task.prompt.template},
             **choice.summary(eval_metrics, task.target.metric),
             "proposed_instructions": choice.extra["proposed"],
             "trials": [{"instruction": c.instruction, "shots": len(c.shots), "shot_ids": [s.id for s in c.shots],
-                        "dev_score": choice.scores[c.name], "chosen": c.name == choice.chosen} for c in cands],
+                        "dev_score": choice.scores[c.name], "chosen": c.name == choice.chosen,
+                        "dev_metrics": dict(zip(choice.extra["tie_break"], choice.extra["dev_metrics"][c.name][1:]))}
+                       for c in cands],
+
         }}

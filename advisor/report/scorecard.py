@@ -96,12 +96,14 @@ def prompt_choice_tables(results: dict[str, Any]) -> list[Any]:
         if not summary:
             continue
         rows = summary.get("trials") or details.get("prompt_variants") or []
+        tie = (summary.get("tie_break") or [None])[0]  # the metric that breaks a tie on the target one
         table = _table(f"{lv['name']}: {summary['metric']} on {summary['dev_items']} dev items (from train)")
-        for name in ("candidate", "shots", "dev", "chosen"):
+        for name in ("candidate", "shots", "dev", *([f"dev\n{tie}"] if tie else []), "chosen"):
             table.add_column(name, justify="left" if name == "candidate" else "right", no_wrap=True)
         for r in rows:
+            extra = [f"{r.get('dev_metrics', {}).get(tie, float('nan')):.3f}"] if tie else []
             table.add_row(r.get("instruction", r.get("name", "")), str(r.get("shots", "–")), f"{r['dev_score']:.3f}",
-                          "✓" if r["chosen"] else "")
+                          *extra, "✓" if r["chosen"] else "")
         gap = summary["dev_eval_gap"]
         out += [table, Text(
             f"{lv['name']}: chosen on dev {summary['dev_score']:.3f}, on eval {summary['eval_score']:.3f} "
