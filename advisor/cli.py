@@ -172,12 +172,13 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
 def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     """Check task.yaml and its data without running a model."""
     from advisor.data import load_dataset
-    from advisor.prompting import check_templates
+    from advisor.prompting import check_templates, check_variants
     from advisor.registry import lever_options, load_lever
 
     task = _load(task_file, sets)
     data = load_dataset(task)
     check_templates(task, data.train + data.eval)
+    check_variants(task, data.train + data.eval)
     with _about(task_file):
         for name in task.levers:
             lever_options(load_lever(name), task.lever_options.get(name, {}))

@@ -6,6 +6,7 @@ Shared by every lever, so a prompt renders the same way whichever lever sends it
 from __future__ import annotations
 
 import json
+import random
 import re
 from typing import Any
 
@@ -114,3 +115,56 @@ def check_templates(task: Task, examples: list[Example]) -> None:
     """Render the template over every example, so a missing field fails before any model runs."""
     for ex in examples:
         render_user(task, ex)
+
+
+# -- prompt variants and the dev split ---------------------------------------------------------
+
+
+def variant_names(task: Task) -> list[str]:
+    """'default' (the prompt as written) first, then the task's named variants in file order."""
+    return ["default", *task.prompt.variants]
+
+
+def with_prompt(task: Task, *, system: str | None = None, template: str | None = None) -> Task:
+    """A copy of `task` whose prompt has this system message and/or template (None keeps the task's)."""
+    update = {k: v for k, v in (("system", system), ("template", template)) if v is not None}
+    return task.model_copy(update={"prompt": task.prompt.model_copy(update=update)}) if update else task
+
+
+def with_variant(task: Task, name: str) -> Task:
+    """`task` with the named prompt variant in place of its default wording ('default': unchanged).
+
+    Raises KeyError for a name the task does not define.
+    """
+    if name == "default":
+        return task
+    v = task.prompt.variants[name]
+    return with_prompt(task, system=v.system, template=v.template)
+
+
+def dev_split(task: Task, train: list[Example], size: int | None = None) -> tuple[list[Example], list[Example]]:
+    """(dev, pool): `size` train examples (default `prompt.dev_size`) held out to choose prompts on.
+
+    Seeded by `task.seed` and nested: the dev split of size n is the first n of one fixed
+    permutation, so a smaller dev budget scores a subset of a larger one. At most half of
+    train goes to dev, so demonstrations remain. The pool (train minus dev, in file order) is
+    where demonstrations come from: a dev item is never shown to the candidate it scores.
+    Eval is never touched: choices are made on dev only.
+    """
+    n = min(size or task.prompt.dev_size, len(train) // 2)
+    order = list(range(len(train)))
+    random.Random(f"dev-split:{task.seed}").shuffle(order)
+    held = set(order[:n])
+    dev = [train[i] for i in order[:n]]
+    pool = [ex for i, ex in enumerate(train) if i not in held]
+    return dev, pool
+
+
+def check_variants(task: Task, examples: list[Example]) -> None:
+    """Render every prompt variant's template over the examples (`advise validate` and before a run)."""
+    for name in task.prompt.variants:
+        variant = with_variant(task, name)
+        try:
+            check_templates(variant, examples)
+        except InputError as e:
+            raise InputError(e.message, file=e.file, line=e.line, field=f"prompt.variants.{name}.template") from None

@@ -29,6 +29,7 @@ from advisor.store import RunStore, prediction_key
 from advisor.types import (
     Artifact,
     Backend,
+    Example,
     GenerationParams,
     Lever,
     LeverContext,
@@ -48,7 +49,7 @@ def _no_progress(description: str, total: int) -> Callable[[int, int], None]:
 @dataclass
 class LeverResult:
     name: str
-    rung: int
+    rung: float
     options: dict[str, Any]
     artifact: Artifact
     predictions: list[Prediction]
@@ -212,16 +213,21 @@ class Runner:
         workdir = self.workdir / "levers" / lever.name
         workdir.mkdir(parents=True, exist_ok=True)
         return LeverContext(task=self.task, data=self.data, workdir=workdir, cache_dir=self.cache_dir,
-                            base_backend=self.base_backend, console=self.console, progress=self.progress)
+                            base_backend=self.base_backend, console=self.console, progress=self.progress,
+                            predict=self.predict)
 
     def lever_options(self, lever: Lever) -> Any:
         return lever_options(lever, self.task.lever_options.get(lever.name, {}))
 
     # -- predictions -----------------------------------------------------------------------------
 
-    def predict(self, lever: Lever, artifact: Artifact) -> tuple[list[Prediction], list[str], int]:
-        """Predictions for every eval item (cached ones from the store), their keys, and how many were new."""
-        examples = self.data.eval
+    def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
+                what: str = "predicting") -> tuple[list[Prediction], list[str], int]:
+        """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
+
+        `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
+        """
+        examples = self.data.eval if examples is None else examples
         with status(self.progress, f"{lever.name}: building {len(examples)} requests"):
             requests = self.requests(lever, artifact, examples)
         backend = artifact.backend
@@ -233,7 +239,7 @@ class Runner:
         found = self.store.get_predictions(keys)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a question asked twice is answered once
         todo = [i for i, k in enumerate(keys) if k not in found and first[k] == i]
-        advance = self.progress(f"{lever.name}: predicting", len(examples))
+        advance = self.progress(f"{lever.name}: {what}", len(examples))
         advance(len(examples) - len(todo), len(examples))
         chunk = max(self.params.batch_size * 4, 1)  # commit often enough that a kill loses little
         for start in range(0, len(todo), chunk):
@@ -367,6 +373,9 @@ class Runner:
         record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
         if record:
             record(self.context(lever), artifact, {k: iv.value for k, iv in metrics.items()})
+        choice = getattr(lever, "report_details", None)  # e.g. prompt variants' dev scores beside eval's
+        if choice:
+            scores.details.update(choice(artifact, {k: iv.value for k, iv in metrics.items()}))
         return LeverResult(lever.name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
                            metrics, cost, meets, computed)
 

@@ -37,6 +37,13 @@ class DataPaths(_Strict):
     )
 
 
+class PromptVariant(_Strict):
+    """Another wording of the prompt; a key left out keeps the default's (`prompt.system`, `prompt.template`)."""
+
+    system: str | None = Field(None, description="System message of this variant (default: prompt.system).")
+    template: str | None = Field(None, description="Jinja2 template of this variant (default: prompt.template).")
+
+
 class PromptSpec(_Strict):
     system: str = Field("", description="System message.")
     template: str = Field(
@@ -47,6 +54,23 @@ class PromptSpec(_Strict):
         "error", description="A prompt longer than the model's context: 'error' names the item before any "
         "model time is spent; 'truncate' cuts the item's input to fit and records it per item.",
     )
+    variants: dict[str, PromptVariant] = Field(
+        default_factory=dict,
+        description="Other named wordings beside the default; the prompt levers score each on a dev split "
+        "carved from train (never eval) and keep the best.",
+    )
+    dev_size: int = Field(
+        40, ge=1, le=10_000,
+        description="Train examples held out (seeded by `seed`) to choose between prompt variants and "
+        "prompt-search candidates; never shown as demonstrations to what they score.",
+    )
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, v: dict[str, PromptVariant]) -> dict[str, PromptVariant]:
+        if "default" in v:
+            raise ValueError("'default' names the prompt as written above; give the variant another name")
+        return v
 
 
 class Target(_Strict):

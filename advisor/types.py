@@ -146,6 +146,9 @@ class LeverContext:
     base_backend: Callable[[], Backend]  # lazily loads the task's model
     console: Any = None  # rich Console for progress; None when quiet
     progress: Callable[[str, int], ProgressFn] | None = None  # (description, total) -> advance fn
+    # (lever, artifact, examples, what) -> (predictions, cache keys, newly computed): the runner's cached
+    # path, for a lever that scores candidates on a dev split (prompt variants, prompt-search) during prepare.
+    predict: Callable[..., tuple[list[Prediction], list[str], int]] | None = None
 
 
 @runtime_checkable
@@ -153,7 +156,7 @@ class Lever(Protocol):
     """A way to adapt a model to a task. Registered in the `advisor.levers` entry-point group."""
 
     name: str
-    rung: int  # position on the cost ladder: prompt 0, few-shot 1, rag 2, lora 3, lora-rag 4
+    rung: float  # position on the cost ladder: prompt 0, few-shot 1, prompt-search 1.5, rag 2, lora 3, lora-rag 4
     options_model: type[BaseModel]  # validates this lever's `lever_options` entry
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact: ...

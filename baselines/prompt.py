@@ -4,22 +4,132 @@ Few-shot examples come from train only, shown as earlier chat turns. How they ar
 picked is an option: `fixed` (the same k for every item, covering the labels),
 `random` (a seeded sample, the same for every item) or `similar` (per item, the
 k nearest train examples by embedding).
+
+When the task names prompt variants (`prompt.variants`), both levers score every
+wording on a dev split carved from train (`prompt.dev_size`, seeded) and keep the
+best; eval is scored once, with the chosen one. The few-shot pool is then train
+minus dev, so a dev item is never shown as a demonstration to the wording it scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.data import assert_no_eval, stable_hash
-from advisor.errors import InputError
-from advisor.prompting import answer_text, make_request, render_messages, render_user
-from advisor.spec import Task
-from advisor.types import Artifact, Example, LeverContext, Request
+from advisor.data import Dataset, assert_no_eval, stable_hash
+from advisor.errors import AdviseError, InputError
+from advisor.prompting import (
+    answer_text,
+    check_variants,
+    dev_split,
+    make_request,
+    render_messages,
+    render_user,
+    variant_names,
+    with_variant,
+)
+from advisor.scoring import score
+from advisor.spec import METRICS, Task
+from advisor.types import Artifact, Example, LeverContext, Prediction, Request
 
 __all__ = ["FewShotLever", "ZeroShotLever", "answer_text", "make_request", "render_messages", "render_user"]
+
+
+# -- choosing between prompt candidates on the dev split ----------------------------------------
+
+
+@dataclass
+class DevChoice:
+    """What scoring prompt candidates on the dev split found, and what it cost.
+
+    `seconds` sums the compute seconds of every dev answer, stored ones included, so the
+    setup cost a rerun reports is the search's real cost, not the zero a warm cache costs.
+    """
+
+    dev_items: int
+    scores: dict[str, float]  # candidate name -> dev value of the target metric, in the order tried
+    chosen: str
+    seconds: float
+    usd: float
+    computed: int  # dev answers computed in this run (0 on a rerun)
+    wall_seconds: float  # this run's wall time for the whole choice
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, eval_metrics: dict[str, float], metric: str) -> dict[str, Any]:
+        """The choice beside the chosen candidate's eval score: the gap is how much dev flattered it."""
+        dev = self.scores[self.chosen]
+        ev = eval_metrics.get(metric)
+        return {
+            "metric": metric,
+            "dev_items": self.dev_items,
+            "dev_score": dev,
+            "eval_score": ev,
+            "dev_eval_gap": None if ev is None else dev - ev,
+            "setup_seconds": self.seconds,
+            "setup_usd": self.usd,
+            "computed_dev_predictions": self.computed,
+            "wall_seconds": self.wall_seconds,
+        }
+
+
+def cost_of(backend: Any, predictions: list[Prediction]) -> tuple[float, float]:
+    """(compute seconds, USD) of these answers: seconds at the backend's price, plus its token price if any."""
+    seconds = sum(p.seconds for p in predictions)
+    tokens = getattr(backend, "token_cost_usd", lambda p: 0.0)(predictions)  # hosted backends price tokens
+    return seconds, seconds * backend.price_per_second_usd() + tokens
+
+
+def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact], dev: list[Example],
+                  cheapness: dict[str, float] | None = None) -> DevChoice:
+    """Score each candidate artifact on `dev` through the runner's cached path; keep the best.
+
+    The target metric decides; a tie is broken by the task kind's other metrics in their
+    usual order (field F1 when no wording gets an address exactly right), then goes to the
+    cheaper candidate (`cheapness`, lower is cheaper, e.g. shots shown), then to the one
+    tried first. Eval is never looked at.
+    Raises AdviseError outside a runner (no cached prediction path in `ctx`).
+    """
+    if ctx.predict is None:
+        raise AdviseError(f"{lever.name}: scoring prompt candidates needs the runner's prediction store")
+    start = time.perf_counter()
+    metric = ctx.task.target.metric
+    golds = [ex.output for ex in dev]
+    ranked = [metric, *(m for m in METRICS[ctx.task.kind] if m != metric)]
+    scores: dict[str, float] = {}
+    ties: dict[str, tuple[float, ...]] = {}
+    seconds = usd = 0.0
+    computed = 0
+    for i, (name, artifact) in enumerate(candidates.items()):
+        what = f"dev {i + 1}/{len(candidates)} ({name})"
+        preds, _, new = ctx.predict(lever, artifact, dev, what)
+        aggregate = score(ctx.task, golds, [p.output for p in preds]).aggregate
+        scores[name] = aggregate[metric]
+        ties[name] = tuple(-aggregate.get(m, 0.0) for m in ranked)
+        s, u = cost_of(artifact.backend, preds)
+        seconds, usd, computed = seconds + s, usd + u, computed + new
+    order = list(candidates)
+    cheap = cheapness or {}
+    chosen = min(order, key=lambda n: (ties[n], cheap.get(n, 0.0), order.index(n)))
+    return DevChoice(len(dev), scores, chosen, seconds, usd, computed, time.perf_counter() - start,
+                     extra={"tie_break": ranked[1:], "dev_metrics": {n: [-x for x in t] for n, t in ties.items()}})
+
+
+def _variant_rows(choice: DevChoice) -> list[dict[str, Any]]:
+    others = choice.extra["tie_break"]
+    return [{"name": n, "dev_score": s, "chosen": n == choice.chosen,
+             "dev_metrics": dict(zip(others, choice.extra["dev_metrics"][n][1:]))} for n, s in choice.scores.items()]
+
+
+def _without_dev(ctx: LeverContext, pool: list[Example]) -> LeverContext:
+    """`ctx` whose train split is the pool left after the dev split (what demonstrations come from)."""
+    data = Dataset(train=pool, eval=ctx.data.eval, leakage_removed=ctx.data.leakage_removed)
+    return dataclasses.replace(ctx, data=data)
+
 
 class ZeroShotOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -30,15 +140,47 @@ class ZeroShotLever:
 
     name = "prompt"
     rung = 0
+    family = "prompt"
     options_model = ZeroShotOptions
 
+    def _artifact(self, ctx: LeverContext, variant: str) -> Artifact:
+        # The default keeps the identity it always had, so answers cached before variants existed stay valid.
+        ident: list[Any] = [self.name]
+        if variant != "default":
+            ident += [variant, ctx.task.prompt.variants[variant].model_dump()]
+        info: dict[str, Any] = {"shots": 0, **({"variant": variant} if ctx.task.prompt.variants else {})}
+        return Artifact(lever=self.name, identity=stable_hash(ident)[:16], backend=ctx.base_backend(),
+                        state={"task": with_variant(ctx.task, variant)}, info=info)
+
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
-        return Artifact(lever=self.name, identity=stable_hash([self.name])[:16], backend=ctx.base_backend(),
-                        state=ctx.task, info={"shots": 0})
+        if not ctx.task.prompt.variants:
+            return self._artifact(ctx, "default")
+        dev, _ = dev_split(ctx.task, ctx.data.train)
+        check_variants(ctx.task, dev + ctx.data.eval)  # a broken variant fails here, named, before any model time
+        candidates = {name: self._artifact(ctx, name) for name in variant_names(ctx.task)}
+        choice = choose_on_dev(ctx, self, candidates, dev)
+        artifact = candidates[choice.chosen]
+        artifact.setup_seconds, artifact.setup_usd = choice.seconds, choice.usd
+        artifact.state["choice"] = choice
+        return artifact
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        task: Task = artifact.state
+        task: Task = artifact.state["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
+
+    def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
+        """results.json `details.prompt_variants` (every wording's dev score) and `details.prompt_choice`."""
+        return _choice_details(artifact, eval_metrics)
+
+
+def _choice_details(artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
+    choice: DevChoice | None = artifact.state.get("choice")
+    if choice is None:
+        return {}
+    metric = artifact.state["task"].target.metric
+    return {"prompt_variants": _variant_rows(choice),
+            "prompt_choice": {"chosen": choice.chosen, "tie_break": choice.extra["tie_break"],
+                              **choice.summary(eval_metrics, metric)}}
 
 
 class FewShotOptions(BaseModel):
@@ -72,9 +214,33 @@ class FewShotLever:
 
     name = "prompt-few-shot"
     rung = 1
+    family = "prompt"
     options_model = FewShotOptions
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
+        if not ctx.task.prompt.variants:
+            return self._prepare(ctx, options)
+        dev, pool = dev_split(ctx.task, ctx.data.train)
+        check_variants(ctx.task, dev + ctx.data.eval)
+        base = self._prepare(_without_dev(ctx, pool), options)  # demonstrations never come from dev
+        candidates: dict[str, Artifact] = {}
+        for name in variant_names(ctx.task):
+            extra = [] if name == "default" else [name, ctx.task.prompt.variants[name].model_dump()]
+            candidates[name] = dataclasses.replace(
+                base, identity=stable_hash([base.identity, *extra])[:16] if extra else base.identity,
+                state={**base.state, "task": with_variant(ctx.task, name)}, info={**base.info, "variant": name})
+        choice = choose_on_dev(ctx, self, candidates, dev)
+        artifact = candidates[choice.chosen]
+        artifact.setup_seconds += choice.seconds
+        artifact.setup_usd += choice.usd
+        artifact.state["choice"] = choice
+        return artifact
+
+    def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
+        """results.json `details.prompt_variants` (every wording's dev score) and `details.prompt_choice`."""
+        return _choice_details(artifact, eval_metrics)
+
+    def _prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
         assert isinstance(options, FewShotOptions)
         pool = ctx.data.train
         assert_no_eval(pool, ctx.data.eval, what="the few-shot pool")

@@ -86,6 +86,32 @@ def curve_tables(results: dict[str, Any]) -> list[Any]:
     return out
 
 
+def prompt_choice_tables(results: dict[str, Any]) -> list[Any]:
+    """Prompt levers that chose on a dev split: every variant's or candidate's dev score, the one
+    chosen, its eval score and the dev-to-eval gap (how much the choice flattered itself)."""
+    out: list[Any] = []
+    for lv in results["levers"]:
+        details = lv.get("details") or {}
+        summary = details.get("search") or details.get("prompt_choice")
+        if not summary:
+            continue
+        rows = summary.get("trials") or details.get("prompt_variants") or []
+        tie = (summary.get("tie_break") or [None])[0]  # the metric that breaks a tie on the target one
+        table = _table(f"{lv['name']}: {summary['metric']} on {summary['dev_items']} dev items (from train)")
+        for name in ("candidate", "shots", "dev", *([f"dev\n{tie}"] if tie else []), "chosen"):
+            table.add_column(name, justify="left" if name == "candidate" else "right", no_wrap=True)
+        for r in rows:
+            extra = [f"{r.get('dev_metrics', {}).get(tie, float('nan')):.3f}"] if tie else []
+            table.add_row(r.get("instruction", r.get("name", "")), str(r.get("shots", "–")), f"{r['dev_score']:.3f}",
+                          *extra, "✓" if r["chosen"] else "")
+        gap = summary["dev_eval_gap"]
+        out += [table, Text(
+            f"{lv['name']}: chosen on dev {summary['dev_score']:.3f}, on eval {summary['eval_score']:.3f} "
+            f"(gap {gap:+.3f}); choosing cost {summary['setup_seconds']:.0f} s of compute "
+            f"(${summary['setup_usd']:.4f}), counted as setup.", style="bold"), Text("")]
+    return out
+
+
 def verdict_panel(results: dict[str, Any]) -> Panel:
     rec = results["recommendation"]
     if rec["lever"]:
@@ -125,6 +151,8 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
     for note in input_notes(results):
         console.print(note)
     for part in curve_tables(results):
+        console.print(part)
+    for part in prompt_choice_tables(results):
         console.print(part)
     if results.get("audit"):
         from advisor.audit.render import audit_summary
