@@ -94,7 +94,7 @@ BAD_CASES = {
     "broken jsonl": ("data/eval.jsonl", '{"input": "a", "output": "NUM"}\n{"input": \n', "eval.jsonl:2"),
     "unknown label": ("data/eval.jsonl", '{"input": "a", "output": "NUMBER"}\n', "unknown label 'NUMBER'"),
     "empty eval": ("data/eval.jsonl", "", "eval set is empty"),
-    "unknown lever": ("task.yaml", None, "task.yaml: levers: unknown lever 'promt'. Did you mean 'prompt'?"),
+    "unknown lever": ("task.yaml", None, "levers: unknown lever 'promt'. Did you mean 'prompt'?"),
 }
 
 
