@@ -171,7 +171,7 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
               confidence: float = 0.95, per_item: dict[str, list[float]] | None = None,
               groups: list[Any] | None = None, seed: int = 0) -> Verdict:
     """Pick a lever from results.json lever entries (name, rung, metrics, cost, meets_target and,
-    when assessed by `advisor.verdict_rules.assess_levers`, state, bounds, items_needed,
+    when assessed by `advisor.verdict_rules.judge_run`: state, bounds, items_needed,
     no_better_than_baseline).
 
     `has_knowledge`: whether the task has a knowledge base (it shapes the next-step advice).

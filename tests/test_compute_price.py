@@ -21,7 +21,7 @@ def _run(task_file: Path, out: Path) -> dict:
     from advisor.runner import Runner
     from advisor.spec import load_task
 
-    runner = Runner(load_task(task_file), out, latency_probe=1)
+    runner = Runner(load_task(task_file), out, latency_probe=1, limit=12)
     try:
         return runner.run().to_json()
     finally:
