@@ -21,7 +21,7 @@ def _run(task_file: Path, out: Path) -> dict:
     from advisor.runner import Runner
     from advisor.spec import load_task
 
-    runner = Runner(load_task(task_file), out, latency_probe=1, limit=12)
+    runner = Runner(load_task(task_file), out, latency_probe=0, limit=6)
     try:
         return runner.run().to_json()
     finally:

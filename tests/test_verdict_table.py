@@ -159,3 +159,45 @@ def test_scorecard_shows_states_bars_monthly_cost_and_reasons():
     assert "│" in text and "●" in text and "$/mo" in text and "1.50" in text
     assert "Recommendation: rag" in text and "Why:" in text and "Trivial baseline (majority-label" in text
     assert f"~{rows[2]['items_needed']:,}" in text
+
+
+def test_judge_run_annotates_rows_and_handles_a_set_level_target(tmp_path, write_jsonl):
+    """The runner's entry point, over scored levers: macro-F1 (no per-item scores) gets bootstrap bounds."""
+    from types import SimpleNamespace
+
+    from advisor.data import load_dataset
+    from advisor.scoring import score
+    from advisor.spec import load_task
+    from advisor.verdict_rules import judge_run
+
+    labels = ["a", "b", "c"]
+    write_jsonl(tmp_path / "train.jsonl", [{"input": f"t{i}", "output": labels[i % 3]} for i in range(30)])
+    rows = [{"input": f"e{i}", "output": labels[i % 3], "group": f"doc{i // 4}"} for i in range(120)]
+    write_jsonl(tmp_path / "eval.jsonl", rows)
+    (tmp_path / "task.yaml").write_text(
+        "name: t\nkind: classification\nlabels: [a, b, c]\ndata: {train: train.jsonl, eval: eval.jsonl}\n"
+        "target: {metric: macro_f1, threshold: 0.5}\nlevers: [prompt, lora]\n")
+    task = load_task(tmp_path / "task.yaml")
+    data = load_dataset(task)
+    golds = [ex.output for ex in data.eval]
+
+    def lever(name, rung, preds, first_year):
+        s = score(task, golds, preds)
+        r = SimpleNamespace(name=name, rung=rung, scores=s, verdict_fields={}, meets_target=False,
+                            predictions=[SimpleNamespace(output=p) for p in preds])
+        r.as_dict = lambda conf, r=r, s=s: {
+            "name": r.name, "rung": r.rung, "n_eval": len(golds), "confidence": conf, "meets_target": r.meets_target,
+            "metrics": {m: {"value": v, "ci_low": v, "ci_high": v} for m, v in s.aggregate.items()},
+            "cost": {"first_year_usd": first_year, "per_1k_queries_usd": 0.01, "setup_usd": 0.0,
+                     "upkeep_usd_per_month": 0.0}, **r.verdict_fields}
+        return r
+
+    perfect = lever("lora", 3, golds, 500.0)
+    constant = lever("prompt", 0, ["a"] * len(golds), 2.0)  # the majority label itself: guessing
+    verdict, baseline = judge_run(task, data, [constant, perfect])
+    assert baseline["name"] == "majority-label" and baseline["answer"] == "a"
+    assert constant.verdict_fields["no_better_than_baseline"] and constant.verdict_fields["state"] == "fails"
+    assert perfect.verdict_fields["state"] == "meets" and perfect.meets_target
+    assert perfect.verdict_fields["family"] == "fine-tuning" and constant.verdict_fields["family"] == "prompt"
+    assert verdict.lever == "lora" and verdict.comparisons == []  # macro-F1: no per-item scores to pair
+    assert any("no better than guessing" in r for r in verdict.reasons)

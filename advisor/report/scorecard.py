@@ -151,6 +151,8 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
     rec = results["recommendation"]
     if rec["lever"]:
         title, style = f"Recommendation: {rec['lever']}", "green"
+    elif "undecided" in (rec.get("states") or {}).values() and rec["reason"].startswith("Undecided"):
+        title, style = "Recommendation: undecided, more eval items needed", "yellow"
     else:
         title, style = "Recommendation: none meets the target", "yellow"
     body: list[Any] = [Text(rec["reason"])]
