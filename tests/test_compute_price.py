@@ -23,7 +23,9 @@ def _run(task_file: Path, out: Path) -> dict:
 
     runner = Runner(load_task(task_file), out, latency_probe=0, limit=6)
     try:
-        return runner.run().to_json()
+        result = runner.run()
+        result.write(out / "results.json")  # as `advise run` leaves the folder, for `advise compare`
+        return result.to_json()
     finally:
         runner.store.close()
 
