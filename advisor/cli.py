@@ -310,5 +310,22 @@ def report(run_dir: Path, fmt: str, out: Path | None) -> None:
         click.echo(str(path))
 
 
+@main.command()
+@click.argument("run_a", type=click.Path(path_type=Path))
+@click.argument("run_b", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
+    """Compare two run folders item by item; exit 1 when RUN_A's recommended lever (or, with none,
+    any lever) is significantly worse in RUN_B (a CI gate), else 0."""
+    from advisor.compare import compare_runs, load_run, print_comparison
+
+    out = compare_runs(load_run(run_a), load_run(run_b))
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        print_comparison(Console(), out)
+    sys.exit(1 if out["regressed"] else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

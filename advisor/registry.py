@@ -50,3 +50,22 @@ def lever_options(lever: Lever, raw: dict[str, Any]) -> BaseModel:
         loc = ".".join(str(x) for x in err["loc"])
         msg = "unknown option" if err["type"] == "extra_forbidden" else err["msg"]
         raise InputError(msg, field=f"lever_options.{lever.name}.{loc}") from None
+
+
+FAMILIES = ("prompt", "retrieval", "fine-tuning")
+
+
+def lever_family(lever_or_row: Any) -> str:
+    """"prompt", "retrieval" or "fine-tuning": a lever's (or results.json row's) own `family` when it
+    states one, else from its rung (< 2 prompt, < 3 retrieval, else fine-tuning).
+
+    Raises ValueError for a stated family outside FAMILIES.
+    """
+    get = lever_or_row.get if isinstance(lever_or_row, dict) else lambda k, d=None: getattr(lever_or_row, k, d)
+    family = get("family")
+    if family is not None:
+        if family not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        return str(family)
+    rung = float(get("rung", 99) if get("rung") is not None else 99)
+    return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"

@@ -17,14 +17,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from advisor.costs import LeverCost, lever_cost
+from advisor.costs import LeverCost, lever_cost, token_price
 from advisor.data import Dataset, load_dataset, stable_hash
-from advisor.recommend import Verdict, recommend
+from advisor.recommend import Verdict
 from advisor.registry import lever_options, load_levers
 from advisor.report.progress import on_batch, status
 from advisor.scoring import Scores, parse_output, score
 from advisor.spec import Task
-from advisor.stats import Interval, bootstrap_interval, bootstrap_statistic
+from advisor.stats import Interval, bootstrap_statistic, metric_interval
 from advisor.store import RunStore, prediction_key
 from advisor.types import (
     Artifact,
@@ -36,6 +36,7 @@ from advisor.types import (
     Prediction,
     Request,
 )
+from advisor.verdict_rules import eval_groups, judge_run
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
 
@@ -58,6 +59,7 @@ class LeverResult:
     cost: LeverCost
     meets_target: bool
     computed: int  # predictions made in this run (the rest came from the store)
+    verdict_fields: dict[str, Any] = field(default_factory=dict)  # state, bounds, family (verdict_rules)
 
     def as_dict(self, target_confidence: float) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class LeverResult:
             "meets_target": self.meets_target,
             "computed_predictions": self.computed,
             "details": self.scores.details,
+            **self.verdict_fields,
         }
 
 
@@ -338,7 +341,8 @@ class Runner:
     def intervals(self, scores: Scores, golds: list[Any], preds: list[Any]) -> dict[str, Interval]:
         conf = self.task.target.confidence
         seed = self.task.seed
-        out = {m: bootstrap_interval(v, conf, seed=seed) for m, v in scores.per_item.items()}
+        groups = eval_groups(self.data)  # items sharing a passage are resampled together
+        out = {m: metric_interval(v, conf, groups=groups, seed=seed) for m, v in scores.per_item.items()}
         for m, value in scores.aggregate.items():
             if m in out:
                 continue
@@ -368,7 +372,7 @@ class Runner:
         self.store.put_run_items(run_id, lever.name, self.data.eval, predictions)  # the report's failures
         metrics = self.intervals(scores, golds, preds)
         cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),
-                          self.task.costs)
+                          self.task.costs, price=token_price(artifact.backend, self.cache_dir))
         meets = metrics[self.task.target.metric].value >= self.task.target.threshold
         record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
         if record:
@@ -427,10 +431,7 @@ class Runner:
             self.store.finish_run(run_id, "failed")
             raise
         extras["audit"] = self.audit.as_dict()
-        entries = [r.as_dict(self.task.target.confidence) for r in results]
-        verdict = recommend(entries, self.task.target.metric, self.task.target.threshold,
-                            has_knowledge=self.task.data.knowledge is not None,
-                            curves=extras.get("learning_curves"))
+        verdict, extras["baseline"] = judge_run(self.task, self.data, results, extras.get("learning_curves"))
         result = RunResult(self.task, self.workdir, results, verdict, provenance(self.task, self.data, task_file),
                            self.data, self.limit, extras)
         self.store.finish_run(run_id, "done", result.to_json())

@@ -77,6 +77,11 @@ class Target(_Strict):
     metric: str = Field(description="The metric the decision rests on (depends on kind).")
     threshold: float = Field(ge=0.0, le=1.0, description="The lowest acceptable value of the metric.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence of the interval shown.")
+    rule: Literal["lower_bound", "point"] = Field(
+        "lower_bound", description="lower_bound: a lever meets the target when its one-sided lower confidence "
+        "bound reaches the threshold; point: when its point estimate does (a quick look).")
+    margin: float = Field(0.0, ge=0.0, le=1.0, description="Non-inferiority margin: a cheaper lever is preferred "
+                          "when the paired difference's lower bound is above -margin.")
     need: str = Field("", description="The business need that sets the threshold, in plain words.")
 
 
@@ -90,6 +95,10 @@ class Costs(_Strict):
     )
     retrain_per_month: float = Field(0.0, ge=0, description="Retraining runs a month (upkeep).")
     reindex_per_month: float = Field(0.0, ge=0, description="Knowledge re-index runs a month (upkeep).")
+    retrain_hours: float = Field(
+        0.0, ge=0, description="Engineer hours per retraining (refresh the data, re-check the eval).")
+    reindex_hours: float = Field(
+        0.0, ge=0, description="Engineer hours per re-index (refresh the documents, re-check retrieval).")
 
 
 class AuditSpec(_Strict):

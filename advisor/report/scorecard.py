@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich import box
@@ -21,6 +22,64 @@ def _interval(m: dict[str, float]) -> str:
 
 def _usd(x: float) -> str:
     return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
+
+
+STATE_MARK = {"meets": ("✓", "bold green"), "fails": ("✗", "red"), "undecided": ("?", "yellow")}
+
+
+def _state(lv: dict[str, Any]) -> Text:
+    """✓ meets / ✗ fails / ? undecided; results without states (older runs) show yes/no."""
+    state = lv.get("state")
+    if state is None:
+        return Text("yes", style="bold green") if lv["meets_target"] else Text("no", style="red")
+    mark, style = STATE_MARK[state]
+    if lv.get("no_better_than_baseline"):
+        return Text(f"{mark} guess", style="red")
+    return Text(f"{mark} {state}", style=style)
+
+
+def interval_bar(low: float, value: float, high: float, threshold: float, width: int = 21) -> Text:
+    """A one-line picture of an interval on [0, 1]: ━ the interval, ● the estimate, │ the target."""
+    cells = [" "] * width
+
+    def at(x: float) -> int:
+        return min(width - 1, max(0, round(x * (width - 1))))
+
+    for i in range(at(low), at(high) + 1):
+        cells[i] = "━"
+    cells[at(threshold)] = "│"
+    cells[at(value)] = "●"
+    text = Text("".join(cells))
+    t = at(threshold)
+    text.stylize("bold", t, t + 1)
+    return text
+
+
+def _target_table(results: dict[str, Any]) -> Table | None:
+    """Each lever against the target: state, one-sided bounds, a bar, the items that would settle it."""
+    target = results["target"]
+    levers = [lv for lv in results["levers"] if "state" in lv]
+    if not levers:
+        return None
+    pct = int(round(100 * target["confidence"]))
+    rule = (results.get("recommendation") or {}).get("rule", "lower_bound")
+    table = _table(f"against the target ({'lower bound' if rule == 'lower_bound' else 'point estimate'} rule, "
+                   f"one-sided {pct}% bounds)")
+    for name in ("lever", "state", "0 ─── interval ─── 1", "bounds", "more items"):
+        table.add_column(name, justify="right" if name in {"bounds", "more items"} else "left", no_wrap=True)
+    rows = list(levers)
+    base = results.get("baseline")
+    for lv in rows:
+        m = lv["metrics"][target["metric"]]
+        need = lv.get("items_needed")
+        table.add_row(lv["name"], _state(lv), interval_bar(m["ci_low"], m["value"], m["ci_high"], target["threshold"]),
+                      f"{lv['lower_bound']:.3f}–{lv['upper_bound']:.3f}",
+                      f"~{need:,}" if need is not None else "–")
+    if base and target["metric"] in base["metrics"]:
+        m = base["metrics"][target["metric"]]
+        table.add_row(Text(f"({base['name']})", style="dim"), Text("baseline", style="dim"),
+                      interval_bar(m["ci_low"], m["value"], m["ci_high"], target["threshold"]), "", "")
+    return table
 
 
 def _table(title: str) -> Table:
@@ -49,11 +108,11 @@ def scorecard(results: dict[str, Any]) -> Group:
     cost.caption = "$/1k q: per 1,000 queries; latency: one request at a time, in ms"
     cost.caption_justify = "left"
     # Short headers: the table fits an 80-column terminal with the longest lever name.
-    for name in ("lever", "$/1k q", "setup $", "upkeep $/mo", "1st year $", "p50/p95 ms"):
+    for name in ("lever", "$/1k q", "$/mo", "setup $", "upkeep $/mo", "1st year $", "p50/p95 ms"):
         cost.add_column(name, justify="left" if name == "lever" else "right", no_wrap=True)
     for lv in results["levers"]:
         c = lv["cost"]
-        ok = Text("yes", style="bold green") if lv["meets_target"] else Text("no", style="red")
+        ok = _state(lv)
         quality.add_row(
             lv["name"],
             _interval(lv["metrics"][metric]),
@@ -64,12 +123,14 @@ def scorecard(results: dict[str, Any]) -> Group:
         cost.add_row(
             lv["name"],
             _usd(c["per_1k_queries_usd"]),
+            _usd(c["monthly_usd"]),
             _usd(c["setup_usd"]),
             _usd(c["upkeep_usd_per_month"]),
             _usd(c["first_year_usd"]),
             f"{c['latency_ms_p50']:.0f} / {c['latency_ms_p95']:.0f}",
         )
-    return Group(quality, cost)
+    against = _target_table(results)
+    return Group(quality, *([against] if against is not None else []), cost)
 
 
 def curve_tables(results: dict[str, Any]) -> list[Any]:
@@ -116,11 +177,21 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
     rec = results["recommendation"]
     if rec["lever"]:
         title, style = f"Recommendation: {rec['lever']}", "green"
+    elif "undecided" in (rec.get("states") or {}).values() and rec["reason"].startswith("Undecided"):
+        title, style = "Recommendation: undecided, more eval items needed", "yellow"
     else:
         title, style = "Recommendation: none meets the target", "yellow"
     body: list[Any] = [Text(rec["reason"])]
+    reasons = [r for r in rec.get("reasons") or [] if r not in (rec.get("notes") or [])]
+    if reasons:
+        body.append(Text("Why:\n" + "\n".join(f"- {r}" for r in reasons)))
     if rec.get("notes"):
         body.append(Text("Where the others lose points:\n" + "\n".join(f"- {n}" for n in rec["notes"])))
+    base = results.get("baseline")
+    metric = results["target"].get("metric")
+    if base and metric in base.get("metrics", {}):
+        body.append(Text(f"Trivial baseline ({base['name']}: {json.dumps(base['answer'])}) scores "
+                         f"{metric} {base['metrics'][metric]['value']:.3f} at no cost.", style="dim"))
     need = results["target"].get("need")
     if need:
         body.append(Text(f"Target set by: {need}", style="dim"))

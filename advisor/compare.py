@@ -1,0 +1,129 @@
+"""`advise compare RUN_A RUN_B`: two stored runs side by side, item by item, as a CI gate.
+
+Each lever present in both runs is compared on the target metric over the eval items
+both scored (matched by example id), with a paired bootstrap interval of B − A and, for
+binary scores, McNemar's exact test. A lever regresses when B is significantly worse:
+the one-sided upper bound of B − A (at the task's confidence) is below zero. The gate
+watches RUN_A's recommended lever, or every lever when RUN_A recommended none.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import InputError
+from advisor.stats import paired_difference
+
+
+@dataclass
+class StoredRun:
+    folder: Path
+    results: dict[str, Any]
+    scores: dict[str, dict[str, dict[str, float]]]  # lever -> metric -> example id -> score
+
+
+def load_run(folder: Path) -> StoredRun:
+    """results.json and the per-item scores of the last finished run in `folder`'s advise.sqlite.
+
+    Raises InputError (exit 2) when either is missing or unreadable.
+    """
+    path, db_path = folder / "results.json", folder / "advise.sqlite"
+    if not path.is_file():
+        raise InputError("no results.json here; run 'advise run TASK --out DIR' first", file=path)
+    if not db_path.is_file():
+        raise InputError("no advise.sqlite here: per-item scores are needed to pair items", file=db_path)
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT MAX(id) FROM runs WHERE status='done'").fetchone()
+        if row is None or row[0] is None:
+            raise InputError("no finished run in this store", file=db_path)
+        scores: dict[str, dict[str, dict[str, float]]] = {}
+        for lever, ex_id, metric, value in db.execute(
+            "SELECT lever, example_id, metric, value FROM item_scores WHERE run_id=?", (row[0],)
+        ):
+            scores.setdefault(lever, {}).setdefault(metric, {})[ex_id] = value
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"unreadable run store: {e}", file=db_path) from None
+    finally:
+        db.close()
+    return StoredRun(folder, results, scores)
+
+
+@dataclass
+class LeverChange:
+    lever: str
+    metric: str
+    n: int  # items scored in both runs
+    a: float
+    b: float
+    difference: dict[str, float]  # B − A: value, ci_low, ci_high (two-sided, task confidence)
+    mcnemar_p: float | None
+    regressed: bool  # B significantly worse (one-sided)
+    improved: bool  # B significantly better (one-sided)
+    gated: bool  # this lever's regression fails the gate
+
+
+def compare_runs(a: StoredRun, b: StoredRun) -> dict[str, Any]:
+    """The comparison as plain data: {"metric", "confidence", "gated", "levers": [...], "regressed": bool}.
+
+    Raises InputError when the runs share no lever or no example id.
+    """
+    target = a.results["target"]
+    conf = float(target.get("confidence", 0.95))
+    rec = (a.results.get("recommendation") or {}).get("lever")
+    common = [lv["name"] for lv in a.results["levers"] if lv["name"] in b.scores and lv["name"] in a.scores]
+    if not common:
+        raise InputError(f"{a.folder} and {b.folder} have no lever in common")
+    gated = [rec] if rec in common else common
+    changes: list[LeverChange] = []
+    for name in common:
+        metric = target["metric"]
+        if metric not in a.scores[name]:  # a set-level metric (macro-F1): pair on a per-item one
+            metric = "accuracy" if "accuracy" in a.scores[name] else sorted(a.scores[name])[0]
+        sa, sb = a.scores[name][metric], b.scores[name].get(metric, {})
+        ids = [i for i in sa if i in sb]
+        if not ids:
+            raise InputError(f"lever {name}: no eval item id is in both runs")
+        xa, xb = [sa[i] for i in ids], [sb[i] for i in ids]
+        shown = paired_difference(xb, xa, conf)
+        one_sided = paired_difference(xb, xa, 2 * conf - 1)
+        regressed = one_sided.high < 0
+        changes.append(LeverChange(name, metric, len(ids), sum(xa) / len(xa), sum(xb) / len(xb), shown.as_dict(),
+                                   shown.mcnemar_p, regressed, one_sided.low > 0, name in gated))
+    return {"run_a": str(a.folder), "run_b": str(b.folder), "metric": target["metric"], "confidence": conf,
+            "recommended_in_a": rec, "gated": gated, "levers": [asdict(c) for c in changes],
+            "regressed": any(c.regressed and c.gated for c in changes)}
+
+
+def print_comparison(console: Any, out: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    pct = int(round(100 * out["confidence"]))
+    console.print(f"A: {out['run_a']}\nB: {out['run_b']}")
+    metrics = sorted({c["metric"] for c in out["levers"]})
+    table = Table(title=f"{', '.join(metrics)}: B − A per lever, paired by example id", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("lever", "n", "A", "B", f"B − A ({pct}% CI)", "McNemar p", "change"):
+        table.add_column(col, justify="left" if col in {"lever", "change"} else "right", no_wrap=True)
+    for c in out["levers"]:
+        d = c["difference"]
+        change = "regressed" if c["regressed"] else "improved" if c["improved"] else "no sig. change"
+        style = "bold red" if c["regressed"] and c["gated"] else None
+        table.add_row(c["lever"] + (" *" if c["gated"] else ""), str(c["n"]), f"{c['a']:.3f}",
+                      f"{c['b']:.3f}", f"{d['value']:+.3f} ({d['ci_low']:+.3f}, {d['ci_high']:+.3f})",
+                      "–" if c["mcnemar_p"] is None else f"{c['mcnemar_p']:.3g}", change, style=style)
+    table.caption = "* gated: " + ("RUN_A's recommended lever" if out["recommended_in_a"] else
+                                   "every lever (RUN_A recommended none)")
+    table.caption_justify = "left"
+    console.print(table)
+    console.print("FAIL: a gated lever regressed significantly" if out["regressed"] else
+                  "OK: no gated lever regressed significantly")
