@@ -16,6 +16,7 @@ from advisor.data import _records, normalize_text
 from advisor.errors import InputError
 from advisor.knowledge.documents import JSONL_SUFFIXES, TEXT_SUFFIXES
 from advisor.spec import Task
+from advisor.textio import read_text
 
 
 @dataclass
@@ -73,10 +74,7 @@ def load_documents(path: Path) -> list[KnowledgeDoc]:
                  and not any(part.startswith(".") for part in p.relative_to(path).parts)]
         docs = []
         for p in sorted(files, key=lambda p: p.relative_to(path).as_posix()):
-            try:
-                text = p.read_text(encoding="utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"not UTF-8 text (byte {e.start})", file=p) from None
+            text = read_text(p)  # the one way every input is read: UTF-8, with or without a BOM
             docs.append(KnowledgeDoc(p.relative_to(path).as_posix(), f"{p}:1", text))
         return docs
     if not path.is_file():
@@ -84,7 +82,7 @@ def load_documents(path: Path) -> list[KnowledgeDoc]:
     if path.suffix.lower() not in JSONL_SUFFIXES:
         raise InputError(f"unsupported knowledge format '{path.suffix}'", file=path, field="data.knowledge")
     docs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
