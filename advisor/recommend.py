@@ -106,9 +106,13 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
     """
     if not levers:
         return Verdict(None, "No lever was run.")
-    ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"], lv.get("rung", 99)))
+    # An unknown price (null) cannot be ranked on cost: such rows go last and a note says so.
+    ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"] is None, lv["cost"]["first_year_usd"] or 0,
+                                            lv.get("rung", 99)))
     names = [lv["name"] for lv in ranked]
     notes = [n for lv in ranked if not lv["meets_target"] for n in [diagnose(lv)] if n]
+    notes += [f"{lv['name']}: price unknown, so it could not be ranked on cost (add it under `prices:`)"
+              for lv in ranked if lv["cost"]["first_year_usd"] is None]
     passing = [lv for lv in ranked if lv["meets_target"]]
     if passing:
         best = passing[0]
@@ -118,8 +122,9 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
             f"{best['name']} reaches {metric} {_fmt(m['value'])} "
             f"({int(round(100 * best['confidence']))}% interval {_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}) "
             f"against a target of {_fmt(threshold)} on {best['n_eval']} held-out items",
-            f"at ${best['cost']['per_1k_queries_usd']:.4f} per 1,000 queries "
-            f"and ${best['cost']['setup_usd']:.2f} to set up",
+            (f"at ${best['cost']['per_1k_queries_usd']:.4f} per 1,000 queries "
+             if best["cost"]["per_1k_queries_usd"] is not None else "at an unknown price per query ")
+            + f"and ${best['cost']['setup_usd']:.2f} to set up",
         ]
         if cheaper:
             parts.append(
