@@ -94,13 +94,22 @@ def check_scheme(spec: str) -> str:
     return spec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelChoice:
     """A resolved model: its alias (None for the single `model:`), spec and settings."""
 
     alias: str | None
     spec: str
     settings: OpenAISettings
+
+    def _key(self) -> tuple[str | None, str, str]:
+        return self.alias, self.spec, self.settings.model_dump_json()
+
+    def __hash__(self) -> int:  # settings (a pydantic model) are not hashable themselves
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelChoice) and self._key() == other._key()
 
     @property
     def scheme(self) -> str:

@@ -252,9 +252,12 @@ class OpenAIBackend:
         self.budget.charge(token_cost_usd(self.price, t_in, t_out))
         return response, t_in, t_out
 
-    def _one(self, request: Request, params: GenerationParams) -> Generation:
+    def _one(self, request: Request, params: GenerationParams, stopping: threading.Event) -> Generation | None:
+        """One request's answer; None when the run is stopping (nothing sent). Sets `stopping` on a stop."""
         import openai
 
+        if stopping.is_set():
+            return None
         try:
             if request.options:
                 return self._classify(request, params)
@@ -265,11 +268,11 @@ class OpenAIBackend:
             response, t_in, t_out = self._complete(request, params, **extra)
             text = (response.choices[0].message.content or "").strip()
             return Generation(text, t_in, t_out, 0.0)
-        except RunStopped:
+        except AdviseError:
+            stopping.set()  # the other workers send nothing more
             raise
-        except openai.OpenAIError as e:
-            raise self._stop_for(e) from None
-        except (ValueError, TypeError, AttributeError) as e:
+        except (openai.OpenAIError, ValueError, TypeError, AttributeError) as e:
+            stopping.set()
             raise self._stop_for(e) from None
 
     def _classify(self, request: Request, params: GenerationParams) -> Generation:
@@ -317,8 +320,9 @@ class OpenAIBackend:
         then the error is raised.
         """
         pool = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="advise-openai")
-        futures: dict[Future[Generation], int] = {pool.submit(self._one, r, params): i
-                                                  for i, r in enumerate(requests)}
+        stopping = threading.Event()
+        futures: dict[Future[Generation | None], int] = {pool.submit(self._one, r, params, stopping): i
+                                                         for i, r in enumerate(requests)}
         stop: AdviseError | None = None
         last = time.perf_counter()
         try:
@@ -333,11 +337,14 @@ class OpenAIBackend:
                         for f in futures:
                             f.cancel()
                     continue
+                if generation is None:  # skipped: the run is stopping
+                    continue
                 now = time.perf_counter()
                 generation.seconds = now - last
                 last = now
                 yield futures[future], generation
         finally:
+            stopping.set()  # also on Ctrl-C: nothing new is sent
             pool.shutdown(wait=False, cancel_futures=True)
         if stop is not None:
             raise stop

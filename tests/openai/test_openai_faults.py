@@ -32,7 +32,10 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 
 def _stored(run: Path) -> int:
-    db = sqlite3.connect(str(run / "advise.sqlite"))
+    """Predictions in the run's store (read-only: never creates it)."""
+    if not (run / "advise.sqlite").exists():
+        return 0
+    db = sqlite3.connect(f"file:{run / 'advise.sqlite'}?mode=ro", uri=True)
     try:
         return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
     except sqlite3.OperationalError:
@@ -144,7 +147,8 @@ def test_a_planted_key_reaches_no_file_the_run_wrote(llama_server, make_task, tm
                         "--json", str(tmp_path / "copy.json")], env=env)
         assert proc.returncode == 0, proc.stderr
         # The key did go to the server (so the test would see it if it leaked anywhere)...
-        assert any(h.get("Authorization") == f"Bearer {secret}" for h in proxy.headers_seen)
+        assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {secret}"
+                   for h in proxy.headers_seen)
     # ...and it is in no file the run wrote, nor in what it printed.
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p != task]
     assert any(p.name == "advise.sqlite" for p in written) and any(p.name == "results.json" for p in written)
