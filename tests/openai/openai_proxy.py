@@ -26,12 +26,15 @@ from urllib.parse import urlsplit
 
 class FaultProxy:
     def __init__(self, upstream: str, faults: list[str] | None = None, delay_s: float = 0.0,
-                 body: bytes | None = None) -> None:
+                 body: bytes | None = None, replay: bool = False) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.faults = list(faults or [])
         self.delay_s = delay_s
         self.fixed_body = body  # answer every request with this (e.g. an HTML page), for bad-server tests
+        # replay: a request body seen before gets the upstream's earlier answer (after `delay_s`), so a
+        # benchmark measures the client against a fixed-latency API rather than this machine's CPU.
+        self.replay: dict[str, tuple[int, bytes, str]] | None = {} if replay else None
         self.answered: list[str] = []  # sha256 of each request body the upstream answered with 200
         self.seen: list[str] = []  # every fault or forward, in order
         self.headers_seen: list[dict[str, str]] = []
@@ -65,6 +68,10 @@ class FaultProxy:
                     return None
                 if proxy.delay_s:
                     time.sleep(proxy.delay_s)
+                digest = hashlib.sha256(data).hexdigest()
+                if proxy.replay is not None and digest in proxy.replay:
+                    status, payload, ctype = proxy.replay[digest]
+                    return self._send(status, payload, {"content-type": ctype})
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=300)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "connection"}}
@@ -79,7 +86,9 @@ class FaultProxy:
                     conn.close()
                 if resp.status == 200 and self.command == "POST":
                     with proxy._lock:
-                        proxy.answered.append(hashlib.sha256(data).hexdigest())
+                        proxy.answered.append(digest)
+                        if proxy.replay is not None:
+                            proxy.replay[digest] = (200, payload, resp.getheader("content-type") or "application/json")
                 return self._send(resp.status, payload, {"content-type": resp.getheader("content-type") or
                                                          "application/json"})
 
