@@ -202,8 +202,11 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     data = load_dataset(task)
     check_templates(task, data.train + data.eval)
     with _about(task_file):
-        for name in task.levers:
+        for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers):  # `lever@model` rows
             lever_options(load_lever(name), task.lever_options.get(name, {}))
+        from advisor.modelspec import plan_rows
+
+        plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
     if task.data.knowledge and not task.path(task.data.knowledge).exists():
         raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
     console = Console()
@@ -227,7 +230,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
     task = _load(task_file, sets)
     console = Console()
     with _about(task_file):
-        names = list(levers) or task.levers
+        names = list(dict.fromkeys(n.split("@")[0] for n in (list(levers) or task.levers)))
         indexers = [lv for lv in (load_lever(n) for n in names) if hasattr(lv, "index")]
         if not indexers:
             raise InputError(f"none of the levers {', '.join(names)} keeps an index (try --lever rag)",

@@ -75,3 +75,15 @@ def test_prompt_on_the_server_and_lora_on_the_local_model_end_to_end(llama_serve
     assert set(data["recommendation"]["ranking"]) == set(rows)
     # A second run recomputes nothing: every row's answers come from the store.
     assert [lv.computed for lv in repeat.levers] == [0, 0, 0]
+
+
+def test_validate_checks_lever_at_model_rows(make_task):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    settings = "models:\n  api: openai:gpt-4o-mini\n  local: hf:smollm2-135m-instruct\n"
+    ok = CliRunner().invoke(main, ["validate", str(make_task(settings, levers="[prompt@api, lora@local]"))])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(main, ["validate", str(make_task(settings, levers="[lora@api]", folder="bad"))])
+    assert bad.exit_code == 2 and "needs a local 'hf:' model" in bad.output
