@@ -131,15 +131,28 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--learning-curve", "curve", is_flag=False, flag_value="0.25,0.5,1.0", default=None,
               metavar="FRACTIONS", help="Also train fine-tuning levers on fractions of train (default "
               "0.25,0.5,1.0), fit a curve and say how many examples the target needs.")
+@click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and dollars per lever and model; "
+              "send nothing.")
 @set_opt
 def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int | None, json_path: Path | None,
-        latency_probe: int, batch_size: int, quiet: bool, curve: str | None, sets: tuple[str, ...]) -> None:
+        latency_probe: int, batch_size: int, quiet: bool, curve: str | None, sets: tuple[str, ...],
+        dry_run: bool = False) -> None:
     """Run the task's levers cheapest first and recommend one."""
     from advisor.report.scorecard import print_results
     from advisor.runner import Runner
     from advisor.types import GenerationParams
 
     task = _load(task_file, sets)
+    if dry_run:
+        from advisor.estimate import as_dicts, estimate, print_estimate
+
+        with _about(task_file):
+            rows = estimate(task, list(levers) or None, limit, latency_probe)
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps({"dry_run": as_dicts(rows)}, indent=2))
+        print_estimate(Console(), rows)
+        return
     workdir = out or Path("runs") / task.name
     console = Console()
     params = GenerationParams(max_new_tokens=task.prompt.max_new_tokens, batch_size=batch_size)
@@ -180,8 +193,11 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     check_templates(task, data.train + data.eval)
     check_variants(task, data.train + data.eval)
     with _about(task_file):
-        for name in task.levers:
+        for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers):  # `lever@model` rows
             lever_options(load_lever(name), task.lever_options.get(name, {}))
+        from advisor.modelspec import plan_rows
+
+        plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
     if task.data.knowledge and not task.path(task.data.knowledge).exists():
         raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
     console = Console()
@@ -231,7 +247,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
     task = _load(task_file, sets)
     console = Console()
     with _about(task_file):
-        names = list(levers) or task.levers
+        names = list(dict.fromkeys(n.split("@")[0] for n in (list(levers) or task.levers)))
         indexers = [lv for lv in (load_lever(n) for n in names) if hasattr(lv, "index")]
         if not indexers:
             raise InputError(f"none of the levers {', '.join(names)} keeps an index (try --lever rag)",

@@ -100,7 +100,8 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
     Delete `cache_dir/compute_calibration.json` to calibrate again.
     """
     usd_per_second = backend.price_per_second_usd()
-    if usd_per_second <= 0:
+    # A served model (priced per server hour) runs elsewhere: this process's CPU time says nothing of it.
+    if usd_per_second <= 0 or getattr(backend, "remote", False):
         return None
     key = calibration_key(backend)
     path = cache_dir / "compute_calibration.json"
@@ -129,12 +130,12 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
 @dataclass
 class LeverCost:
     setup_usd: float
-    per_1k_queries_usd: float
+    per_1k_queries_usd: float | None  # None: the model's price is unknown (never shown as 0)
     latency_ms_p50: float
     latency_ms_p95: float
     upkeep_usd_per_month: float
-    monthly_usd: float  # per-query cost at the stated volume plus upkeep
-    first_year_usd: float  # setup plus twelve months: the figure levers are ranked by
+    monthly_usd: float | None  # per-query cost at the stated volume plus upkeep
+    first_year_usd: float | None  # setup plus twelve months: the figure levers are ranked by
     tokens_in_mean: float
     tokens_out_mean: float
     compute_s_per_query: float  # measured wall seconds (shown beside the price, not priced)
@@ -175,25 +176,26 @@ def lever_cost(
     tokens_in = sum(p.tokens_in for p in predictions) / n
     tokens_out = sum(p.tokens_out for p in predictions) / n
     prep = sum(float(p.context.get("prep_seconds", 0.0)) for p in predictions) / n
+    per_query: float | None
     if price is not None:
         # Retrieval time is not model tokens; it stays measured (it is small beside the model's).
         priced = price.seconds(tokens_in, tokens_out) + prep
         per_query = priced * price.usd_per_second
     else:
         priced = compute
-        per_query = compute * backend.price_per_second_usd() + getattr(
-            backend, "token_cost_usd", lambda p: 0.0)(predictions) / n
+        tokens_usd = getattr(backend, "token_cost_usd", lambda p: 0.0)(predictions)  # None: price unknown
+        per_query = None if tokens_usd is None else compute * backend.price_per_second_usd() + tokens_usd / n
     engineer = upkeep_engineer_usd(artifact, costs)
     upkeep = artifact.upkeep_usd_per_month + engineer
-    monthly = per_query * costs.queries_per_month + upkeep
+    monthly = None if per_query is None else per_query * costs.queries_per_month + upkeep
     return LeverCost(
         setup_usd=artifact.setup_usd,
-        per_1k_queries_usd=per_query * 1000,
+        per_1k_queries_usd=None if per_query is None else per_query * 1000,
         latency_ms_p50=percentile(latencies_ms, 50),
         latency_ms_p95=percentile(latencies_ms, 95),
         upkeep_usd_per_month=upkeep,
         monthly_usd=monthly,
-        first_year_usd=artifact.setup_usd + 12 * monthly,
+        first_year_usd=None if monthly is None else artifact.setup_usd + 12 * monthly,
         tokens_in_mean=tokens_in,
         tokens_out_mean=tokens_out,
         compute_s_per_query=compute,

@@ -183,10 +183,14 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
     if not levers:
         return Verdict(None, "No lever was run.", rule=rule, margin=margin)
     pct = int(round(100 * confidence))
-    ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"], lv.get("rung", 99)))
+    # An unknown price (null) cannot be ranked on cost: such rows go last and a note says so.
+    ranked = sorted(levers, key=lambda lv: (lv["cost"]["first_year_usd"] is None, lv["cost"]["first_year_usd"] or 0,
+                                            lv.get("rung", 99)))
     names = [lv["name"] for lv in ranked]
     states = {lv["name"]: _state(lv) for lv in ranked}
     notes = [n for lv in ranked if states[lv["name"]] != "meets" for n in [diagnose(lv)] if n]
+    notes += [f"{lv['name']}: price unknown, so it could not be ranked on cost (add it under `prices:`)"
+              for lv in ranked if lv["cost"]["first_year_usd"] is None]
     usable = [lv for lv in ranked if not lv.get("no_better_than_baseline")]
     eligible = [lv for lv in usable if states[lv["name"]] == "meets"]
     prompt_family = [lv for lv in eligible if lever_family(lv) == "prompt"]
@@ -201,11 +205,14 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
         one_sided = paired_difference(a, b, 2 * confidence - 1, groups=groups, seed=seed)
         better = one_sided.low > 0
         non_inferior = one_sided.low > -margin
-        extra = lv["cost"]["first_year_usd"] - against["cost"]["first_year_usd"]
+        costs = (lv["cost"]["first_year_usd"], against["cost"]["first_year_usd"])
+        extra = None if None in costs else costs[0] - costs[1]
         p = f", McNemar exact p={shown.mcnemar_p:.3g}" if shown.mcnemar_p is not None else ""
         diff = (f"{lv['name']} − {against['name']} = {shown.value:+.3f} ({pct}% paired interval "
                 f"{shown.low:+.3f} to {shown.high:+.3f}{p})")
-        if extra > 0:
+        if extra is None:
+            verdict = "its first-year cost cannot be compared (a price is unknown)"
+        elif extra > 0:
             worth = ("it is significantly better" if better else "it is not significantly better")
             verdict = (f"{worth}, and {against['name']} already meets the target: the extra "
                        f"${extra:,.2f} in the first year buys nothing the target asks for"
@@ -256,8 +263,9 @@ def recommend(levers: list[dict[str, Any]], metric: str, threshold: float, has_k
             f"{best['name']} reaches {metric} {_fmt(m['value'])} "
             f"({pct}% interval {_fmt(m['ci_low'])}–{_fmt(m['ci_high'])}) "
             f"against a target of {_fmt(threshold)} on {best['n_eval']} held-out items",
-            f"at ${best['cost']['per_1k_queries_usd']:.4f} per 1,000 queries "
-            f"and ${best['cost']['setup_usd']:.2f} to set up",
+            (f"at ${best['cost']['per_1k_queries_usd']:.4f} per 1,000 queries "
+             if best["cost"]["per_1k_queries_usd"] is not None else "at an unknown price per query ")
+            + f"and ${best['cost']['setup_usd']:.2f} to set up",
         ]
         short = [lv for lv in cheaper if lv is not best]
         if short:

@@ -60,6 +60,7 @@ class LeverResult:
     meets_target: bool
     computed: int  # predictions made in this run (the rest came from the store)
     verdict_fields: dict[str, Any] = field(default_factory=dict)  # state, bounds, family (verdict_rules)
+    extra: dict[str, Any] = field(default_factory=dict)  # lever, model, classification path (advisor.modelspec)
 
     def as_dict(self, target_confidence: float) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class LeverResult:
             "computed_predictions": self.computed,
             "details": self.scores.details,
             **self.verdict_fields,
+            **self.extra,
         }
 
 
@@ -195,6 +197,8 @@ class Runner:
                               option_ranking=task.scoring.option_ranking if task.kind == "classification" else None)
         self.console = console
         self._backend: Backend | None = None
+        self._backends: dict[Any, Backend] = {}  # by model (advisor.modelspec.ModelChoice)
+        self._budget: Any = None  # one RunBudget for every API model of the run
         self.data = load_dataset(task, limit=limit)
         from advisor.audit import apply_near_duplicate_policy, audit_task
 
@@ -212,11 +216,25 @@ class Runner:
                 self._backend = make_backend(self.task, self.cache_dir)
         return self._backend
 
-    def context(self, lever: Lever) -> LeverContext:
-        workdir = self.workdir / "levers" / lever.name
+    def backend_for(self, choice: Any) -> Backend:
+        """The backend of one of the task's models (advisor.modelspec.ModelChoice), made once."""
+        if choice not in self._backends:
+            from advisor.backends import make_backend_for
+            from advisor.backends.openai import RunBudget
+
+            if self._budget is None:
+                self._budget = RunBudget(self.task.budget.max_requests, self.task.budget.max_usd)
+            advance = self.progress(f"loading {choice.spec}", 1)
+            self._backends[choice] = make_backend_for(self.task, choice, self.cache_dir, self._budget)
+            advance(1, 1)
+        return self._backends[choice]
+
+    def context(self, lever: Lever, row: Any = None) -> LeverContext:
+        workdir = self.workdir / "levers" / (row.name if row else lever.name)
         workdir.mkdir(parents=True, exist_ok=True)
+        base = self.base_backend if row is None or row.model.alias is None else (lambda: self.backend_for(row.model))
         return LeverContext(task=self.task, data=self.data, workdir=workdir, cache_dir=self.cache_dir,
-                            base_backend=self.base_backend, console=self.console, progress=self.progress,
+                            base_backend=base, console=self.console, progress=self.progress,
                             predict=self.predict)
 
     def lever_options(self, lever: Lever) -> Any:
@@ -225,13 +243,15 @@ class Runner:
     # -- predictions -----------------------------------------------------------------------------
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
-                what: str = "predicting") -> tuple[list[Prediction], list[str], int]:
+                what: str = "predicting", row: str | None = None) -> tuple[list[Prediction], list[str], int]:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
 
         `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
+        `row`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
         """
+        row = row or lever.name
         examples = self.data.eval if examples is None else examples
-        with status(self.progress, f"{lever.name}: building {len(examples)} requests"):
+        with status(self.progress, f"{row}: building {len(examples)} requests"):
             requests = self.requests(lever, artifact, examples)
         backend = artifact.backend
         keys = [
@@ -242,10 +262,22 @@ class Runner:
         found = self.store.get_predictions(keys)
         first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a question asked twice is answered once
         todo = [i for i, k in enumerate(keys) if k not in found and first[k] == i]
-        advance = self.progress(f"{lever.name}: {what}", len(examples))
+        advance = self.progress(f"{row}: {what}", len(examples))
         advance(len(examples) - len(todo), len(examples))
+        answers = getattr(backend, "answers", None)
+        if answers is not None:  # an API model: each answer is stored the moment it arrives
+            done = len(examples) - len(todo)
+            for j, g in answers([requests[i] for i in todo], self.params):
+                i = todo[j]
+                found[keys[i]] = self._prediction(requests[i], g)
+                self.store.put_predictions(row, backend.identity, [(keys[i], found[keys[i]])])
+                done += 1
+                advance(done, len(examples))
+            todo_local: list[int] = []
+        else:
+            todo_local = todo
         chunk = max(self.params.batch_size * 4, 1)  # commit often enough that a kill loses little
-        for start in range(0, len(todo), chunk):
+        for start in range(0, len(todo_local), chunk):
             idx = todo[start : start + chunk]
             batch = [requests[i] for i in idx]
             # The bar moves per batch the backend finishes (batch_done); the store commits per chunk.
@@ -258,7 +290,7 @@ class Runner:
             with on_batch(on_done):
                 made = self._call(backend, batch)
             items = [(keys[i], self._prediction(requests[i], g)) for i, g in zip(idx, made)]
-            self.store.put_predictions(lever.name, backend.identity, items)
+            self.store.put_predictions(row, backend.identity, items)
             found.update(dict(items))
             advance(len(examples) - len(todo) + start + len(idx), len(examples))
         return [self._for_request(found[k], r) for k, r in zip(keys, requests)], keys, len(todo)
@@ -272,17 +304,25 @@ class Runner:
                             lambda ex: lever.requests(artifact, [ex])[0],
                             on_overflow=self.task.prompt.on_overflow, lever=lever.name)
 
-    def preflight(self) -> None:
+    def preflight(self, rows: list[Any] | None = None) -> None:
         """Before any lever runs: every template renders (a null or missing field is named) and,
-        unless the task truncates, every eval item's plain prompt fits the model's context."""
+        unless the task truncates, every eval item's plain prompt fits the context of every model
+        the run's rows (advisor.modelspec.Row) use."""
         from advisor.overflow import fit_requests
         from advisor.prompting import check_templates, make_request, render_messages
 
         check_templates(self.task, self.data.train + self.data.eval)
-        if self.task.prompt.on_overflow == "error":
-            backend = self.base_backend()
-            reqs = [make_request(self.task, ex, render_messages(self.task, ex)) for ex in self.data.eval]
-            fit_requests(backend, self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
+        if self.task.prompt.on_overflow != "error":
+            return
+        getters: dict[Any, Callable[[], Backend]] = {}
+        for row in rows or [None]:
+            if row is None or row.model.alias is None:
+                getters.setdefault(None, self.base_backend)
+            else:
+                getters.setdefault(row.model, lambda m=row.model: self.backend_for(m))
+        reqs = [make_request(self.task, ex, render_messages(self.task, ex)) for ex in self.data.eval]
+        for get in getters.values():
+            fit_requests(get(), self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
                 self.task, ex)), on_overflow="error", lever="prompt")
 
     def scoring_info(self) -> dict[str, Any]:
@@ -314,24 +354,25 @@ class Runner:
         context = dict(request.context)
         if g.option_scores is not None:
             context["option_scores"] = g.option_scores
+        context.update(g.info)
         # Work the lever did to build the request (retrieval) is part of the query's cost.
         seconds = g.seconds + float(context.get("prep_seconds", 0.0))
         return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
                           seconds, context)
 
-    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str]) -> list[float]:
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None) -> list[float]:
         """Serving latency: the first N eval requests one at a time, as a single user would send them."""
         n = min(self.latency_probe, len(keys))
         probe_keys = [k + ":latency" for k in keys[:n]]
         found = self.store.get_latencies(probe_keys) if probe_keys else {}
         missing = [i for i, k in enumerate(probe_keys) if k not in found]
         if missing:
-            advance = self.progress(f"{lever.name}: latency probe", len(missing))
+            advance = self.progress(f"{row or lever.name}: latency probe", len(missing))
             for j, i in enumerate(missing):
                 start = time.perf_counter()  # building the request (retrieval) counts as latency too
                 self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]))
                 ms = (time.perf_counter() - start) * 1000
-                self.store.put_latency(probe_keys[i], lever.name, ms)
+                self.store.put_latency(probe_keys[i], row or lever.name, ms)
                 found[probe_keys[i]] = ms
                 advance(j + 1, len(missing))
         return [found[k] for k in probe_keys]
@@ -359,29 +400,33 @@ class Runner:
                 out[m] = Interval(value, value, value, conf)
         return out
 
-    def run_lever(self, lever: Lever, run_id: int) -> LeverResult:
+    def run_lever(self, lever: Lever, run_id: int, row: Any = None) -> LeverResult:
+        """Prepare, predict, score and price one lever; `row` (advisor.modelspec.Row) picks its model."""
+        from advisor.modelspec import row_facts
+
+        name = row.name if row else lever.name
         options = self.lever_options(lever)
-        artifact = lever.prepare(self.context(lever), options)
-        predictions, keys, computed = self.predict(lever, artifact)
+        artifact = lever.prepare(self.context(lever, row), options)
+        predictions, keys, computed = self.predict(lever, artifact, row=name)
         golds = [ex.output for ex in self.data.eval]
         preds = [p.output for p in predictions]
         scores = score(self.task, golds, preds)
         add_lever_metrics(scores, predictions)
         scores.details["truncated"] = sum(1 for p in predictions if p.context.get("truncated"))
-        self.store.put_item_scores(run_id, lever.name, [ex.id for ex in self.data.eval], scores.per_item)
-        self.store.put_run_items(run_id, lever.name, self.data.eval, predictions)  # the report's failures
+        self.store.put_item_scores(run_id, name, [ex.id for ex in self.data.eval], scores.per_item)
+        self.store.put_run_items(run_id, name, self.data.eval, predictions)  # the report's failures
         metrics = self.intervals(scores, golds, preds)
-        cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys),
+        cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys, name),
                           self.task.costs, price=token_price(artifact.backend, self.cache_dir))
         meets = metrics[self.task.target.metric].value >= self.task.target.threshold
         record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
         if record:
-            record(self.context(lever), artifact, {k: iv.value for k, iv in metrics.items()})
+            record(self.context(lever, row), artifact, {k: iv.value for k, iv in metrics.items()})
         choice = getattr(lever, "report_details", None)  # e.g. prompt variants' dev scores beside eval's
         if choice:
             scores.details.update(choice(artifact, {k: iv.value for k, iv in metrics.items()}))
-        return LeverResult(lever.name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
-                           metrics, cost, meets, computed)
+        return LeverResult(name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
+                           metrics, cost, meets, computed, extra=row_facts(row, artifact.backend, predictions))
 
     def score_artifact(self, lever: Lever, artifact: Artifact) -> float:
         """The target metric of an artifact on the eval set (answers cached like any others)."""
@@ -407,15 +452,21 @@ class Runner:
             curve_fractions: tuple[float, ...] | None = None) -> RunResult:
         """Run the levers cheapest first; with `curve_fractions`, also the fine-tuning levers'
         learning curves, which the verdict reads before it advises what to try next."""
-        levers = load_levers(lever_names or self.task.levers)
+        from advisor.modelspec import plan_rows
+
+        names = lever_names or self.task.levers
+        levers = load_levers([n.split("@")[0] for n in names])
         for lever in levers:  # options are checked before any model loads
             self.lever_options(lever)
-        self.preflight()
+        rank = {lv.name: i for i, lv in enumerate(levers)}  # rung order, then the task's model order
+        rows = sorted(plan_rows(self.task, names, {lv.name: lv for lv in levers}), key=lambda r: rank[r.lever])
+        self.preflight(rows)
         run_id = self.store.start_run(self.task.name)
         results: list[LeverResult] = []
         try:
-            for lever in levers:
-                result = self.run_lever(lever, run_id)
+            by_name = {lv.name: lv for lv in levers}
+            for row in rows:
+                result = self.run_lever(by_name[row.lever], run_id, row)
                 results.append(result)
                 if on_lever:
                     on_lever(result)

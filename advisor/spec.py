@@ -6,6 +6,7 @@ Unknown keys are errors (`extra="forbid"`): a typo must not be silently ignored.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from advisor.errors import InputError
+from advisor.modelspec import Budget, ModelEntry, OpenAISettings, Price, check_scheme
 from advisor.types import DEFAULT_OPTION_RANKING
 
 TaskKind = Literal["classification", "extraction", "generation", "qa"]
@@ -155,6 +157,16 @@ class Task(_Strict):
     costs: Costs = Costs()
     audit: AuditSpec = Field(default_factory=AuditSpec, description="Data audit settings (`advise audit`).")
     scoring: ScoringSpec = ScoringSpec()
+    # Several models: a row per (lever, model); see advisor/modelspec.py.
+    models: dict[str, str | ModelEntry] | None = Field(
+        None, description="Several models by alias ('hf:...'/'openai:...' or a mapping with settings); "
+        "levers run on each, or on one with 'lever@alias'."
+    )
+    openai: OpenAISettings | None = Field(None, description="Settings for every 'openai:' model of the task.")
+    budget: Budget = Field(Budget(), description="Limits on what one run may send to API models.")
+    prices: dict[str, Price] = Field(
+        default_factory=dict, description="Prices by model name, overriding the shipped table."
+    )
 
     # Where task.yaml lives; data paths are relative to it. Not part of the file.
     base_dir: Path = Field(Path("."), exclude=True)
@@ -192,8 +204,17 @@ class Task(_Strict):
         if not self.levers:
             raise ValueError("'levers' is empty: name at least one, e.g. [prompt]")
         for name in self.lever_options:
-            if name not in self.levers:
+            if name not in {entry.split("@")[0] for entry in self.levers}:
                 raise ValueError(f"lever_options names '{name}', which is not in levers")
+        if self.models is not None:
+            if not self.models:
+                raise ValueError("'models' is empty: name at least one, or use 'model:'")
+            if "model" in self.model_fields_set:
+                raise ValueError("give either 'model' or 'models', not both")
+            for alias, entry in self.models.items():
+                if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", alias):
+                    raise ValueError(f"model alias '{alias}' must be letters, digits, '.', '_' or '-'")
+                check_scheme(entry if isinstance(entry, str) else entry.model)
         return self
 
     def path(self, p: Path) -> Path:

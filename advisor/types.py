@@ -55,6 +55,7 @@ class Generation:
     tokens_out: int
     seconds: float  # this item's share of the batch's compute time
     option_scores: list[float] | None = None  # for score_options: log-likelihood per option
+    info: dict[str, Any] = field(default_factory=dict)  # recorded with the prediction (e.g. how a label was chosen)
 
 
 @dataclass

@@ -36,7 +36,8 @@ class RagOptions(BaseModel):
     )
     chunk_size: int = Field(800, ge=50, description="Most characters in one chunk (paragraphs kept whole).")
     chunk_overlap: int = Field(100, ge=0, description="Characters carried into the next chunk.")
-    embedding: str = Field("default", description="sentence-transformers model: 'default' or a local path.")
+    embedding: str = Field("default", description="sentence-transformers model: 'default' or a local path; "
+                           "or 'openai:<model>' for an OpenAI-compatible /v1/embeddings endpoint.")
     chroma_url: str | None = Field(
         None, description="Use a running Chroma server (http://host:port) instead of the embedded store."
     )
@@ -60,7 +61,8 @@ class Retriever:
     """A synced index plus what to do with its hits; lives in Artifact.state."""
 
     def __init__(self, ctx: LeverContext, options: RagOptions, source: str, name: str) -> None:
-        from advisor.knowledge import ChunkingConfig, Embedder, KnowledgeIndex, load_knowledge
+        from advisor.backends.openai_embeddings import make_embedder
+        from advisor.knowledge import ChunkingConfig, KnowledgeIndex, load_knowledge
 
         task = ctx.task
         self.task, self.options, self.source = task, options, source
@@ -84,7 +86,7 @@ class Retriever:
             None if options.chroma_url else folder,
             name=f"{task.name}-{source}",
             chroma_url=options.chroma_url,
-            embedder=Embedder(options.embedding),
+            embedder=make_embedder(options.embedding, task),  # 'openai:<model>' embeds through the API
             chunking=chunking,
         )
         self.docs = docs

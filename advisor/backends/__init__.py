@@ -5,19 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import InputError
+from advisor.modelspec import ModelChoice, resolve_models
 from advisor.spec import Task
 from advisor.types import Backend
 
 
 def make_backend(task: Task, cache_dir: Path | None = None) -> Backend:
     """The backend for `task.model`; loading happens here, so call it lazily."""
-    if task.backend_scheme == "hf":
+    return make_backend_for(task, resolve_models(task)[0], cache_dir)
+
+
+def make_backend_for(task: Task, choice: ModelChoice, cache_dir: Path | None = None, budget: object = None,
+                     probe: bool = True) -> Backend:
+    """The backend of one of the task's models. `budget` (a RunBudget) is shared by a run's API models."""
+    if choice.scheme == "hf":
         from advisor.backends.hf import HFBackend, load_base
 
-        loaded = load_base(task.model_name, cache_dir)
+        loaded = load_base(choice.name, cache_dir)
         price = task.costs.gpu_hour_usd if loaded.device == "cuda" else task.costs.cpu_hour_usd
         return HFBackend(loaded, usd_per_hour=price)
-    raise InputError(
-        f"backend '{task.backend_scheme}:' is not available yet; use 'hf:smollm2-135m-instruct'",
-        field="model",
-    )
+    if choice.scheme == "openai":
+        from advisor.backends.openai import OpenAIBackend, RunBudget
+        from advisor.pricing import resolve_price
+
+        price, source = resolve_price(choice, task.prices)
+        if task.budget.max_usd is not None and price is None:
+            raise InputError(f"budget.max_usd needs a price for {choice.spec}: add one under `prices:` "
+                             "or the model's `price:`", field="budget.max_usd")
+        if budget is None:
+            budget = RunBudget(task.budget.max_requests, task.budget.max_usd)
+        return OpenAIBackend(choice, budget=budget, price=price, price_source=source,  # type: ignore[arg-type]
+                             probe=probe, cache_dir=cache_dir)
+    raise InputError(f"unknown model scheme '{choice.scheme}:'; use 'hf:' or 'openai:'", field="model")

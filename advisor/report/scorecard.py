@@ -20,7 +20,9 @@ def _interval(m: dict[str, float]) -> str:
     return f"{m['value']:.3f} ({m['ci_low']:.2f}–{m['ci_high']:.2f})"
 
 
-def _usd(x: float) -> str:
+def _usd(x: float | None) -> str:
+    if x is None:  # an unknown price is unknown, never $0
+        return "unknown"
     return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
 
 

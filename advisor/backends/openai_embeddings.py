@@ -1,0 +1,91 @@
+"""Embeddings from an OpenAI-compatible `/v1/embeddings` endpoint (`embedding: openai:<model>`).
+
+The server is the one the task's `openai:` settings name (its first `openai:` model's entry, else
+the `openai:` section, else $OPENAI_BASE_URL). Vectors are L2-normalized like the local embedder's,
+and the identity (model and server, never the key) keys the index, so an unchanged knowledge base
+is never re-embedded.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from advisor.errors import BackendError, InputError
+from advisor.modelspec import OpenAISettings, resolve_models
+
+BATCH = 64  # texts per request
+
+
+def settings_for_embeddings(task: Any) -> OpenAISettings:
+    for choice in resolve_models(task):
+        if choice.scheme == "openai":
+            return choice.settings
+    return task.openai or OpenAISettings()
+
+
+class OpenAIEmbedder:
+    """`encode(texts)` -> (len(texts), dimension) float32 unit vectors from the server."""
+
+    def __init__(self, model: str, settings: OpenAISettings) -> None:
+        from openai import OpenAI
+
+        from advisor.backends.openai import DEFAULT_BASE_URL, public_url
+
+        self.model_name = model
+        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.server = public_url(base_url)
+        key = os.environ.get(settings.api_key_env)
+        if not key:
+            if "api_key_env" in settings.model_fields_set or self.server == DEFAULT_BASE_URL:
+                raise InputError(f"no API key: the environment variable {settings.api_key_env} is not set "
+                                 f"(needed for embedding openai:{model})", field="openai.api_key_env")
+            key = "no-key"
+        self.client = OpenAI(api_key=key, base_url=base_url, max_retries=settings.max_retries,
+                             timeout=settings.timeout_s)
+        self.identity = f"openai-{model}@{self.server}"
+        self.encode_seconds = 0.0
+        self.encoded_texts = 0
+        self._dimension: int | None = None
+
+    @property
+    def dimension(self) -> int:
+        if self._dimension is None:
+            self._dimension = int(self.encode(["dimension probe"]).shape[1])
+        return self._dimension
+
+    def encode(self, texts: Sequence[str], batch_size: int = BATCH) -> np.ndarray:
+        import openai
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        start = time.perf_counter()
+        rows: list[list[float]] = []
+        for i in range(0, len(texts), batch_size):
+            try:
+                response = self.client.embeddings.create(model=self.model_name, input=list(texts[i : i + batch_size]))
+            except (openai.APIConnectionError, openai.APITimeoutError):
+                raise BackendError(f"cannot reach the embeddings server at {self.server}") from None
+            except openai.APIStatusError as e:
+                raise BackendError(f"the embeddings server at {self.server} answered {e.status_code} "
+                                   f"for openai:{self.model_name}") from None
+            rows.extend(d.embedding for d in sorted(response.data, key=lambda d: d.index))
+        vectors = np.asarray(rows, dtype=np.float32)
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        self.encode_seconds += time.perf_counter() - start
+        self.encoded_texts += len(texts)
+        self._dimension = vectors.shape[1]
+        return np.ascontiguousarray(vectors)
+
+
+def make_embedder(name: str, task: Any) -> Any:
+    """`openai:<model>` -> an OpenAIEmbedder; anything else -> the local sentence-transformers Embedder."""
+    if name.startswith("openai:"):
+        return OpenAIEmbedder(name.split(":", 1)[1], settings_for_embeddings(task))
+    from advisor.knowledge import Embedder
+
+    return Embedder(name)

@@ -1,0 +1,130 @@
+"""`advise run --dry-run`: tokens and dollars per (lever, model) before anything is sent.
+
+Nothing is sent and nothing is trained: requests are rendered as the prompt levers would render
+them; retrieval levers add their largest context (`max_context_chars`), a stated upper estimate.
+Tokens are counted with the model's own tokenizer where it is local (an `hf:` model, or an
+`openai:` model with `tokenizer: hf:...`), else as characters / 4 (tiktoken needs to download its
+encodings at run time, which this tool never does). Output tokens are the answer budget
+(`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from advisor.data import load_dataset
+from advisor.modelspec import ModelChoice, fine_tunes, plan_rows
+from advisor.pricing import resolve_price, token_cost_usd
+from advisor.registry import lever_options, load_levers
+from advisor.spec import Task
+from advisor.types import LeverContext, Request
+
+
+@dataclass
+class RowEstimate:
+    row: str
+    model: str
+    requests: int
+    tokens_in: int
+    tokens_out: int
+    usd: float | None  # None: priced by server hour or by compute time, or price unknown
+    priced: str  # how the dollars were (or could not be) worked out
+    token_method: str
+
+
+def _counter(task: Task, choice: ModelChoice, cache_dir: Any) -> tuple[Any, str, Any]:
+    """(count_tokens(request) -> int, method, backend or None) without contacting any server."""
+    if choice.scheme == "openai":
+        from advisor.backends.openai import OpenAIBackend
+
+        price, source = resolve_price(choice, task.prices)
+        backend = OpenAIBackend(choice, price=price, price_source=source, probe=False, cache_dir=cache_dir)
+        return backend.count_tokens, backend.token_method, backend
+    from advisor.backends.openai import local_tokenizer
+
+    tok = local_tokenizer(choice.name, cache_dir)
+
+    def count(r: Request) -> int:
+        ids = tok.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids)
+
+    return count, f"tokenizer hf:{choice.name}", None
+
+
+def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None = None,
+             latency_probe: int = 12, cache_dir: Any = None) -> list[RowEstimate]:
+    """One estimate per (lever, model) row. Raises InputError for a bad lever or model entry."""
+    from advisor.backends.hf import default_cache_dir
+
+    cache_dir = cache_dir or default_cache_dir()
+    data = load_dataset(task, limit=limit)
+    names = lever_names or task.levers
+    levers = {lv.name: lv for lv in load_levers([n.split("@")[0] for n in names])}
+    out: list[RowEstimate] = []
+    counters: dict[ModelChoice, tuple[Any, str, Any]] = {}
+    for row in plan_rows(task, names, levers):
+        lever = levers[row.lever]
+        options = lever_options(lever, task.lever_options.get(lever.name, {}))
+        if row.model not in counters:
+            counters[row.model] = _counter(task, row.model, cache_dir)
+        count, method, backend = counters[row.model]
+        requests = _requests(task, data, lever, options, cache_dir)
+        extra_chars = getattr(options, "max_context_chars", 0) if lever.name.endswith("rag") else 0
+        n = len(requests) + min(latency_probe, len(requests))
+        t_in = sum(count(r) + extra_chars // 4 for r in requests)
+        if task.kind == "classification" and backend is not None and task.labels:
+            path = backend.classification_path(task.labels)
+            per_out = 1 if path == "first_token_logprobs" else (max(len(x) for x in task.labels) + 8
+                                                                 if path == "json_schema_enum"
+                                                                 else task.prompt.max_new_tokens)
+        else:
+            per_out = task.prompt.max_new_tokens
+        t_out = per_out * len(requests)
+        scale = n / max(len(requests), 1)  # the latency probe repeats the first requests
+        t_in, t_out = round(t_in * scale), round(t_out * scale)
+        if backend is None:
+            usd, priced = None, "local: priced by measured compute time at run time"
+        elif backend.price is None:
+            usd, priced = None, "unknown price (add it under `prices:`)"
+        elif backend.price.server_hour_usd is not None:
+            usd, priced = None, f"per server hour (${backend.price.server_hour_usd}/h): priced by wall time at run time"
+        else:
+            usd, priced = token_cost_usd(backend.price, t_in, t_out), backend.price_source
+        if fine_tunes(lever):
+            priced += "; training runs locally, not estimated here"
+        out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method))
+    return out
+
+
+def _requests(task: Task, data: Any, lever: Any, options: Any, cache_dir: Any) -> list[Request]:
+    """The eval requests a prompt lever would send; the zero-shot ones for any lever whose prepare
+    would compute something (retrieval, training)."""
+    cheap = lever.name == "prompt" or (lever.name == "prompt-few-shot" and options.selection != "similar")
+    if cheap:
+        ctx = LeverContext(task=task, data=data, workdir=cache_dir, cache_dir=cache_dir,
+                           base_backend=lambda: None)  # type: ignore[arg-type,return-value]
+        return lever.requests(lever.prepare(ctx, options), data.eval)
+    from advisor.prompting import make_request, render_messages
+
+    return [make_request(task, ex, render_messages(task, ex)) for ex in data.eval]
+
+
+def as_dicts(rows: list[RowEstimate]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]
+
+
+def print_estimate(console: Any, rows: list[RowEstimate]) -> None:
+    """The dry-run table: requests, tokens and dollars per row, and how each figure was made."""
+    from rich.table import Table
+
+    table = Table(title="dry run: nothing sent (estimates)", title_justify="left")
+    for col in ("row", "model", "requests", "tokens in", "tokens out ≤", "USD", "priced by", "tokens by"):
+        table.add_column(col, justify="right" if col in {"requests", "tokens in", "tokens out ≤", "USD"} else "left")
+    for r in rows:
+        table.add_row(r.row, r.model, f"{r.requests:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
+                      "unknown" if r.usd is None else f"{r.usd:.4f}", r.priced, r.token_method)
+    known = [r.usd for r in rows if r.usd is not None]
+    console.print(table)
+    console.print(f"total known: ${sum(known):.4f}" + ("" if len(known) == len(rows) else
+                                                       f" ({len(rows) - len(known)} row(s) not priced in advance)"))

@@ -1,0 +1,204 @@
+"""The models a task runs on: `model:` (one), or `models:` (several, a row per lever and model).
+
+    model: openai:gpt-4o-mini
+    openai: {base_url: http://127.0.0.1:8080/v1, api_key_env: OPENAI_API_KEY, max_concurrency: 8}
+
+    models:
+      gpt: openai:gpt-4o-mini                          # a spec, or a mapping with per-model settings
+      small: {model: "openai:smollm2", base_url: "http://gpu-box:8000/v1", price: {server_hour_usd: 1.2}}
+      local: hf:smollm2-135m-instruct
+    levers: [prompt, lora@local]                       # prompt on every model; lora on `local` only
+
+Settings of an `openai:` model come from its own entry, else the task's `openai:` section, else the
+openai client's defaults (OPENAI_BASE_URL). The key is never in the task file: `api_key_env` names
+the environment variable that holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from advisor.errors import InputError
+
+ClassificationPath = Literal["auto", "first_token_logprobs", "json_schema_enum", "generate_and_map"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Price(_Strict):
+    """What a model costs: per million tokens (hosted APIs) or per server hour (self-served)."""
+
+    input_per_1m_usd: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
+    output_per_1m_usd: float | None = Field(None, ge=0, description="USD per million generated tokens.")
+    server_hour_usd: float | None = Field(
+        None, ge=0, description="USD per hour of the server (self-served); charged by wall time per answer."
+    )
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Price:
+        per_token = self.input_per_1m_usd is not None or self.output_per_1m_usd is not None
+        if per_token and self.server_hour_usd is not None:
+            raise ValueError("give a price per token or per server hour, not both")
+        if per_token and (self.input_per_1m_usd is None or self.output_per_1m_usd is None):
+            raise ValueError("a per-token price needs both input_per_1m_usd and output_per_1m_usd")
+        return self
+
+
+class OpenAISettings(_Strict):
+    """How to reach an OpenAI-compatible server (the OpenAI API, vLLM, llama.cpp, Ollama)."""
+
+    base_url: str | None = Field(
+        None, description="e.g. http://127.0.0.1:8080/v1; default: $OPENAI_BASE_URL, else api.openai.com."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the key (the key itself is never in the task file).",
+    )
+    max_concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
+    max_retries: int = Field(2, ge=0, le=20, description="The openai client's retries (408/409/429/5xx).")
+    timeout_s: float = Field(60.0, gt=0, description="Seconds before one request times out.")
+    classification: ClassificationPath = Field(
+        "auto", description="How labels are chosen: first-token top_logprobs, a JSON-schema enum, or "
+        "generate and map; auto takes the first that applies."
+    )
+    tokenizer: str | None = Field(
+        None, description="A local tokenizer for token counts and dry-run estimates, e.g. "
+        "'hf:smollm2-135m-instruct'; without it tokens are estimated as characters / 4."
+    )
+    context_window: int | None = Field(None, ge=1, description="The model's context in tokens, if known.")
+    price: Price | None = Field(None, description="Overrides the shipped price table for this model.")
+
+
+class ModelEntry(OpenAISettings):
+    """One entry of `models:`: the model spec plus, for `openai:`, settings that override `openai:`."""
+
+    model: str = Field(description="'hf:<name or folder>' or 'openai:<model>'.")
+
+
+class Budget(_Strict):
+    """Limits on what one run may spend on API models; the run stops cleanly when one is reached."""
+
+    max_requests: int | None = Field(None, ge=0, description="Most API requests this run sends.")
+    max_usd: float | None = Field(None, ge=0, description="Most USD this run spends on API tokens.")
+
+
+def check_scheme(spec: str) -> str:
+    scheme = spec.split(":", 1)[0]
+    if ":" not in spec or scheme not in {"hf", "openai"} or not spec.split(":", 1)[1]:
+        raise ValueError(f"'{spec}' must start with 'hf:' or 'openai:' followed by a model name")
+    return spec
+
+
+@dataclass(frozen=True, eq=False)
+class ModelChoice:
+    """A resolved model: its alias (None for the single `model:`), spec and settings."""
+
+    alias: str | None
+    spec: str
+    settings: OpenAISettings
+
+    def _key(self) -> tuple[str | None, str, str]:
+        return self.alias, self.spec, self.settings.model_dump_json()
+
+    def __hash__(self) -> int:  # settings (a pydantic model) are not hashable themselves
+        return hash(self._key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelChoice) and self._key() == other._key()
+
+    @property
+    def scheme(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.spec.split(":", 1)[1]
+
+    @property
+    def label(self) -> str:
+        return self.alias or self.spec
+
+
+def resolve_models(task: Any) -> list[ModelChoice]:
+    """The task's models in file order: one per `models:` entry, or the single `model:`."""
+    base: OpenAISettings = task.openai or OpenAISettings()
+    if not task.models:
+        return [ModelChoice(None, task.model, base)]
+    out = []
+    for alias, entry in task.models.items():
+        if isinstance(entry, str):
+            out.append(ModelChoice(alias, check_scheme(entry), base))
+        else:
+            own = entry.model_dump(exclude_unset=True, exclude={"model"})
+            settings = OpenAISettings.model_validate({**base.model_dump(exclude_unset=True), **own})
+            out.append(ModelChoice(alias, check_scheme(entry.model), settings))
+    return out
+
+
+def fine_tunes(lever: Any) -> bool:
+    """Whether a lever trains weights (it needs a local `hf:` model): family, else rung >= 3."""
+    family = getattr(lever, "family", None)
+    return family == "fine-tuning" if family else float(lever.rung) >= 3
+
+
+@dataclass(frozen=True)
+class Row:
+    """One (lever, model) pair: a row of the scorecard. `name` is `lever@alias` with several models."""
+
+    lever: str
+    model: ModelChoice
+    name: str
+
+
+def plan_rows(task: Any, lever_names: list[str], levers_by_name: dict[str, Any]) -> list[Row]:
+    """Expand `lever` / `lever@alias` entries into rows; errors (exit 2) name the bad entry.
+
+    `lever@alias` runs the lever on that model; a plain `lever` runs on every model that can run
+    it (a fine-tuning lever only on `hf:` models). Rows keep the order of `lever_names`.
+    """
+    models = resolve_models(task)
+    by_alias = {m.alias: m for m in models}
+    several = task.models is not None and len(models) > 1
+    rows: list[Row] = []
+    for entry in dict.fromkeys(lever_names):
+        name, _, alias = entry.partition("@")
+        lever = levers_by_name[name]
+        if alias:
+            if alias not in by_alias:
+                known = ", ".join(a for a in by_alias if a) or "none (add a `models:` section)"
+                raise InputError(f"'{entry}' names model '{alias}', which `models:` does not define; "
+                                 f"defined: {known}", field="levers")
+            chosen = [by_alias[alias]]
+        else:
+            chosen = [m for m in models if not (fine_tunes(lever) and m.scheme != "hf" and several)]
+        for m in chosen:
+            if fine_tunes(lever) and m.scheme != "hf":
+                raise InputError(f"lever '{name}' fine-tunes a model's weights, which needs a local 'hf:' model; "
+                                 f"'{m.label}' is {m.spec} (run it on an hf: model, e.g. {name}@<hf alias>)",
+                                 field="levers")
+            rows.append(Row(name, m, f"{name}@{m.alias}" if several else name))
+    return rows
+
+
+def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str, Any]:
+    """What results.json adds to a lever row: lever, model, how labels were chosen, the price used."""
+    if row is None:
+        return {}
+    out: dict[str, Any] = {"lever": row.lever, "model": row.model.label}
+    paths = [p.context["classification_path"] for p in predictions if "classification_path" in p.context]
+    if paths:
+        out["classification_path"] = max(set(paths), key=paths.count)
+        out["unmappable"] = sum(1 for p in predictions if p.context.get("unmappable"))
+    elif any(p.context.get("option_scores") is not None for p in predictions):
+        out["classification_path"] = "option_loglik"
+    if hasattr(backend, "price_source"):
+        from advisor.pricing import describe
+
+        out["price"] = describe(backend.price, backend.price_source)
+        out["token_estimate"] = backend.token_method
+    return out

@@ -1,0 +1,103 @@
+"""The `openai:` backend's parts that need no server: label choice, budget, prices, unknown costs."""
+
+from __future__ import annotations
+
+import math
+
+from advisor.backends.classify_api import (
+    distinct_first_tokens,
+    map_to_label,
+    parse_enum_answer,
+    rank_top_logprobs,
+)
+
+LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+
+
+def test_top_logprobs_rank_labels_by_the_tokens_that_start_them():
+    top = [("LOC", -0.5), (" H", -1.0), ("HUM", -2.0), ("Type", -3.0), ("", -4.0)]
+    label, scores = rank_top_logprobs(top, LABELS)
+    assert label == "LOC"
+    hum = scores[LABELS.index("HUM")]
+    assert hum is not None and math.isclose(hum, math.log(math.exp(-1.0) + math.exp(-2.0)))
+    assert scores[LABELS.index("NUM")] is None  # not among the top tokens: unknown, not a made-up floor
+    assert rank_top_logprobs([("The", -0.1), ("A", -0.2)], ["Apple", "Avocado"])[0] is None  # "A" starts both
+
+
+def test_first_tokens_distinct_by_tokenizer_or_first_character():
+    assert distinct_first_tokens(LABELS, None)
+    assert not distinct_first_tokens(["positive", "pos-neutral", "negative"], None)
+    fake_ids = {"spam": [7, 1], "spat": [7, 2], "eggs": [9]}
+    assert not distinct_first_tokens(list(fake_ids), lambda s: fake_ids[s])
+    assert distinct_first_tokens(["spam", "eggs"], lambda s: fake_ids[s])
+
+
+def test_mapping_free_text_to_a_label():
+    assert map_to_label(" LOC.", LABELS) == "LOC"
+    assert map_to_label("hum", LABELS) == "HUM"
+    assert map_to_label("New  York", ["new york", "paris"]) == "new york"
+    assert map_to_label("The answer is LOC", LABELS) is None  # unmappable: counted, scored wrong
+
+
+def test_enum_answers_must_be_whole():
+    assert parse_enum_answer('"HUM"', "stop", LABELS) == "HUM"
+    assert parse_enum_answer('"HUM"', "length", LABELS) == "HUM"  # ran on in trailing whitespace only
+    assert parse_enum_answer('"HU', "length", LABELS) is None  # cut short
+    assert parse_enum_answer('"XYZ"', "stop", LABELS) is None
+
+
+def test_budget_counts_requests_and_dollars_and_stops():
+    import pytest
+
+    from advisor.backends.openai import RunBudget, RunStopped
+
+    budget = RunBudget(max_requests=2)
+    budget.reserve()
+    budget.reserve()
+    with pytest.raises(RunStopped, match="max_requests 2"):
+        budget.reserve()
+    dollars = RunBudget(max_usd=0.01)
+    dollars.reserve()
+    dollars.charge(0.02)
+    with pytest.raises(RunStopped, match="max_usd 0.01"):
+        dollars.reserve()
+
+
+def test_prices_shipped_overridden_or_unknown_never_zero():
+    from advisor.modelspec import ModelChoice, OpenAISettings, Price
+    from advisor.pricing import resolve_price, token_cost_usd
+
+    hosted = ModelChoice(None, "openai:gpt-4o-mini", OpenAISettings())
+    price, source = resolve_price(hosted, {})
+    assert source.startswith("shipped table (") and token_cost_usd(price, 1_000_000, 0) == 0.15
+    cheaper = Price(input_per_1m_usd=0.1, output_per_1m_usd=0.2)
+    assert resolve_price(hosted, {"gpt-4o-mini": cheaper}) == (cheaper, "task.yaml (prices)")
+    # The same name on someone's own server is not the API's price: unknown, not 0.
+    served = ModelChoice(None, "openai:gpt-4o-mini", OpenAISettings(base_url="http://gpu-box:8000/v1"))
+    assert resolve_price(served, {}) == (None, "unknown")
+    assert token_cost_usd(None, 100, 10) is None
+    assert token_cost_usd(Price(server_hour_usd=2.0), 100, 10) == 0.0  # charged by wall time instead
+
+
+def test_scorecard_and_verdict_show_an_unknown_price_as_unknown():
+    from rich.console import Console
+
+    from advisor.recommend import recommend
+    from advisor.report.scorecard import print_results
+
+    metrics = {"accuracy": {"value": 0.9, "ci_low": 0.85, "ci_high": 0.95}}
+    cost = {"setup_usd": 0.0, "per_1k_queries_usd": None, "latency_ms_p50": 300, "latency_ms_p95": 400,
+            "upkeep_usd_per_month": 0.0, "monthly_usd": None, "first_year_usd": None}
+    known = {**cost, "per_1k_queries_usd": 0.5, "monthly_usd": 50.0, "first_year_usd": 600.0}
+    rows = [{"name": "prompt@api", "rung": 0, "metrics": metrics, "cost": cost, "meets_target": True,
+             "confidence": 0.95, "n_eval": 100},
+            {"name": "prompt@local", "rung": 0, "metrics": metrics, "cost": known, "meets_target": True,
+             "confidence": 0.95, "n_eval": 100}]
+    verdict = recommend(rows, "accuracy", 0.8)
+    assert verdict.lever == "prompt@local" and verdict.ranking == ["prompt@local", "prompt@api"]
+    assert any("prompt@api: price unknown" in n for n in verdict.notes)
+    console = Console(record=True, width=120)
+    print_results(console, {"task": "t", "kind": "classification", "levers": rows, "queries_per_month": 1000,
+                            "target": {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95, "need": ""},
+                            "recommendation": verdict.as_dict()})
+    assert "unknown" in console.export_text()
