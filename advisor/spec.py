@@ -283,7 +283,8 @@ def _check_lever_names(raw: dict[str, Any], text: str, file: Path) -> None:
     names, known = raw.get("levers"), available()
     if not isinstance(names, list) or not known:
         return
-    for i, name in enumerate(names):
+    for i, entry in enumerate(names):
+        name = entry.split("@", 1)[0] if isinstance(entry, str) else entry  # `lever@model` rows
         if isinstance(name, str) and name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
