@@ -198,11 +198,16 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
         from advisor.modelspec import plan_rows
 
         plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
-    if task.data.knowledge and not task.path(task.data.knowledge).exists():
-        raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
+    docs: list[Any] = []
+    if task.data.knowledge:
+        if not task.path(task.data.knowledge).exists():
+            raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
+        from advisor.knowledge import load_knowledge
+
+        docs = load_knowledge(task.path(task.data.knowledge))  # the reader the run uses: same errors, no model
     console = Console()
     console.print(f"[green]ok[/green] {task.name}: {task.kind}, {len(data.train)} train, {len(data.eval)} eval, "
-                  f"levers {', '.join(task.levers)}")
+                  f"levers {', '.join(task.levers)}" + (f", {len(docs)} knowledge documents" if docs else ""))
     if data.leakage_removed:
         console.print(f"[yellow]{len(data.leakage_removed)} train example(s) share an input with eval and "
                       f"will be left out of training and few-shot: {', '.join(data.leakage_removed[:5])}")

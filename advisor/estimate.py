@@ -59,6 +59,8 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
 
     cache_dir = cache_dir or default_cache_dir()
     data = load_dataset(task, limit=limit)
+    if limit is not None and task.prompt.variants and task.prompt.dev_size > limit:  # as the run does
+        task = task.model_copy(update={"prompt": task.prompt.model_copy(update={"dev_size": limit})})
     names = lever_names or task.levers
     levers = {lv.name: lv for lv in load_levers([n.split("@")[0] for n in names])}
     out: list[RowEstimate] = []
@@ -84,7 +86,7 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
         scale = n / max(len(requests), 1)  # the latency probe repeats the first requests
         t_in, t_out = round(t_in * scale), round(t_out * scale)
         if backend is None:
-            usd, priced = None, "local: priced by measured compute time at run time"
+            usd, priced = None, "local model: priced at run time (tokens × this machine's calibrated compute rate)"
         elif backend.price is None:
             usd, priced = None, "unknown price (add it under `prices:`)"
         elif backend.price.server_hour_usd is not None:
@@ -98,16 +100,26 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
 
 
 def _requests(task: Task, data: Any, lever: Any, options: Any, cache_dir: Any) -> list[Request]:
-    """The eval requests a prompt lever would send; the zero-shot ones for any lever whose prepare
-    would compute something (retrieval, training)."""
+    """The requests a prompt lever would send: its eval requests (the zero-shot ones for any lever
+    whose prepare would compute something: retrieval, training) and, when the task has prompt
+    variants and the lever is a prompt lever, every wording's requests on the dev split (the
+    choice between wordings is made there). The eval requests use the default wording: which
+    wording wins is not known before the dev answers are in."""
+    from advisor.prompting import dev_split, make_request, render_messages, variant_names, with_variant
+
+    plain = task.model_copy(update={"prompt": task.prompt.model_copy(update={"variants": {}})})
+    dev: list[Request] = []
+    if task.prompt.variants and lever.name in ("prompt", "prompt-few-shot", "prompt-search"):
+        dev_items, _ = dev_split(task, data.train)
+        for name in variant_names(task):
+            worded = with_variant(task, name)
+            dev += [make_request(worded, ex, render_messages(worded, ex)) for ex in dev_items]
     cheap = lever.name == "prompt" or (lever.name == "prompt-few-shot" and options.selection != "similar")
     if cheap:
-        ctx = LeverContext(task=task, data=data, workdir=cache_dir, cache_dir=cache_dir,
+        ctx = LeverContext(task=plain, data=data, workdir=cache_dir, cache_dir=cache_dir,
                            base_backend=lambda: None)  # type: ignore[arg-type,return-value]
-        return lever.requests(lever.prepare(ctx, options), data.eval)
-    from advisor.prompting import make_request, render_messages
-
-    return [make_request(task, ex, render_messages(task, ex)) for ex in data.eval]
+        return dev + lever.requests(lever.prepare(ctx, options), data.eval)
+    return dev + [make_request(plain, ex, render_messages(plain, ex)) for ex in data.eval]
 
 
 def as_dicts(rows: list[RowEstimate]) -> list[dict[str, Any]]:
@@ -115,16 +127,20 @@ def as_dicts(rows: list[RowEstimate]) -> list[dict[str, Any]]:
 
 
 def print_estimate(console: Any, rows: list[RowEstimate]) -> None:
-    """The dry-run table: requests, tokens and dollars per row, and how each figure was made."""
+    """The dry-run table: requests, tokens and dollars per row; how each figure was made is listed
+    under it (long sentences in table cells were squeezed to nothing at 80 columns)."""
     from rich.table import Table
 
     table = Table(title="dry run: nothing sent (estimates)", title_justify="left")
-    for col in ("row", "model", "requests", "tokens in", "tokens out ≤", "USD", "priced by", "tokens by"):
-        table.add_column(col, justify="right" if col in {"requests", "tokens in", "tokens out ≤", "USD"} else "left")
+    for col in ("row", "model", "requests", "tokens in", "tokens out ≤", "USD"):
+        table.add_column(col, justify="right" if col in {"requests", "tokens in", "tokens out ≤", "USD"} else "left",
+                         overflow="fold")
     for r in rows:
         table.add_row(r.row, r.model, f"{r.requests:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
-                      "unknown" if r.usd is None else f"{r.usd:.4f}", r.priced, r.token_method)
+                      "unknown" if r.usd is None else f"{r.usd:.4f}")
     known = [r.usd for r in rows if r.usd is not None]
     console.print(table)
+    for r in rows:
+        console.print(f"{r.row}: {r.priced}; tokens counted by {r.token_method}", soft_wrap=True)
     console.print(f"total known: ${sum(known):.4f}" + ("" if len(known) == len(rows) else
                                                        f" ({len(rows) - len(known)} row(s) not priced in advance)"))

@@ -185,6 +185,9 @@ class Runner:
     ) -> None:
         from advisor.backends.hf import default_cache_dir
 
+        if limit is not None and task.prompt.variants and task.prompt.dev_size > limit:
+            # `--limit` is a quick look: the dev split that chooses between wordings shrinks with it.
+            task = task.model_copy(update={"prompt": task.prompt.model_copy(update={"dev_size": limit})})
         self.task = task
         self.workdir = workdir
         self.cache_dir = cache_dir or default_cache_dir()
