@@ -126,7 +126,8 @@ def test_a_piped_run_prints_progress_lines_per_batch_and_a_plain_scorecard(trec_
     # The scorecard as plain text after the progress.
     assert "trec-question-type: quality" in out and "Recommendation" in out
     assert out.index("Recommendation") > out.index("prompt: predicting: 12/12")
-    assert out.rstrip().splitlines()[-1].startswith("Results: ")
+    tail = out.rstrip().splitlines()[-2:]  # the paths close the output, each on one unwrapped line
+    assert tail[0].startswith("Results: ") and tail[1].startswith("Report: ") and tail[1].endswith("report.md")
 
 
 def test_a_terminal_gets_rich_bars_with_time_left_from_the_recent_rate():
