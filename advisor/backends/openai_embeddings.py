@@ -59,10 +59,27 @@ class OpenAIEmbedder:
         return self._dimension
 
     def encode(self, texts: Sequence[str], batch_size: int = BATCH) -> np.ndarray:
-        import openai
-
+        """Unit vectors for `texts`, shape (len(texts), dimension). Each text's vector is kept in
+        `<cache>/api_embeddings.sqlite` under (embedder identity, text): a server's vectors for the
+        same text wobble in the last bits with its batching, which would reorder near-tied
+        retrieval hits between runs (and recompute their answers); a text is also never paid twice.
+        Raises BackendError when the server cannot be reached or answers an error."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        keys = [f"{self.identity}\n{t}" for t in texts]
+        found = self._cached(keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            fresh = self._request([texts[i] for i in missing], batch_size)
+            self._store({keys[i]: fresh[j] for j, i in enumerate(missing)})
+            found.update({keys[i]: fresh[j] for j, i in enumerate(missing)})
+        vectors = np.stack([found[k] for k in keys]).astype(np.float32)
+        self._dimension = vectors.shape[1]
+        return np.ascontiguousarray(vectors)
+
+    def _request(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        import openai
+
         start = time.perf_counter()
         rows: list[list[float]] = []
         for i in range(0, len(texts), batch_size):
@@ -78,8 +95,39 @@ class OpenAIEmbedder:
         vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         self.encode_seconds += time.perf_counter() - start
         self.encoded_texts += len(texts)
-        self._dimension = vectors.shape[1]
-        return np.ascontiguousarray(vectors)
+        return vectors
+
+    def _db(self) -> Any:
+        import sqlite3
+
+        from advisor.backends.hf import default_cache_dir
+
+        path = default_cache_dir() / "api_embeddings.sqlite"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, timeout=30)
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
+        return db
+
+    def _cached(self, keys: list[str]) -> dict[str, np.ndarray]:
+        db = self._db()
+        try:
+            out: dict[str, np.ndarray] = {}
+            for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
+                part = keys[start : start + 500]
+                rows = db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+                out.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
+            return out
+        finally:
+            db.close()
+
+    def _store(self, vectors: dict[str, np.ndarray]) -> None:
+        db = self._db()
+        try:
+            with db:
+                db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                               [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in vectors.items()])
+        finally:
+            db.close()
 
 
 def make_embedder(name: str, task: Any) -> Any:
