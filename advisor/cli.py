@@ -26,7 +26,7 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in values:
         if "=" not in item:
-            raise InputError(f"--set expects KEY=VALUE, got '{item}'", field="--set")
+            raise InputError(f"expects KEY=VALUE, got '{item}'", field="--set")
         key, value = item.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(value)

@@ -179,7 +179,8 @@ def plan_rows(task: Any, lever_names: list[str], levers_by_name: dict[str, Any])
         for m in chosen:
             if fine_tunes(lever) and m.scheme != "hf":
                 raise InputError(f"lever '{name}' fine-tunes a model's weights, which needs a local 'hf:' model; "
-                                 f"'{m.label}' is {m.spec} (run it on an hf: model, e.g. {name}@<hf alias>)",
+                                 + (f"'{m.label}' is {m.spec}" if m.label != m.spec else f"{m.spec} is not one")
+                                 + f" (run it on an hf: model, e.g. {name}@<hf alias>)",
                                  field="levers")
             rows.append(Row(name, m, f"{name}@{m.alias}" if several else name))
     return rows
