@@ -46,6 +46,9 @@ prompt:
   dev_size: {dev}
 target: {{metric: accuracy, threshold: 0.8}}
 levers: [prompt, prompt-search]
+# These tests are about choosing on dev, not about label ranking: pinned to the summed
+# log-likelihood, under which the wording that names the labels is clearly better on dev.
+scoring: {{option_ranking: sum}}
 {options}
 """
 
