@@ -17,7 +17,7 @@ from typing import Any
 from advisor.errors import InputError
 from advisor.scoring import normalize_answer
 from advisor.spec import Task
-from advisor.textio import read_text
+from advisor.textio import jsonl_objects, read_text
 from advisor.types import Example
 
 
@@ -43,25 +43,10 @@ def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise InputError("data file not found", file=path)
     suffix = path.suffix.lower()
     if suffix in {".jsonl", ".ndjson"}:
-        return _jsonl_records(path)
+        return jsonl_objects(path)
     if suffix == ".csv":
         return _csv_records(path)
     raise InputError(f"unsupported data format '{suffix}': use .jsonl or .csv", file=path)
-
-
-def _jsonl_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=n) from None
-        if not isinstance(obj, dict):
-            raise InputError("expected a JSON object per line", file=path, line=n)
-        rows.append((n, obj))
-    return rows
 
 
 def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -8,7 +8,9 @@ file, the line and the byte instead of a traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from advisor.errors import InputError
 
@@ -32,3 +34,24 @@ def read_text(path: str | Path) -> str:
             f"not UTF-8 text (byte {e.start}: 0x{data[e.start]:02x}); save the file as UTF-8",
             file=path, line=line,
         ) from None
+
+
+def jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSONL file, read through `read_text`.
+
+    Raises InputError naming the file and line for broken JSON (with its column) or a line that
+    is not a JSON object. Shared by the data, knowledge and audit readers.
+    """
+    path = Path(path)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for n, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=n) from None
+        if not isinstance(obj, dict):
+            raise InputError("expected a JSON object per line", file=path, line=n)
+        rows.append((n, obj))
+    return rows

@@ -16,7 +16,7 @@ from advisor.data import _records, normalize_text
 from advisor.errors import InputError
 from advisor.knowledge.documents import JSONL_SUFFIXES, TEXT_SUFFIXES
 from advisor.spec import Task
-from advisor.textio import read_text
+from advisor.textio import jsonl_objects, read_text
 
 
 @dataclass
@@ -82,15 +82,7 @@ def load_documents(path: Path) -> list[KnowledgeDoc]:
     if path.suffix.lower() not in JSONL_SUFFIXES:
         raise InputError(f"unsupported knowledge format '{path.suffix}'", file=path, field="data.knowledge")
     docs = []
-    for n, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"broken JSON: {e.msg}", file=path, line=n) from None
-        if not isinstance(obj, dict):
-            raise InputError("expected a JSON object per line", file=path, line=n)
+    for n, obj in jsonl_objects(path):
         text = obj.get("text")
         docs.append(KnowledgeDoc(str(obj.get("id") or f"line-{n}"), f"{path}:{n}",
                                  text if isinstance(text, str) else ""))

@@ -6,13 +6,12 @@ the input without reading a traceback.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
-from advisor.textio import read_text
+from advisor.textio import jsonl_objects, read_text
 
 TEXT_SUFFIXES = (".md", ".txt")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -82,16 +81,7 @@ def _load_folder(root: Path) -> list[Document]:
 def _load_jsonl(path: Path) -> list[Document]:
     docs: list[Document] = []
     first_line: dict[str, int] = {}
-    lines = read_text(path).splitlines()
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=n) from None
-        if not isinstance(obj, dict):
-            raise InputError("expected a JSON object per line", file=path, line=n)
+    for n, obj in jsonl_objects(path):
         for key in obj:
             if key not in JSONL_FIELDS:
                 raise InputError(
