@@ -19,22 +19,6 @@ from rich.console import Console
 from advisor.errors import AdviseError, InputError
 
 
-def _parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
-    """`--set a.b=value` overrides; the value is parsed as YAML (so numbers stay numbers)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in values:
-        if "=" not in item:
-            raise InputError(f"expects KEY=VALUE, got '{item}'", field="--set")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:  # not YAML (e.g. a Jinja2 template's braces): the text as given
-            out[key.strip()] = value
-    return out
-
-
 @contextmanager
 def progress_factory(console: Console, quiet: bool) -> Iterator[Callable[[str, int], Callable[[int, int], None]]]:
     """Yields `(description, total) -> advance(done, total)`: rich bars on a terminal, plain
@@ -86,30 +70,44 @@ def main() -> None:
 
 
 def _fractions(text: str) -> tuple[float, ...]:
+    where = f"--learning-curve {text}"
     try:
         values = tuple(float(x) for x in text.split(","))
     except ValueError:
-        raise InputError(f"expected fractions like 0.25,0.5,1.0, got '{text}'", field="--learning-curve") from None
+        raise InputError("expected fractions like 0.25,0.5,1.0", file=where) from None
     if not values or any(not 0 < v <= 1 for v in values):
-        raise InputError(f"fractions must lie in (0, 1], got '{text}'", field="--learning-curve")
+        raise InputError("fractions must lie in (0, 1]", file=where)
     return values
 
 
 @contextmanager
-def _about(task_file: Path) -> Iterator[None]:
-    """Errors about a task setting (a lever, an option) name the task file they came from."""
+def _about(task: Any) -> Iterator[None]:
+    """Errors about a task setting (a lever, an option) found after loading name where it was
+    written: task.yaml and the setting's line, or the `--set` argument that set it."""
     try:
         yield
     except InputError as e:
-        if e.file is None and e.field:
-            e.file = str(task_file)
+        task.place(e)
         raise
 
 
 def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
-    from advisor.spec import load_task
+    from advisor.spec import load_task, parse_sets
 
-    return load_task(task_file, _parse_sets(sets))
+    return load_task(task_file, parse_sets(sets))
+
+
+def _check_lever_args(task: Any, values: tuple[str, ...]) -> None:
+    """`--lever` values are checked before anything runs; an error names the argument, not task.yaml."""
+    from advisor.modelspec import plan_rows
+    from advisor.registry import load_lever
+
+    for value in values:
+        try:
+            name = value.split("@")[0]
+            plan_rows(task, [value], {name: load_lever(name)})
+        except InputError as e:
+            raise InputError(e.message, file=f"--lever {value}") from None
 
 
 task_arg = click.argument("task_file", type=click.Path(path_type=Path))
@@ -143,10 +141,12 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     from advisor.types import GenerationParams
 
     task = _load(task_file, sets)
+    _check_lever_args(task, levers)
+    fractions = _fractions(curve) if curve else None  # every argument is checked before a run folder exists
     if dry_run:
         from advisor.estimate import as_dicts, estimate, print_estimate
 
-        with _about(task_file):
+        with _about(task):
             rows = estimate(task, list(levers) or None, limit, latency_probe)
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,12 +157,12 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     console = Console()
     params = GenerationParams(max_new_tokens=task.prompt.max_new_tokens, batch_size=batch_size)
     with progress_factory(console, quiet) as progress:
-        with _about(task_file):
+        with _about(task):
             runner = Runner(task, workdir, limit=limit, progress=progress, latency_probe=latency_probe,
                             params=params, console=None if quiet else console)
             try:
                 result = runner.run(list(levers) or None, task_file=task_file,
-                                    curve_fractions=_fractions(curve) if curve else None)
+                                    curve_fractions=fractions)
             finally:
                 runner.store.close()
     path = result.write(workdir / "results.json")
@@ -185,26 +185,21 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
 def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     """Check task.yaml and its data without running a model."""
     from advisor.data import load_dataset
+    from advisor.knowledge.documents import load_knowledge
+    from advisor.modelspec import plan_rows
     from advisor.prompting import check_templates, check_variants
     from advisor.registry import lever_options, load_lever
 
     task = _load(task_file, sets)
-    data = load_dataset(task)
-    check_templates(task, data.train + data.eval)
-    check_variants(task, data.train + data.eval)
-    with _about(task_file):
+    with _about(task):
+        data = load_dataset(task)
+        check_templates(task, data.train + data.eval)
+        check_variants(task, data.train + data.eval)
         for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers):  # `lever@model` rows
             lever_options(load_lever(name), task.lever_options.get(name, {}))
-        from advisor.modelspec import plan_rows
-
         plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
-    docs: list[Any] = []
-    if task.data.knowledge:
-        if not task.path(task.data.knowledge).exists():
-            raise InputError("knowledge path not found", file=task.path(task.data.knowledge), field="data.knowledge")
-        from advisor.knowledge import load_knowledge
-
-        docs = load_knowledge(task.path(task.data.knowledge))  # the reader the run uses: same errors, no model
+        # The reader the run uses: same errors, no model.
+        docs = load_knowledge(task.data_path("knowledge")) if task.data.knowledge else []
     console = Console()
     console.print(f"[green]ok[/green] {task.name}: {task.kind}, {len(data.train)} train, {len(data.eval)} eval, "
                   f"levers {', '.join(task.levers)}" + (f", {len(docs)} knowledge documents" if docs else ""))
@@ -227,7 +222,8 @@ def audit(task_file: Path, as_json: bool, strict: bool | None, embeddings: bool 
     from advisor.audit.render import audit_table
 
     task = _load(task_file, sets)
-    report = audit_task(task, embeddings=embeddings)
+    with _about(task):
+        report = audit_task(task, embeddings=embeddings)
     if strict:
         report.strict = True
     if as_json:
@@ -250,8 +246,9 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
     from advisor.runner import Runner
 
     task = _load(task_file, sets)
+    _check_lever_args(task, levers)
     console = Console()
-    with _about(task_file):
+    with _about(task):
         names = list(dict.fromkeys(n.split("@")[0] for n in (list(levers) or task.levers)))
         indexers = [lv for lv in (load_lever(n) for n in names) if hasattr(lv, "index")]
         if not indexers:

@@ -222,10 +222,10 @@ def load_dataset(task: Task, *, limit: int | None = None) -> Dataset:
 
     `limit` keeps the first N eval examples (a quick look; the report says so).
     """
-    train = load_examples(task, task.path(task.data.train), split="train")
-    eval_ = load_examples(task, task.path(task.data.eval), split="eval")
+    train = load_examples(task, task.data_path("train"), split="train")
+    eval_ = load_examples(task, task.data_path("eval"), split="eval")
     if not eval_:
-        raise InputError("the eval set is empty", file=task.path(task.data.eval))
+        raise InputError("the eval set is empty", file=task.data_path("eval"))
     if limit is not None:
         eval_ = eval_[:limit]
     train, removed = remove_leakage(train, eval_)

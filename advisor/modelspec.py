@@ -140,6 +140,23 @@ def resolve_models(task: Any) -> list[ModelChoice]:
     return out
 
 
+def setting_field(task: Any, choice: ModelChoice, key: str | None = None) -> str:
+    """The task.yaml key a model's setting was written under, for errors: `key` (an OpenAISettings
+    field) from the model's own `models:` entry, else the `openai:` section, else the model itself.
+
+    >>> setting_field(task, choice, "api_key_env")  # doctest: +SKIP
+    'models.gpt.api_key_env'
+    """
+    entry = task.models.get(choice.alias) if task.models and choice.alias else None
+    if key and isinstance(entry, ModelEntry) and key in entry.model_fields_set:
+        return f"models.{choice.alias}.{key}"
+    if key and task.openai is not None and key in task.openai.model_fields_set:
+        return f"openai.{key}"
+    if choice.alias is None:
+        return "model"
+    return f"models.{choice.alias}" + (".model" if isinstance(entry, ModelEntry) else "")
+
+
 def fine_tunes(lever: Any) -> bool:
     """Whether a lever trains weights (it needs a local `hf:` model): family, else rung >= 3."""
     family = getattr(lever, "family", None)
@@ -168,20 +185,23 @@ def plan_rows(task: Any, lever_names: list[str], levers_by_name: dict[str, Any])
     for entry in dict.fromkeys(lever_names):
         name, _, alias = entry.partition("@")
         lever = levers_by_name[name]
+        # An entry of task.yaml's `levers` is named with its line (a caller's own names, without).
+        where = task.where("levers", task.levers.index(entry)) if entry in task.levers else {}
         if alias:
             if alias not in by_alias:
                 known = ", ".join(a for a in by_alias if a) or "none (add a `models:` section)"
                 raise InputError(f"'{entry}' names model '{alias}', which `models:` does not define; "
-                                 f"defined: {known}", field="levers")
+                                 f"defined: {known}", **where, field="levers")
             chosen = [by_alias[alias]]
         else:
             chosen = [m for m in models if not (fine_tunes(lever) and m.scheme != "hf" and several)]
         for m in chosen:
             if fine_tunes(lever) and m.scheme != "hf":
+                what = f"'{m.label}' is {m.spec}" if m.label != m.spec else f"{m.spec} is an API model"
+                how = (f"run it on an hf: model, e.g. {name}@<hf alias>" if task.models is not None else
+                       f"set model: hf:<name>, or list models under `models:` and write {name}@<hf alias>")
                 raise InputError(f"lever '{name}' fine-tunes a model's weights, which needs a local 'hf:' model; "
-                                 + (f"'{m.label}' is {m.spec}" if m.label != m.spec else f"{m.spec} is not one")
-                                 + f" (run it on an hf: model, e.g. {name}@<hf alias>)",
-                                 field="levers")
+                                 f"{what} ({how})", **where, field="levers")
             rows.append(Row(name, m, f"{name}@{m.alias}" if several else name))
     return rows
 

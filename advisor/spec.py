@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from advisor.errors import InputError
 from advisor.modelspec import Budget, ModelEntry, OpenAISettings, Price, check_scheme
@@ -29,6 +39,79 @@ METRICS: dict[str, tuple[str, ...]] = {
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class SettingError(ValueError):
+    """A check across several settings that is about one key: `loc` (relative to the model that
+    raises it) is where the error is reported, so its task.yaml line is named."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+@dataclass(frozen=True)
+class Override:
+    """One setting given outside task.yaml, e.g. `--set target.threshold=0.9`."""
+
+    key: str  # dotted, e.g. "target.threshold"
+    value: Any
+    written: str  # as the user wrote it; an error about this key names it instead of task.yaml
+
+    @property
+    def loc(self) -> tuple[str, ...]:
+        return tuple(self.key.split("."))
+
+
+def parse_sets(items: Iterable[str]) -> list[Override]:
+    """`--set KEY=VALUE` arguments; each value is parsed as YAML (so numbers stay numbers).
+
+    >>> parse_sets(["target.threshold=0.9"])[0].value
+    0.9
+    """
+    out = []
+    for item in items:
+        written = f"--set {item}"
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InputError("expected KEY=VALUE, e.g. --set target.threshold=0.9", file=written)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:  # not YAML (e.g. a Jinja2 template's braces): the text as given
+            value = text
+        out.append(Override(key, value, written))
+    return out
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a task's settings were written: task.yaml (its text, for line numbers) and the
+    overrides that replace some of its keys."""
+
+    file: Path
+    text: str
+    overrides: tuple[Override, ...] = ()
+    _lines: dict[tuple[Any, ...], int | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def locate(self, *loc: str | int) -> dict[str, Any]:
+        """`file` and `line` for an InputError about the setting at `loc`: the override that set it
+        (or a key above or below it), else task.yaml and the line of that key.
+
+        >>> origin.locate("data", "eval")  # doctest: +SKIP
+        {'file': 'task.yaml', 'line': 7}
+        """
+        for o in self.overrides:
+            n = min(len(o.loc), len(loc))
+            if loc and tuple(map(str, loc[:n])) == o.loc[:n]:
+                return {"file": o.written, "line": None}
+        if loc not in self._lines:
+            self._lines[loc] = _yaml_line(self.text, loc)
+        return {"file": self.file, "line": self._lines[loc]}
+
+    def locate_field(self, dotted: str) -> dict[str, Any]:
+        """`locate` for an error's dotted field, e.g. "lever_options.rag.k" or "levers.0"."""
+        return self.locate(*(int(p) if p.isdigit() else p for p in dotted.split(".")))
 
 
 class DataPaths(_Strict):
@@ -170,6 +253,8 @@ class Task(_Strict):
 
     # Where task.yaml lives; data paths are relative to it. Not part of the file.
     base_dir: Path = Field(Path("."), exclude=True)
+    # task.yaml's text and overrides, so an error found after loading still names its line.
+    _origin: Origin | None = PrivateAttr(None)
 
     @field_validator("labels")
     @classmethod
@@ -192,33 +277,74 @@ class Task(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:
+        # Each check names the key it is about (SettingError), so the error names that key's line.
         if self.kind == "classification" and not self.labels:
-            raise ValueError("classification needs 'labels'")
+            raise SettingError(("kind",), "classification needs 'labels'")
         if self.kind != "classification" and self.labels:
-            raise ValueError(f"'labels' only applies to classification, not {self.kind}")
+            raise SettingError(("labels",), f"'labels' only applies to classification, not {self.kind}")
         if self.target.metric not in METRICS[self.kind]:
-            raise ValueError(
-                f"target.metric '{self.target.metric}' does not apply to {self.kind}; "
-                f"choose one of {', '.join(METRICS[self.kind])}"
-            )
+            raise SettingError(("target", "metric"),
+                               f"'{self.target.metric}' does not apply to {self.kind}; "
+                               f"choose one of {', '.join(METRICS[self.kind])}")
         if not self.levers:
-            raise ValueError("'levers' is empty: name at least one, e.g. [prompt]")
+            raise SettingError(("levers",), "'levers' is empty: name at least one, e.g. [prompt]")
+        names = list(dict.fromkeys(entry.split("@")[0] for entry in self.levers))
         for name in self.lever_options:
-            if name not in {entry.split("@")[0] for entry in self.levers}:
-                raise ValueError(f"lever_options names '{name}', which is not in levers")
+            if name not in names:
+                raise SettingError(("lever_options", name),
+                                   f"options for '{name}', which is not in levers ({', '.join(names)}); "
+                                   "add it to levers or remove its options")
         if self.models is not None:
             if not self.models:
-                raise ValueError("'models' is empty: name at least one, or use 'model:'")
+                raise SettingError(("models",), "'models' is empty: name at least one, or use 'model:'")
             if "model" in self.model_fields_set:
-                raise ValueError("give either 'model' or 'models', not both")
+                raise SettingError(("model",), "give either 'model' or 'models', not both")
             for alias, entry in self.models.items():
                 if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", alias):
-                    raise ValueError(f"model alias '{alias}' must be letters, digits, '.', '_' or '-'")
-                check_scheme(entry if isinstance(entry, str) else entry.model)
+                    raise SettingError(("models", alias),
+                                       f"model alias '{alias}' must be letters, digits, '.', '_' or '-'")
+                try:
+                    check_scheme(entry if isinstance(entry, str) else entry.model)
+                except ValueError as e:
+                    raise SettingError(("models", alias) if isinstance(entry, str) else ("models", alias, "model"),
+                                       str(e)) from None
         return self
+
+    def where(self, *loc: str | int) -> dict[str, Any]:
+        """`file` and `line` of the setting at `loc` (task.yaml's line, or the `--set` that set it),
+        for an InputError found after loading; empty for a task not read from a file.
+
+        >>> raise InputError("no such model", **task.where("levers", 2), field="levers")  # doctest: +SKIP
+        """
+        return self._origin.locate(*loc) if self._origin else {}
+
+    def place(self, error: InputError) -> InputError:
+        """`error`, about the setting its `field` names (e.g. "lever_options.rag.k") and found after
+        loading, with the file and line where that setting was written; unchanged when it names a
+        file already or its field is not a task.yaml key."""
+        if error.file is None and error.field and self._origin and \
+                error.field.split(".")[0] in type(self).model_fields:
+            where = self._origin.locate_field(error.field)
+            error.file, error.line = str(where["file"]), where["line"]
+        return error
 
     def path(self, p: Path) -> Path:
         return p if p.is_absolute() else self.base_dir / p
+
+    def data_path(self, key: Literal["train", "eval", "knowledge"]) -> Path:
+        """`data.<key>` resolved against task.yaml's folder. Raises InputError naming the `data.<key>`
+        line of task.yaml when nothing is there (or, for train and eval, only a folder)."""
+        value = getattr(self.data, key)
+        if value is None:
+            raise InputError("not set", **self.where("data"), field=f"data.{key}")
+        path = self.path(value)
+        what = "knowledge path" if key == "knowledge" else "data file"
+        if not path.exists():
+            raise InputError(f"{what} not found: {path}", **self.where("data", key), field=f"data.{key}")
+        if key != "knowledge" and not path.is_file():
+            raise InputError(f"{path} is a folder; name a .jsonl or .csv file", **self.where("data", key),
+                             field=f"data.{key}")
+        return path
 
     @property
     def backend_scheme(self) -> str:
@@ -230,29 +356,54 @@ class Task(_Strict):
 
 
 def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
-    """Best-effort line of a pydantic error location in the YAML source."""
+    """The line of `loc`'s key in the YAML source; for a key the file does not hold, the line of
+    the deepest key above it that it does hold (None when not even the first is there)."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
         return None
+    line = None
     for key in loc:
         if isinstance(node, yaml.MappingNode):
-            found = None
-            for k, v in node.value:
-                if k.value == key:
-                    found = (k, v)
-                    break
+            found = next(((k, v) for k, v in node.value if k.value == str(key)), None)
             if found is None:
-                return node.start_mark.line + 1
-            node = found[1] if key != loc[-1] else found[0]
+                break
+            line, node = found[0].start_mark.line + 1, found[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
+            line = node.start_mark.line + 1
         else:
             break
-    return node.start_mark.line + 1 if node is not None else None
+    return line
 
 
-def parse_task(text: str, *, file: Path, overrides: dict[str, Any] | None = None) -> Task:
+Overrides = Mapping[str, Any] | Sequence[Override]
+
+
+def _as_overrides(overrides: Overrides | None) -> tuple[Override, ...]:
+    if overrides is None:
+        return ()
+    if isinstance(overrides, Mapping):  # a library caller's {"target.threshold": 0.9}
+        return tuple(Override(k, v, f"override {k}={v!r}") for k, v in overrides.items())
+    return tuple(overrides)
+
+
+def _apply(raw: dict[str, Any], o: Override) -> None:
+    node: Any = raw
+    *parents, leaf = o.loc
+    for i, p in enumerate(parents):
+        if node.get(p) is None:
+            node[p] = {}
+        node = node[p]
+        if not isinstance(node, dict):
+            raise InputError(f"'{'.'.join(o.loc[: i + 1])}' is a single value, not a mapping of settings",
+                             file=o.written, field=o.key)
+    node[leaf] = o.value
+
+
+def parse_task(text: str, *, file: Path, overrides: Overrides | None = None) -> Task:
+    """Validate task.yaml's text; `overrides` (`{"a.b": value}` or parse_sets' list) replace keys.
+    Raises InputError naming task.yaml's line, or the override, of the key at fault."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -262,20 +413,19 @@ def parse_task(text: str, *, file: Path, overrides: dict[str, Any] | None = None
         raise InputError(f"malformed YAML: {problem}", file=file, line=line) from None
     if not isinstance(raw, dict):
         raise InputError("expected a mapping of task settings at the top level", file=file, line=1)
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    _check_lever_names(raw, text, file)
+    origin = Origin(file, text, _as_overrides(overrides))
+    for o in origin.overrides:
+        _apply(raw, o)
+    _check_lever_names(raw, origin)
     try:
-        return Task.model_validate({**raw, "base_dir": file.parent})
+        task = Task.model_validate({**raw, "base_dir": file.parent})
     except ValidationError as e:
-        raise _input_error(e, text, file) from None
+        raise _input_error(e, origin) from None
+    task._origin = origin
+    return task
 
 
-def _check_lever_names(raw: dict[str, Any], text: str, file: Path) -> None:
+def _check_lever_names(raw: dict[str, Any], origin: Origin) -> None:
     """A misspelled lever is named as such, before anything it would make fail downstream
     (a `lever_options` entry that no longer matches, say)."""
     from advisor.registry import available
@@ -289,7 +439,7 @@ def _check_lever_names(raw: dict[str, Any], text: str, file: Path) -> None:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise InputError(f"unknown lever '{name}'.{hint} Available: {', '.join(sorted(known))}",
-                             file=file, line=_yaml_line(text, ("levers", i)), field="levers")
+                             **origin.locate("levers", i), field="levers")
 
 
 def _keys_at(loc: tuple[Any, ...]) -> list[str]:
@@ -304,12 +454,15 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return [k for k, f in model.model_fields.items() if not f.exclude]
 
 
-def _input_error(e: ValidationError, text: str, file: Path) -> InputError:
+def _input_error(e: ValidationError, origin: Origin) -> InputError:
     """One line for a validation failure. A misspelled key comes first and is named: the
     "field required" it causes for the key it was meant to be is its echo, not news."""
     errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
     err = errors[0]
-    loc = tuple(x for x in err["loc"] if x not in {"function-after[_consistent(), Task]"})
+    loc = tuple(x for x in err["loc"] if not str(x).startswith("function-after["))
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, SettingError):  # a check across keys, about the one it names
+        loc += cause.loc
     field = ".".join(str(x) for x in loc) or None
     msg = err["msg"].removeprefix("Value error, ")
     others = errors[1:]
@@ -320,11 +473,14 @@ def _input_error(e: ValidationError, text: str, file: Path) -> InputError:
         msg = f"unknown key '{key}'.{hint} (check the spelling; `advise schema` lists the keys)"
         others = [o for o in others if not (o["type"] == "missing" and tuple(o["loc"][:-1]) == loc[:-1])]
     more = f" (and {len(others)} more)" if others else ""
-    return InputError(msg + more, file=file, line=_yaml_line(text, loc), field=field)
+    return InputError(msg + more, **origin.locate(*loc), field=field)
 
 
-def load_task(path: str | Path, overrides: dict[str, Any] | None = None) -> Task:
-    """Read and validate task.yaml; raises InputError naming file, line and field."""
+def load_task(path: str | Path, overrides: Overrides | None = None) -> Task:
+    """Read and validate task.yaml; raises InputError naming file, line and field.
+
+    `overrides`: `{"target.threshold": 0.9}`, or `parse_sets(["target.threshold=0.9"])`, whose
+    errors name the `--set` argument instead of task.yaml."""
     file = Path(path)
     if not file.is_file():
         raise InputError("task file not found", file=file)

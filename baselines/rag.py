@@ -67,8 +67,7 @@ class Retriever:
         task = ctx.task
         self.task, self.options, self.source = task, options, source
         if source == "knowledge":
-            assert task.data.knowledge is not None
-            docs = load_knowledge(task.path(task.data.knowledge))
+            docs = load_knowledge(task.data_path("knowledge"))
             self.pool: dict[str, Example] = {}
         else:
             assert_no_eval(ctx.data.train, ctx.data.eval, what="the retrieval pool")

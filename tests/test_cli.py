@@ -204,3 +204,58 @@ def test_ctrl_c_exits_130_and_keeps_what_is_done(tmp_path):
     assert _count(db, "prompt") >= 4
     status = sqlite3.connect(str(db)).execute("SELECT status FROM runs").fetchall()
     assert status == [("interrupted",)]
+
+
+def _line_of(path: Path, prefix: str) -> int:
+    return next(n for n, line in enumerate(path.read_text().splitlines(), start=1) if line.startswith(prefix))
+
+
+def test_an_error_in_a_command_line_argument_names_the_argument(trec_small, tmp_path):
+    out = tmp_path / "run"
+    for command in ("validate", "run"):
+        extra = ["--out", str(out)] if command == "run" else []
+        r = _run(command, str(trec_small), *extra, "--set", "target.treshold=0.9")
+        assert r.exit_code == 2
+        assert r.output.strip() == ("error: --set target.treshold=0.9: target.treshold: unknown key 'treshold'. "
+                                    "Did you mean 'threshold'? (check the spelling; `advise schema` lists the keys)")
+        r = _run(command, str(trec_small), *extra, "--set", "x")
+        assert r.exit_code == 2 and r.output.strip() == "error: --set x: expected KEY=VALUE, e.g. --set target.threshold=0.9"
+        r = _run(command, str(trec_small), *extra, "--set", "data.eval=data/nope.jsonl")
+        assert r.exit_code == 2
+        assert r.output.strip() == (f"error: --set data.eval=data/nope.jsonl: data.eval: data file not found: "
+                                    f"{trec_small.parent / 'data' / 'nope.jsonl'}")
+        r = _run(command, str(trec_small), *extra, "--set", "lever_options.prompt-few-shot.kk=1")
+        assert r.exit_code == 2
+        assert r.output.strip() == ("error: --set lever_options.prompt-few-shot.kk=1: "
+                                    "lever_options.prompt-few-shot.kk: unknown option")
+    r = _run("run", str(trec_small), "--out", str(out), "--lever", "prompt@gpt")
+    assert r.exit_code == 2
+    assert r.output.strip() == ("error: --lever prompt@gpt: 'prompt@gpt' names model 'gpt', which `models:` does "
+                                "not define; defined: none (add a `models:` section)")
+    r = _run("run", str(trec_small), "--out", str(out), "--learning-curve", "2")
+    assert r.exit_code == 2 and r.output.strip() == "error: --learning-curve 2: fractions must lie in (0, 1]"
+
+
+def test_a_setting_error_found_after_loading_names_its_task_yaml_line(trec_small):
+    text = trec_small.read_text()
+    trec_small.write_text(text.replace("prompt-few-shot: {k: 2, selection: fixed}",
+                                       "prompt-few-shot: {k: 2, selection: fixd}"))
+    r = _run("validate", str(trec_small))
+    assert r.exit_code == 2
+    line = _line_of(trec_small, "  prompt-few-shot:")
+    assert r.output.startswith(f"error: {trec_small}:{line}: lever_options.prompt-few-shot.selection: ")
+    trec_small.write_text(text.replace("eval: data/eval.jsonl", "eval: data/evl.jsonl"))
+    r = _run("validate", str(trec_small))
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {trec_small}:{_line_of(trec_small, '  eval:')}: data.eval: data file not "
+                                f"found: {trec_small.parent / 'data' / 'evl.jsonl'}")
+    trec_small.write_text(text.replace('template: "Question: {{ input }}\\nType:"', 'template: "{{ input "'))
+    r = _run("validate", str(trec_small))
+    assert r.exit_code == 2
+    assert r.output.startswith(f"error: {trec_small}:{_line_of(trec_small, '  template:')}: prompt.template: "
+                               "template syntax: ")
+    trec_small.write_text(text.replace("  eval: data/eval.jsonl", "  eval: data/eval.jsonl\n  knowledge: kb/"))
+    r = _run("validate", str(trec_small))
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {trec_small}:{_line_of(trec_small, '  knowledge:')}: data.knowledge: "
+                                f"knowledge path not found: {trec_small.parent / 'kb'}")

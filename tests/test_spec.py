@@ -96,3 +96,110 @@ def test_schema_lists_the_keys_and_hides_internals():
     assert {"name", "kind", "data", "prompt", "target", "levers", "model", "costs"} <= set(schema["properties"])
     assert "base_dir" not in schema["properties"]
     assert schema["additionalProperties"] is False
+
+
+# -- every spec error names the line of the key it is about ---------------------------------------
+
+SEVERAL = GOOD.replace("levers: [prompt]\n", "levers: [prompt]\nmodels:\n  small: hf:smollm2-135m-instruct\n"
+                       "  gpt: {model: 'openai:gpt-4o-mini', base_url: 'http://127.0.0.1:9/v1'}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "message"),
+    [
+        (GOOD + "lever_options:\n  prompt: {}\n  rag: {k: 2}\n", 11, "lever_options.rag",
+         "options for 'rag', which is not in levers (prompt); add it to levers or remove its options"),
+        (GOOD.replace("metric: accuracy", "metric: token_f1"), 7, "target.metric",
+         "'token_f1' does not apply to classification; choose one of accuracy, macro_f1"),
+        (GOOD.replace("labels: [A, B]\n", ""), 2, "kind", "classification needs 'labels'"),
+        (GOOD.replace("kind: classification", "kind: qa").replace("accuracy", "exact_match"), 3, "labels",
+         "'labels' only applies to classification, not qa"),
+        (GOOD.replace("levers: [prompt]", "levers: []"), 8, "levers",
+         "'levers' is empty: name at least one, e.g. [prompt]"),
+        (SEVERAL + "model: hf:smollm2-135m-instruct\n", 12, "model", "give either 'model' or 'models', not both"),
+        (SEVERAL.replace("  small:", "  'sm all':"), 10, "models.sm all",
+         "model alias 'sm all' must be letters, digits, '.', '_' or '-'"),
+        (SEVERAL.replace("model: 'openai:gpt-4o-mini'", "model: 'gpt-4o-mini'"), 11, "models.gpt.model",
+         "'gpt-4o-mini' must start with 'hf:' or 'openai:' followed by a model name"),
+        (SEVERAL.replace("small: hf:smollm2-135m-instruct", "small: smollm2"), 10, "models.small",
+         "'smollm2' must start with 'hf:' or 'openai:' followed by a model name"),
+    ],
+)
+def test_a_check_across_keys_names_the_line_of_the_key_it_is_about(text, line, field, message):
+    with pytest.raises(InputError) as e:
+        parse_task(text, file=Path("t.yaml"))
+    assert (e.value.file, e.value.line, e.value.field, e.value.message) == ("t.yaml", line, field, message)
+
+
+def test_an_error_in_an_override_names_the_override_not_task_yaml(tmp_path):
+    from advisor.spec import parse_sets
+
+    f = tmp_path / "task.yaml"
+    f.write_text(GOOD)
+    with pytest.raises(InputError) as e:
+        load_task(f, parse_sets(["target.treshold=0.9"]))
+    assert str(e.value) == ("--set target.treshold=0.9: target.treshold: unknown key 'treshold'. Did you mean "
+                            "'threshold'? (check the spelling; `advise schema` lists the keys)")
+    with pytest.raises(InputError) as e:  # inside an overridden value: the override too
+        load_task(f, parse_sets(["target={metric: accuracy, threshold: 2}"]))
+    assert str(e.value).startswith("--set target={metric: accuracy, threshold: 2}: target.threshold: ")
+    with pytest.raises(InputError) as e:  # a library caller's mapping is named as such
+        load_task(f, {"levers": ["promt"]})
+    assert str(e.value).startswith("override levers=['promt']: levers: unknown lever 'promt'.")
+    with pytest.raises(InputError) as e:  # an error elsewhere still names task.yaml and its line
+        load_task(f, parse_sets(["target.threshold=0.9", "kind=qa"]))
+    assert (e.value.file, e.value.line, e.value.field) == (str(f), 3, "labels")
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["x"], "--set x: expected KEY=VALUE, e.g. --set target.threshold=0.9"),
+        (["=3"], "--set =3: expected KEY=VALUE, e.g. --set target.threshold=0.9"),
+    ],
+)
+def test_a_malformed_set_names_the_argument_once(items, message):
+    from advisor.spec import parse_sets
+
+    with pytest.raises(InputError) as e:
+        parse_sets(items)
+    assert str(e.value) == message
+
+
+def test_an_override_through_a_plain_value_is_an_error_not_a_traceback(tmp_path):
+    from advisor.spec import parse_sets
+
+    f = tmp_path / "task.yaml"
+    f.write_text(GOOD)
+    with pytest.raises(InputError) as e:
+        load_task(f, parse_sets(["name.x=1"]))
+    assert str(e.value) == "--set name.x=1: name.x: 'name' is a single value, not a mapping of settings"
+
+
+def test_errors_found_after_loading_name_the_line_of_their_setting(tmp_path):
+    from advisor.modelspec import plan_rows
+    from advisor.registry import lever_options, load_lever
+
+    f = tmp_path / "task.yaml"
+    f.write_text(GOOD.replace("levers: [prompt]", "levers:\n  - prompt\n  - prompt@gpt\n  - lora"))
+    task = load_task(f)
+    levers = {"prompt": load_lever("prompt"), "lora": load_lever("lora")}
+    with pytest.raises(InputError) as e:
+        plan_rows(task, task.levers, levers)
+    assert str(e.value) == (f"{f}:10: levers: 'prompt@gpt' names model 'gpt', which `models:` does not define; "
+                            "defined: none (add a `models:` section)")
+    f.write_text(GOOD.replace("levers: [prompt]", "levers: [prompt, lora]\nmodel: openai:gpt-4o-mini"))
+    task = load_task(f)
+    with pytest.raises(InputError) as e:
+        plan_rows(task, task.levers, levers)
+    assert str(e.value) == (f"{f}:8: levers: lever 'lora' fine-tunes a model's weights, which needs a local "
+                            "'hf:' model; openai:gpt-4o-mini is an API model (set model: hf:<name>, or list "
+                            "models under `models:` and write lora@<hf alias>)")
+    f.write_text(GOOD + "lever_options:\n  prompt: {nope: 1}\n")
+    task = load_task(f)
+    with pytest.raises(InputError) as e:
+        lever_options(load_lever("prompt"), task.lever_options["prompt"])
+    assert str(task.place(e.value)) == f"{f}:10: lever_options.prompt.nope: unknown option"
+    with pytest.raises(InputError) as e:
+        task.data_path("eval")
+    assert str(e.value) == f"{f}:4: data.eval: data file not found: {tmp_path / 'eval.jsonl'}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import InputError
-from advisor.modelspec import ModelChoice, resolve_models
+from advisor.modelspec import ModelChoice, resolve_models, setting_field
 from advisor.spec import Task
 from advisor.types import Backend
 
@@ -17,7 +17,19 @@ def make_backend(task: Task, cache_dir: Path | None = None) -> Backend:
 
 def make_backend_for(task: Task, choice: ModelChoice, cache_dir: Path | None = None, budget: object = None,
                      probe: bool = True) -> Backend:
-    """The backend of one of the task's models. `budget` (a RunBudget) is shared by a run's API models."""
+    """The backend of one of the task's models. `budget` (a RunBudget) is shared by a run's API models.
+
+    An error about the model (`model`) or one of its settings (`openai.<key>`) names the task.yaml
+    key it was written under: the model's `models:` entry, the `openai:` section or `model:`."""
+    try:
+        return _make(task, choice, cache_dir, budget, probe)
+    except InputError as e:
+        if e.file is None and e.field is not None and (e.field == "model" or e.field.startswith("openai.")):
+            e.field = setting_field(task, choice, e.field.partition(".")[2] or None)
+        raise
+
+
+def _make(task: Task, choice: ModelChoice, cache_dir: Path | None, budget: object, probe: bool) -> Backend:
     if choice.scheme == "hf":
         from advisor.backends.hf import HFBackend, load_base
 
