@@ -355,26 +355,30 @@ class Task(_Strict):
         return self.model.split(":", 1)[1]
 
 
-def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
-    """The line of `loc`'s key in the YAML source; for a key the file does not hold, the line of
-    the deepest key above it that it does hold (None when not even the first is there)."""
+def _yaml_find(text: str, loc: tuple[Any, ...]) -> tuple[int | None, Any]:
+    """The line of `loc`'s key in the YAML source and its value node (None when the file does not
+    hold it; the line is then that of the deepest key above it that it holds, or None)."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
-        return None
+        return None, None
     line = None
     for key in loc:
         if isinstance(node, yaml.MappingNode):
             found = next(((k, v) for k, v in node.value if k.value == str(key)), None)
             if found is None:
-                break
+                return line, None
             line, node = found[0].start_mark.line + 1, found[1]
         elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
             node = node.value[key]
             line = node.start_mark.line + 1
         else:
-            break
-    return line
+            return line, None
+    return line, node
+
+
+def _yaml_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    return _yaml_find(text, loc)[0]
 
 
 Overrides = Mapping[str, Any] | Sequence[Override]
@@ -420,7 +424,7 @@ def parse_task(text: str, *, file: Path, overrides: Overrides | None = None) -> 
     try:
         task = Task.model_validate({**raw, "base_dir": file.parent})
     except ValidationError as e:
-        raise _input_error(e, origin) from None
+        raise _input_error(e, origin, raw) from None
     task._origin = origin
     return task
 
@@ -454,24 +458,83 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return [k for k, f in model.model_fields.items() if not f.exclude]
 
 
-def _input_error(e: ValidationError, origin: Origin) -> InputError:
+def _clean_loc(loc: tuple[Any, ...], raw: Any, kind: str) -> tuple[Any, ...]:
+    """`loc` without pydantic's own steps (validator names, union members such as 'str' or
+    'ModelEntry'): every step is a key or index of the raw settings, except a missing key's."""
+    out: list[Any] = []
+    node = raw
+    for i, step in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and step in node:
+            node = node[step]
+        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+            node = node[step]
+        elif not (last and kind == "missing"):
+            continue
+        out.append(step)
+    return tuple(out)
+
+
+def _value_at(raw: Any, loc: tuple[Any, ...]) -> Any:
+    for step in loc:
+        raw = raw[step]
+    return raw
+
+
+def _not_text(origin: Origin, raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], str]:
+    """A YAML number or boolean where text belongs (`labels: [0, 1]`): say what YAML read and show
+    the quoted form. Returns the key to name (the list, for an item of one) and the message."""
+    item = bool(loc) and isinstance(loc[-1], int)
+    if item:  # an item of a list: name the list, quote every item
+        loc = loc[:-1]
+    values = _value_at(raw, loc)
+    node = None if origin.locate(*loc)["line"] is None else _yaml_find(origin.text, loc)[1]
+    if item:
+        nodes = node.value if isinstance(node, yaml.SequenceNode) and len(node.value) == len(values) else None
+        texts = [n.value if nodes and isinstance(n := nodes[i], yaml.ScalarNode) else str(v)
+                 for i, v in enumerate(values)]
+        bare = [(t, v) for t, v in zip(texts, values) if isinstance(v, (int, float, bool))]
+        quoted = ", ".join(f'"{t}"' for t in texts)
+    else:
+        text = node.value if isinstance(node, yaml.ScalarNode) else str(values)
+        bare, quoted = [(text, values)], f'"{text}"'
+    kinds = list(dict.fromkeys("booleans" if isinstance(v, bool) else "numbers" for _, v in bare))
+    what = " and ".join(kinds) if len(bare) > 1 else "a boolean" if isinstance(bare[0][1], bool) else "a number"
+    form = f"[{quoted}]" if item else quoted
+    return loc, (f"must be text, but YAML reads {', '.join(t for t, _ in bare)} as {what}; quote "
+                 f"{'them' if len(bare) > 1 else 'it'}: {loc[-1]}: {form}")
+
+
+def _input_error(e: ValidationError, origin: Origin, raw: dict[str, Any]) -> InputError:
     """One line for a validation failure. A misspelled key comes first and is named: the
     "field required" it causes for the key it was meant to be is its echo, not news."""
     errors = sorted(e.errors(), key=lambda err: err["type"] != "extra_forbidden")
-    err = errors[0]
-    loc = tuple(x for x in err["loc"] if not str(x).startswith("function-after["))
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, SettingError):  # a check across keys, about the one it names
-        loc += cause.loc
-    field = ".".join(str(x) for x in loc) or None
+    locs = []
+    for err in errors:
+        loc = tuple(x for x in err["loc"] if not str(x).startswith("function-after["))
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, SettingError):  # a check across keys, about the one it names
+            loc += cause.loc
+        locs.append(_clean_loc(loc, raw, err["type"]))
+    err, loc = errors[0], locs[0]
+    # Errors at the same key are one problem: a union's alternatives, or every item of a list.
+    same = [x for x, lc in zip(errors, locs) if lc == loc]
+    if loc and isinstance(loc[-1], int):
+        same += [x for x, lc in zip(errors, locs) if lc[:-1] == loc[:-1] and lc != loc and x["type"] == err["type"]]
+    others = [x for x in errors if not any(x is y for y in same)]
     msg = err["msg"].removeprefix("Value error, ")
-    others = errors[1:]
     if err["type"] == "extra_forbidden":
         key = str(loc[-1])
         close = difflib.get_close_matches(key, _keys_at(loc), n=1, cutoff=0.6)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         msg = f"unknown key '{key}'.{hint} (check the spelling; `advise schema` lists the keys)"
         others = [o for o in others if not (o["type"] == "missing" and tuple(o["loc"][:-1]) == loc[:-1])]
+    elif all(x["type"] == "string_type" and isinstance(x["input"], (int, float, bool)) for x in same):
+        loc, msg = _not_text(origin, raw, loc)
+    elif len({x["type"] for x in same}) > 1:  # a union: say every form it accepts
+        forms = list(dict.fromkeys(x["msg"].removeprefix("Input should be ") for x in same))
+        msg = f"Input should be {' or '.join(forms)}"
+    field = ".".join(str(x) for x in loc) or None
     more = f" (and {len(others)} more)" if others else ""
     return InputError(msg + more, **origin.locate(*loc), field=field)
 

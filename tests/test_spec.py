@@ -203,3 +203,33 @@ def test_errors_found_after_loading_name_the_line_of_their_setting(tmp_path):
     with pytest.raises(InputError) as e:
         task.data_path("eval")
     assert str(e.value) == f"{f}:4: data.eval: data file not found: {tmp_path / 'eval.jsonl'}"
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "field", "message"),
+    [
+        (("labels: [A, B]", "labels: [0, 1]"), 3, "labels",
+         'must be text, but YAML reads 0, 1 as numbers; quote them: labels: ["0", "1"]'),
+        (("labels: [A, B]", "labels: [A, 1.50, yes]"), 3, "labels",
+         'must be text, but YAML reads 1.50, yes as numbers and booleans; quote them: labels: ["A", "1.50", "yes"]'),
+        (("name: t", "name: 2024"), 1, "name", 'must be text, but YAML reads 2024 as a number; quote it: name: "2024"'),
+        (('template: "Q: {{ input }}"', "template: 12"), 6, "prompt.template",
+         'must be text, but YAML reads 12 as a number; quote it: template: "12"'),
+        (("levers: [prompt]", "levers: [prompt]\nmodels: {a: 5}"), 9, "models.a",
+         "Input should be a valid string or a valid dictionary or instance of ModelEntry"),
+    ],
+)
+def test_a_yaml_number_where_text_belongs_says_so_and_shows_the_quoted_form(edit, line, field, message):
+    with pytest.raises(InputError) as e:
+        parse_task(GOOD.replace(*edit), file=Path("t.yaml"))
+    assert (e.value.line, e.value.field, e.value.message) == (line, field, message)
+
+
+def test_numbers_given_by_set_are_quoted_in_the_message_as_given(tmp_path):
+    from advisor.spec import parse_sets
+
+    f = tmp_path / "task.yaml"
+    f.write_text(GOOD)
+    with pytest.raises(InputError) as e:
+        load_task(f, parse_sets(["labels=[1, 2]"]))
+    assert str(e.value) == '--set labels=[1, 2]: labels: must be text, but YAML reads 1, 2 as numbers; quote them: labels: ["1", "2"]'
