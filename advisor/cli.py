@@ -184,6 +184,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
 @set_opt
 def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     """Check task.yaml and its data without running a model."""
+    from advisor.backends.openai import check_api_keys
     from advisor.data import load_dataset
     from advisor.knowledge.documents import load_knowledge
     from advisor.modelspec import plan_rows
@@ -195,17 +196,21 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
         data = load_dataset(task)
         check_templates(task, data.train + data.eval)
         check_variants(task, data.train + data.eval)
-        for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers):  # `lever@model` rows
-            lever_options(load_lever(name), task.lever_options.get(name, {}))
+        options = [lever_options(load_lever(name), task.lever_options.get(name, {}))
+                   for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers)]  # `lever@model` rows
         plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
         # The reader the run uses: same errors, no model.
         docs = load_knowledge(task.data_path("knowledge")) if task.data.knowledge else []
+        # A key the run would need and lacks is an error here too; one a self-served server may not need, a note.
+        key_notes = check_api_keys(task, [str(getattr(o, "embedding", "")) for o in options])
     console = Console()
     console.print(f"[green]ok[/green] {task.name}: {task.kind}, {len(data.train)} train, {len(data.eval)} eval, "
                   f"levers {', '.join(task.levers)}" + (f", {len(docs)} knowledge documents" if docs else ""))
     if data.leakage_removed:
         console.print(f"[yellow]{len(data.leakage_removed)} train example(s) share an input with eval and "
                       f"will be left out of training and few-shot: {', '.join(data.leakage_removed[:5])}")
+    for note in key_notes:
+        console.print(f"[yellow]note: {note}", soft_wrap=True, markup=True, highlight=False)
 
 
 @main.command()

@@ -259,3 +259,34 @@ def test_a_setting_error_found_after_loading_names_its_task_yaml_line(trec_small
     assert r.exit_code == 2
     assert r.output.strip() == (f"error: {trec_small}:{_line_of(trec_small, '  knowledge:')}: data.knowledge: "
                                 f"knowledge path not found: {trec_small.parent / 'kb'}")
+
+
+def test_validate_checks_the_api_key_variable_as_the_run_would_and_never_prints_the_key(trec_small):
+    def validate(*sets: str, **env: str | None):
+        args = ["validate", str(trec_small), "--set", "model=openai:gpt-4o-mini"]
+        for s in sets:
+            args += ["--set", s]
+        return CliRunner().invoke(main, args, env={"OPENAI_API_KEY": None, "OPENAI_BASE_URL": None, **env})
+
+    r = validate()  # the OpenAI API needs a key: the run would refuse, so validate does
+    assert r.exit_code == 2
+    assert r.output.strip() == ("error: --set model=openai:gpt-4o-mini: model: no API key: the environment variable "
+                                "OPENAI_API_KEY is not set (the task reads the key for openai:gpt-4o-mini from it); "
+                                "set it in the shell that runs advise")
+    trec_small.write_text(trec_small.read_text() + "openai: {base_url: 'http://127.0.0.1:9/v1', api_key_env: MY_KEY}\n")
+    r = validate(MY_KEY=None)  # a variable the task names is needed wherever the server is
+    assert r.exit_code == 2
+    assert r.output.strip() == (f"error: {trec_small}:{_line_of(trec_small, 'openai:')}: openai.api_key_env: no API key: the "
+                                "environment variable MY_KEY is not set (the task reads the key for "
+                                "openai:gpt-4o-mini from it); set it in the shell that runs advise")
+    # A self-served server with the default variable may check no key: ok, with a note.
+    r = validate("openai={base_url: 'http://127.0.0.1:9/v1'}")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[-1] == (
+        "note: openai:gpt-4o-mini: OPENAI_API_KEY is not set, so no key is sent to http://127.0.0.1:9/v1 (right for "
+        "a server that checks none; if it needs one, set the variable, or name yours with api_key_env)")
+    secret = "sk-validate-" + "5e1d" * 8
+    r = validate("openai={base_url: 'http://127.0.0.1:9/v1'}", OPENAI_API_KEY=secret)
+    assert r.exit_code == 0 and "note:" not in r.output and secret not in r.output
+    r = validate(MY_KEY=secret)
+    assert r.exit_code == 0 and "note:" not in r.output and secret not in r.output

@@ -30,12 +30,57 @@ from advisor.backends.classify_api import (
     rank_top_logprobs,
 )
 from advisor.errors import AdviseError, BackendError, InputError
-from advisor.modelspec import ModelChoice, Price
+from advisor.modelspec import ModelChoice, OpenAISettings, Price, resolve_models, setting_field
 from advisor.pricing import CONTEXT_WINDOWS, token_cost_usd
 from advisor.types import Generation, GenerationParams, Prediction, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_AFTER_LIMIT_S = 120  # the openai client waits at most this long on Retry-After; beyond it, we stop
+
+
+def base_url_of(settings: OpenAISettings) -> str:
+    """The server a model's settings reach: `base_url`, else $OPENAI_BASE_URL, else the OpenAI API."""
+    return settings.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+
+def api_key(settings: OpenAISettings, what: str) -> str | None:
+    """The key in the environment variable `settings.api_key_env`, or None when it is unset and none
+    is needed: a self-served server (not api.openai.com) with `api_key_env` left at its default.
+
+    Raises InputError (exit 2) when it is unset and needed: the task names the variable, or the
+    server is the OpenAI API. `what` says what the key is for; the key itself is never in a message.
+    """
+    key = os.environ.get(settings.api_key_env)
+    if key:
+        return key
+    if "api_key_env" in settings.model_fields_set or public_url(base_url_of(settings)) == DEFAULT_BASE_URL:
+        raise InputError(f"no API key: the environment variable {settings.api_key_env} is not set "
+                         f"(the task reads the key for {what} from it); set it in the shell that runs advise",
+                         field="openai.api_key_env")
+    return None
+
+
+def check_api_keys(task: Any, embedders: list[str] | None = None) -> list[str]:
+    """What `advise validate` says of the keys of the task's `openai:` models (and `openai:<model>`
+    embedders), sending nothing: InputError, as the run would raise it, for a key that is needed and
+    missing; a note for each variable that is unset where a self-served server may need no key."""
+    from advisor.backends.openai_embeddings import settings_for_embeddings
+
+    uses = [(f"{c.spec}", c.settings, setting_field(task, c, "api_key_env"))
+            for c in resolve_models(task) if c.scheme == "openai"]
+    uses += [(f"embedding {name}", settings_for_embeddings(task), "openai.api_key_env")
+             for name in dict.fromkeys(embedders or []) if name.startswith("openai:")]
+    notes = []
+    for what, settings, field in uses:
+        try:
+            if api_key(settings, what) is None:
+                notes.append(f"{what}: {settings.api_key_env} is not set, so no key is sent to "
+                             f"{public_url(base_url_of(settings))} (right for a server that checks none; if it "
+                             "needs one, set the variable, or name yours with api_key_env)")
+        except InputError as e:
+            e.field = field
+            raise
+    return notes
 
 
 class RunStopped(AdviseError):
@@ -107,15 +152,10 @@ class OpenAIBackend:
 
         s = choice.settings
         self.choice, self.settings, self.model = choice, s, choice.name
-        self.base_url = s.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = base_url_of(s)
         self.server = public_url(self.base_url)
-        key = os.environ.get(s.api_key_env)
-        if not key:
-            named = "api_key_env" in s.model_fields_set
-            if named or self.server == DEFAULT_BASE_URL:
-                raise InputError(f"no API key: the environment variable {s.api_key_env} is not set "
-                                 f"(the task reads the key for {choice.spec} from it)", field="openai.api_key_env")
-            key = "no-key"  # a self-served server that checks no key; the client needs some string
+        # None: a self-served server that checks no key; the client needs some string.
+        key = api_key(s, choice.spec) or "no-key"
         self._secret = key
         self.identity = f"openai:{self.model}@{self.server}"
         self.price, self.price_source = price, price_source

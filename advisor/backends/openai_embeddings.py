@@ -8,14 +8,13 @@ is never re-embedded.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from advisor.errors import BackendError, InputError
+from advisor.errors import BackendError
 from advisor.modelspec import OpenAISettings, resolve_models
 
 BATCH = 64  # texts per request
@@ -34,17 +33,12 @@ class OpenAIEmbedder:
     def __init__(self, model: str, settings: OpenAISettings) -> None:
         from openai import OpenAI
 
-        from advisor.backends.openai import DEFAULT_BASE_URL, public_url
+        from advisor.backends.openai import api_key, base_url_of, public_url
 
         self.model_name = model
-        base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        base_url = base_url_of(settings)
         self.server = public_url(base_url)
-        key = os.environ.get(settings.api_key_env)
-        if not key:
-            if "api_key_env" in settings.model_fields_set or self.server == DEFAULT_BASE_URL:
-                raise InputError(f"no API key: the environment variable {settings.api_key_env} is not set "
-                                 f"(needed for embedding openai:{model})", field="openai.api_key_env")
-            key = "no-key"
+        key = api_key(settings, f"embedding openai:{model}") or "no-key"
         self.client = OpenAI(api_key=key, base_url=base_url, max_retries=settings.max_retries,
                              timeout=settings.timeout_s)
         self.identity = f"openai-{model}@{self.server}"
