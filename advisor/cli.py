@@ -164,7 +164,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
                 result = runner.run(list(levers) or None, task_file=task_file,
                                     curve_fractions=fractions)
             finally:
-                runner.store.close()
+                runner.close()
     path = result.write(workdir / "results.json")
     data = result.to_json()
     if json_path:
@@ -272,7 +272,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
                         f"{stats['kept']} unchanged ({stats['embed_seconds']:.1f} s embedding){size}"
                     )
             finally:
-                runner.store.close()
+                runner.close()
 
 
 @main.command()

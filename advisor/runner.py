@@ -208,7 +208,32 @@ class Runner:
         # The data audit runs before any model time is spent; its near-duplicate policy may shrink train.
         self.audit = audit_task(task)
         self.data = apply_near_duplicate_policy(self.data, self.audit, task.audit.near_duplicates)
+        # What this runner creates, so that `close` can take it away again when nothing was computed.
+        self._made: list[Path] = []
+        self._make_dirs(workdir)
+        self._new_store = not (workdir / "advise.sqlite").exists()
         self.store = RunStore(workdir / "advise.sqlite")
+
+    def _make_dirs(self, path: Path) -> None:
+        self._made += reversed([p for p in (path, *path.parents) if not p.exists()])
+        path.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Close the store. A run that computed nothing (it failed at start: a server down, a bad
+        option) leaves nothing behind: the store this runner created is removed, and so is each
+        folder it made once empty. A store that was there before, or that holds any answer, latency,
+        score or finished run, is kept, and so is every other file (a folder is only ever rmdir'ed)."""
+        discard = self._new_store and not self.store.holds_work()
+        self.store.close()
+        if not discard:
+            return
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.store.path}{suffix}").unlink(missing_ok=True)
+        for folder in reversed(self._made):  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: something else lives there
+                pass
 
     def base_backend(self) -> Backend:
         if self._backend is None:
@@ -234,7 +259,7 @@ class Runner:
 
     def context(self, lever: Lever, row: Any = None) -> LeverContext:
         workdir = self.workdir / "levers" / (row.name if row else lever.name)
-        workdir.mkdir(parents=True, exist_ok=True)
+        self._make_dirs(workdir)
         base = self.base_backend if row is None or row.model.alias is None else (lambda: self.backend_for(row.model))
         return LeverContext(task=self.task, data=self.data, workdir=workdir, cache_dir=self.cache_dir,
                             base_backend=base, console=self.console, progress=self.progress,
@@ -498,4 +523,4 @@ def run_task(task: Task, workdir: Path, **kwargs: Any) -> RunResult:
     try:
         return runner.run()
     finally:
-        runner.store.close()
+        runner.close()

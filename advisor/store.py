@@ -132,6 +132,12 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
+    def holds_work(self) -> bool:
+        """Whether anything was computed into this store: an answer, a latency, a score or a finished run."""
+        return any(self.db.execute(sql).fetchone() for sql in (
+            "SELECT 1 FROM predictions LIMIT 1", "SELECT 1 FROM latencies LIMIT 1",
+            "SELECT 1 FROM item_scores LIMIT 1", "SELECT 1 FROM runs WHERE status='done' LIMIT 1"))
+
     # -- predictions -----------------------------------------------------------------------------
 
     def get_predictions(self, keys: list[str]) -> dict[str, Prediction]:

@@ -290,3 +290,37 @@ def test_validate_checks_the_api_key_variable_as_the_run_would_and_never_prints_
     assert r.exit_code == 0 and "note:" not in r.output and secret not in r.output
     r = validate(MY_KEY=secret)
     assert r.exit_code == 0 and "note:" not in r.output and secret not in r.output
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_run_that_fails_at_start_leaves_no_folder_and_keeps_an_earlier_ones_work(trec_small, tmp_path):
+    down = f"openai={{base_url: 'http://127.0.0.1:{_free_port()}/v1'}}"
+    out = tmp_path / "runs" / "new"
+    r = _run("run", str(trec_small), "--out", str(out), "--set", "model=openai:smollm2", "--set", down)
+    assert r.exit_code == 2 and "cannot reach the model server" in r.output
+    assert not (tmp_path / "runs").exists()  # not the run folder, nor the folder it would have made for it
+    r = _run("run", str(trec_small), "--out", str(out), "--set", "lever_options.prompt-few-shot.kk=1")
+    assert r.exit_code == 2 and "unknown option" in r.output
+    assert not (tmp_path / "runs").exists()
+    out.mkdir(parents=True)  # a folder the user made is theirs: emptied of nothing, kept
+    r = _run("run", str(trec_small), "--out", str(out), "--set", "model=openai:smollm2", "--set", down)
+    assert r.exit_code == 2 and out.is_dir() and list(out.iterdir()) == []
+
+    # An earlier run's store (answers in it) is never removed by a later run that fails at start.
+    from advisor.store import RunStore
+    from advisor.types import Prediction
+
+    store = RunStore(out / "advise.sqlite")
+    store.put_predictions("prompt", "b", [("k1", Prediction("e1", "NUM", "NUM", 3, 1, 0.1, {}))])
+    store.close()
+    before = (out / "advise.sqlite").read_bytes()
+    r = _run("run", str(trec_small), "--out", str(out), "--set", "model=openai:smollm2", "--set", down)
+    assert r.exit_code == 2
+    assert (out / "advise.sqlite").read_bytes() == before
