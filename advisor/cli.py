@@ -235,6 +235,9 @@ def audit(task_file: Path, as_json: bool, strict: bool | None, embeddings: bool 
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
         Console().print(audit_table(report.as_dict(), title=f"{task.name}: data audit"))
+    refusal = report.refusal()
+    if refusal is not None:  # the data is bad input, as validate and run say: exit 2, after the full list
+        raise refusal
     if report.failed():
         click.echo(f"audit failed (strict): {len(report.warnings)} warning check(s)", err=True)
         sys.exit(1)

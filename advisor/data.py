@@ -160,44 +160,61 @@ def load_examples(task: Task, path: Path, *, split: str) -> list[Example]:
     Fields of a known type are checked where they are read: `input` is text (a blank one is
     missing), `output` fits the task's kind, `id` is text or an integer, unique in the file,
     `sources` is one document id or a list of them (kept as a list). Raises InputError naming
-    the file, line and field.
+    the file, line and field (the first refused record's; `read_examples` gives every one).
     """
+    examples, refused = read_examples(task, path, split=split)
+    if refused:
+        raise refused[0]
+    return examples
+
+
+def read_examples(task: Task, path: Path, *, split: str) -> tuple[list[Example], list[InputError]]:
+    """The examples of one split that pass `load_examples`' checks, and an InputError for each
+    record that does not, in file order (the audit lists them all; a run stops at the first).
+    A file that cannot be read as records at all (missing, broken JSON or CSV) still raises."""
     examples: list[Example] = []
+    refused: list[InputError] = []
     seen: dict[str, int] = {}
     for line, rec in _records(path):
-        for key in ("input", "output"):
-            if key not in rec or _blank(rec[key]):
-                what = "blank (only whitespace)" if isinstance(rec.get(key), str) and rec[key] else "missing"
-                raise InputError(f"{what}: every example needs '{key}'", file=path, line=line, field=key)
-        if not isinstance(rec["input"], (str, int, float)) or isinstance(rec["input"], bool):
-            raise InputError("input must be text", file=path, line=line, field="input")
-        output = _check_output(task, rec["output"], file=path, line=line)
-        if task.kind in {"qa", "generation"} and not normalize_answer(output):
-            raise InputError(
-                f"the gold answer {_short(output)} is empty once normalised (lower case, no punctuation or "
-                "articles), so exact match would count an empty answer right; write the answer in words",
-                file=path, line=line, field="output",
-            )
-        ex_id = _check_id(rec.get("id"), file=path, line=line) or f"{split}-{line}"
-        if ex_id in seen:
-            raise InputError(
-                f"duplicate id '{ex_id}' (first on line {seen[ex_id]})", file=path, line=line, field="id"
-            )
-        seen[ex_id] = line
-        fields = {**rec, "input": str(rec["input"]), "output": output, "id": ex_id}
-        if "sources" in rec:
-            fields["sources"] = _check_sources(rec["sources"], file=path, line=line)
-        examples.append(
-            Example(
-                id=ex_id,
-                input=str(rec["input"]),
-                output=output,
-                fields=fields,
-                source=f"{path}:{line}",
-                hash=stable_hash(fields)[:16],
-            )
+        try:
+            examples.append(_example(task, rec, path=path, line=line, split=split, seen=seen))
+        except InputError as e:
+            refused.append(e)
+    return examples, refused
+
+
+def _example(task: Task, rec: dict[str, Any], *, path: Path, line: int, split: str, seen: dict[str, int]) -> Example:
+    """One record checked and read; `seen` (id -> line of the examples so far) catches a repeated id."""
+    for key in ("input", "output"):
+        if key not in rec or _blank(rec[key]):
+            what = "blank (only whitespace)" if isinstance(rec.get(key), str) and rec[key] else "missing"
+            raise InputError(f"{what}: every example needs '{key}'", file=path, line=line, field=key)
+    if not isinstance(rec["input"], (str, int, float)) or isinstance(rec["input"], bool):
+        raise InputError("input must be text", file=path, line=line, field="input")
+    output = _check_output(task, rec["output"], file=path, line=line)
+    if task.kind in {"qa", "generation"} and not normalize_answer(output):
+        raise InputError(
+            f"the gold answer {_short(output)} is empty once normalised (lower case, no punctuation or "
+            "articles), so exact match would count an empty answer right; write the answer in words",
+            file=path, line=line, field="output",
         )
-    return examples
+    ex_id = _check_id(rec.get("id"), file=path, line=line) or f"{split}-{line}"
+    if ex_id in seen:
+        raise InputError(
+            f"duplicate id '{ex_id}' (first on line {seen[ex_id]})", file=path, line=line, field="id"
+        )
+    fields = {**rec, "input": str(rec["input"]), "output": output, "id": ex_id}
+    if "sources" in rec:
+        fields["sources"] = _check_sources(rec["sources"], file=path, line=line)
+    seen[ex_id] = line
+    return Example(
+        id=ex_id,
+        input=str(rec["input"]),
+        output=output,
+        fields=fields,
+        source=f"{path}:{line}",
+        hash=stable_hash(fields)[:16],
+    )
 
 
 @dataclass

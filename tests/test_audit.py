@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -58,7 +59,6 @@ def planted(tmp_path, write_jsonl):
         {"id": "near", "input": "Which river is the longest river in the whole world when measured from its source?", "output": "LOC"},
         {"id": "dup-a", "input": "How many legs does a spider have?", "output": "NUM"},
         {"id": "dup-b", "input": "how many  legs does a SPIDER have?", "output": "ENTY"},  # conflicting label
-        {"id": "empty", "input": "Name a colour of the rainbow.", "output": ""},
     ]
     eval_ = [{"id": f"e{i}", "input": clean[10 + i], "output": ["LOC", "NUM", "ENTY"][i % 3]} for i in range(6)]
     eval_ += [
@@ -95,8 +95,7 @@ def test_planted_classification_problems_are_each_found_with_file_and_line(plant
     assert conflict.examples[0]["b"] == _where(planted, "train", "dup-b")
     assert "NUM" in conflict.examples[0]["text"] and "ENTY" in conflict.examples[0]["text"]
 
-    empty = report.find("empty-output")
-    assert empty is not None and empty.count == 1 and empty.examples[0]["a"] == _where(planted, "train", "empty")
+    assert report.find("refused") is None and report.refusal() is None  # the loaders accept every record
 
     few = report.find("too-few-eval-items")
     assert few is not None
@@ -130,10 +129,11 @@ def test_extraction_list_output_and_stray_keys_are_found(tmp_path, write_jsonl):
         "name: ex\nkind: extraction\ndata: {train: train.jsonl, eval: eval.jsonl}\n"
         "target: {metric: exact_match, threshold: 0.5}\nlevers: [prompt]\n")
     report = audit_task(load_task(tmp_path / "task.yaml"))
-    not_obj = report.find("not-json-object")
-    assert not_obj is not None and not_obj.count == 2
-    assert [ex["a"] for ex in not_obj.examples] == [_where(tmp_path, "train", "list"), _where(tmp_path, "train", "text")]
-    assert "list" in not_obj.examples[0]["text"]
+    refused = report.find("refused")  # the loader's own verdict and words, not a copy of its rules
+    assert refused is not None and refused.severity == "error" and refused.count == 2
+    assert [(ex["a"], ex["text"]) for ex in refused.examples] == [
+        (_where(tmp_path, "train", "list"), "output: extraction output must be a JSON object"),
+        (_where(tmp_path, "train", "text"), "output: extraction output must be a JSON object")]
     stray = report.find("unknown-keys")
     assert stray is not None and stray.count == 1 and "unit" in stray.examples[0]["text"]
     assert stray.examples[0]["a"] == _where(tmp_path, "train", "stray")
@@ -169,8 +169,9 @@ def test_knowledge_duplicates_empty_docs_and_answers_missing_from_sources(tmp_pa
     dup = report.find("knowledge-duplicate")
     assert dup is not None and dup.count == 1 and (dup.examples[0]["a"], dup.examples[0]["b"]) == (f"{kfile}:1",
                                                                                                    f"{kfile}:3")
-    empty = report.find("knowledge-empty")
-    assert empty is not None and empty.examples[0]["a"] == f"{kfile}:4"
+    refused = report.find("refused")  # a blank JSONL text: the RAG loader refuses it
+    assert refused is not None and [(ex["a"], ex["text"]) for ex in refused.examples] == [
+        (f"{kfile}:4", "text: expected a non-empty string, got '   '")]
     absent = report.find("answer-not-in-sources")
     assert absent is not None and absent.count == 1  # 024 is in d2, AGO is not
     assert (absent.examples[0]["a"], absent.examples[0]["b"]) == (_where(tmp_path, "eval", "e2"), f"{kfile}:2")
@@ -206,7 +207,7 @@ def test_cli_exit_codes_and_json(planted):
     as_json = runner.invoke(main, ["audit", task, "--json"])
     data = json.loads(as_json.stdout)
     assert data["strict"] is False and {"findings", "counts", "strict"} == set(data)
-    f = next(f for f in data["findings"] if f["check"] == "empty-output")
+    f = next(f for f in data["findings"] if f["check"] == "near-duplicate:train/eval")
     assert set(f) == {"check", "severity", "count", "message", "examples"} and set(f["examples"][0]) == {"a", "b", "text"}
     missing = runner.invoke(main, ["audit", str(planted / "nope.yaml")])
     assert missing.exit_code == 2 and "task file not found" in missing.output
@@ -231,9 +232,8 @@ class _FirstOption:
 
 
 def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write_jsonl):
-    # A loadable variant: the empty output and the exact duplicate pair would stop the loader.
     rows = [json.loads(x) for x in (planted / "train.jsonl").read_text().splitlines()]
-    write_jsonl(planted / "train.jsonl", [r for r in rows if r["id"] not in {"empty", "dup-b"}])
+    write_jsonl(planted / "train.jsonl", [r for r in rows if r["id"] != "dup-b"])
     task = load_task(planted / "task.yaml", {"audit.near_duplicates": "remove", "levers": ["prompt"]})
     runner = Runner(task, planted / "run", latency_probe=1)
     runner._backend = _FirstOption()
@@ -296,3 +296,37 @@ def test_a_bad_audit_setting_names_file_line_and_field(planted):
     result = CliRunner().invoke(main, ["audit", str(planted / "task.yaml")])
     assert result.exit_code == 2
     assert f"{planted / 'task.yaml'}:8: audit.near_duplicates:" in result.output and "Traceback" not in result.output
+
+
+def test_the_audit_lists_every_record_the_loaders_refuse_and_exits_2_like_validate(tmp_path):
+    """Duplicate ids (field case 15) and a qa gold of "?" (case 08) were missed by the audit while
+    validate refused them: the audit now asks the loaders, lists each refusal in their words, and
+    exits 2 with the error validate gives (saying how many more it lists)."""
+    import shutil
+
+    cases = Path(__file__).parent / "fixtures" / "field_cases"
+    runner = CliRunner()
+    dup = cases / "15-dup-ids" / "task.yaml"
+    validated = runner.invoke(main, ["validate", str(dup)])
+    audited = runner.invoke(main, ["audit", str(dup), "--json"])
+    assert validated.exit_code == audited.exit_code == 2
+    assert audited.stderr.strip() == validated.output.strip() == (
+        f"error: {cases / '15-dup-ids' / 'data' / 'eval.jsonl'}:5: id: duplicate id 'r1' (first on line 2)")
+    refused = next(f for f in json.loads(audited.stdout)["findings"] if f["check"] == "refused")
+    assert refused["severity"] == "error" and refused["count"] == 1
+    assert refused["examples"] == [{"a": f"{cases / '15-dup-ids' / 'data' / 'eval.jsonl'}:5", "b": None,
+                                    "text": "id: duplicate id 'r1' (first on line 2)"}]
+
+    qa = shutil.copytree(cases / "08-blank-values", tmp_path / "08") / "qa.yaml"
+    eval_ = qa.parent / "data" / "qa_eval.jsonl"
+    validated = runner.invoke(main, ["validate", str(qa)])
+    audited = runner.invoke(main, ["audit", str(qa)])
+    assert validated.exit_code == audited.exit_code == 2 and "Traceback" not in audited.output
+    first = (f'error: {eval_}:2: output: the gold answer "?" is empty once normalised (lower case, no punctuation '
+             "or articles), so exact match would count an empty answer right; write the answer in words")
+    assert validated.output.strip() == first
+    assert audited.stderr.strip() == first + " (and 1 more record(s) that validate and run refuse; the audit lists them all)"
+    report = audit_task(load_task(qa))
+    assert [(ex["a"], ex["text"].split(":")[0]) for ex in report.find("refused").examples] == [
+        (f"{eval_}:2", "output"), (f"{eval_}:3", "output")]
+    assert report.counts["eval"] == 1 and report.counts["refused"] == 2  # the refused are left out of the rest

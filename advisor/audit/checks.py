@@ -15,6 +15,7 @@ from advisor.audit.report import AuditReport, Finding, Severity
 from advisor.audit.similar import cosine_pairs, near_pairs
 from advisor.audit.sources import KnowledgeDoc, Record, load_documents, load_records
 from advisor.data import normalize_text
+from advisor.errors import InputError
 from advisor.scoring import contains_answer
 from advisor.spec import Task
 
@@ -44,39 +45,35 @@ class _Collector:
         self.findings: list[Finding] = []
 
     def add(self, check: str, severity: Severity, message: str,
-            items: list[tuple[str, str | None, str]], count: int | None = None) -> None:
+            items: list[tuple[str, str | None, str]], count: int | None = None, every: bool = False) -> None:
+        """`every`: keep every example (each one is a thing to fix), not the first `limit`."""
         if not items and not count:
             return
-        examples = [{"a": a, "b": b, "text": t} for a, b, t in items[: self.limit]]
+        examples = [{"a": a, "b": b, "text": t} for a, b, t in (items if every else items[: self.limit])]
         self.findings.append(Finding(check, severity, len(items) if count is None else count, message, examples))
 
 
+def _refused(refused: list[InputError], out: _Collector) -> None:
+    """Records the loaders refuse, each with the loader's own message: `advise validate` and `advise run`
+    stop at the first of them; the audit lists them all."""
+    items = [(f"{e.file}:{e.line}" if e.line else str(e.file), None,
+              f"{e.field}: {e.message}" if e.field else e.message) for e in refused]
+    out.add("refused", "error", "records `advise validate` and `advise run` refuse, each with the loader's "
+            "message; the other checks leave them out", items, every=True)
+
+
 def _form_checks(task: Task, train: list[Record], eval_: list[Record], out: _Collector) -> None:
-    """Outputs that fail the task's form, and empty inputs or outputs."""
-    empty_in = [(r.where, None, f"{r.split} item {r.id} has no input") for r in train + eval_ if _is_empty(r.input)]
-    out.add("empty-input", "warning", "items with an empty input (nothing to learn from or score)", empty_in)
+    """What the loader accepts but a run would not want: outputs with nothing in them, and train
+    extraction keys the eval set never asks for."""
     empty = [(r.where, None, f"{r.split} item {r.id}: output {_short(r.output)!s}") for r in train + eval_
              if _is_empty(r.output)]
     out.add("empty-output", "warning", "items with an empty output (no gold answer)", empty)
-    rest = [r for r in train + eval_ if not _is_empty(r.output)]
-    if task.kind == "classification":
-        labels = set(task.labels or [])
-        bad = [(r.where, None, f"'{_short(r.output)}' is not one of {', '.join(task.labels or [])}")
-               for r in rest if str(r.output) not in labels]
-        out.add("unknown-label", "warning", "outputs that are not a label of the task's list", bad)
-    elif task.kind == "extraction":
-        bad = [(r.where, None, f"output is a {type(r.output).__name__}: {_short(r.output)}")
-               for r in rest if not isinstance(r.output, dict)]
-        out.add("not-json-object", "warning", "extraction outputs that are not a JSON object", bad)
-        eval_keys = {k for r in eval_ if isinstance(r.output, dict) for k in r.output}
+    if task.kind == "extraction":
+        eval_keys = {k for r in eval_ for k in r.output}
         odd = [(r.where, None, f"keys {', '.join(sorted(set(r.output) - eval_keys))} are not in any eval output")
-               for r in train if isinstance(r.output, dict) and set(r.output) - eval_keys]
+               for r in train if set(r.output) - eval_keys]
         out.add("unknown-keys", "warning", f"train outputs with keys outside the eval set's fields "
                 f"({', '.join(sorted(eval_keys))})", odd)
-    else:
-        bad = [(r.where, None, f"output is a {type(r.output).__name__}: {_short(r.output)}")
-               for r in rest if not isinstance(r.output, (str, int, float))]
-        out.add("not-text", "warning", "outputs that are not text", bad)
 
 
 def _groups(records: Iterable[Record]) -> dict[str, list[Record]]:
@@ -253,21 +250,17 @@ def _balance_checks(task: Task, train: list[Record], eval_: list[Record], out: _
 
 
 def _knowledge_checks(task: Task, eval_: list[Record], docs: list[KnowledgeDoc], out: _Collector) -> None:
-    out.add("knowledge-empty", "warning", "knowledge documents with no text (nothing to retrieve)",
+    out.add("knowledge-empty", "warning", "knowledge files with no text (nothing to retrieve; RAG skips them)",
             [(d.where, None, f"document {d.id} is empty") for d in docs if not d.text.strip()])
     seen: dict[str, KnowledgeDoc] = {}
-    ids: dict[str, KnowledgeDoc] = {}
-    dupes, dupe_ids = [], []
+    ids = {d.id: d for d in docs}  # unique: the loader refuses a repeated id
+    dupes = []
     for d in docs:
         key = normalize_text(d.text)
         if key and key in seen:
             dupes.append((seen[key].where, d.where, f"{seen[key].id} = {d.id}: {_short(d.text, 50)!r}"))
         seen.setdefault(key, d)
-        if d.id in ids:
-            dupe_ids.append((ids[d.id].where, d.where, f"id {d.id} used twice"))
-        ids.setdefault(d.id, d)
     out.add("knowledge-duplicate", "warning", "knowledge documents whose text repeats another document", dupes)
-    out.add("knowledge-duplicate-id", "warning", "knowledge document ids used twice", dupe_ids)
     if task.kind not in ("qa", "generation"):
         return
     missing, absent = [], []
@@ -290,14 +283,17 @@ def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
     """Audit the task's train, eval and knowledge. `embeddings` overrides `audit.embeddings`.
 
     Raises InputError (exit 2) for a missing file or a line that is not JSON; every other problem is
-    a finding. No language model is loaded; the embedding model only when embeddings are asked for.
+    a finding, records the loaders refuse too (severity "error", `AuditReport.refused`), with the
+    loaders' own messages. No language model is loaded; the embedding model only when asked for.
     """
     cfg = task.audit
-    train = load_records(task, task.path(task.data.train), "train")
-    eval_ = load_records(task, task.path(task.data.eval), "eval")
-    docs = load_documents(task.path(task.data.knowledge)) if task.data.knowledge else []
+    train, refused = load_records(task, "train")
+    eval_, refused_eval = load_records(task, "eval")
+    docs, refused_docs = load_documents(task)
+    refused += refused_eval + refused_docs
     out = _Collector(cfg.examples)
     conflicts: list[tuple[str, Record, Record, str]] = []
+    _refused(refused, out)
     _form_checks(task, train, eval_, out)
     exact = _exact_checks(train, eval_, docs, out, conflicts)
     embed = None
@@ -307,7 +303,7 @@ def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
         embed = Embedder(cfg.embedding).encode
     near = _near_checks(task, train, eval_, docs, set(exact), out, conflicts, embed)
     _conflict_findings(conflicts, out)
-    counts: dict[str, Any] = {"train": len(train), "eval": len(eval_), "knowledge": len(docs)}
+    counts: dict[str, Any] = {"train": len(train), "eval": len(eval_), "knowledge": len(docs), "refused": len(refused)}
     if task.kind == "classification":
         counts["labels"] = _balance_checks(task, train, eval_, out)
     _knowledge_checks(task, eval_, docs, out)
@@ -316,4 +312,4 @@ def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
     counts["removed_near"] = len(near) if cfg.near_duplicates == "remove" else 0
     counts["near_method"] = f"minhash-lsh jaccard>={cfg.jaccard} on {cfg.shingle_words}-word shingles" + (
         f" + embedding cosine>={cfg.cosine}" if embed is not None else "")
-    return AuditReport(out.findings, counts, cfg.strict, exact, near)
+    return AuditReport(out.findings, counts, cfg.strict, exact, near, refused)

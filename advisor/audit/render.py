@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-_STYLE = {"warning": "yellow", "removed": "cyan", "info": "dim"}
+_STYLE = {"error": "bold red", "warning": "yellow", "removed": "cyan", "info": "dim"}
 
 
 def audit_table(audit: dict[str, Any], title: str = "data audit") -> Group:

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Severity = Literal["removed", "warning", "info"]
+from advisor.errors import InputError
+
+# error: a record the loaders refuse (`advise validate` and `advise run` stop at it).
+Severity = Literal["error", "removed", "warning", "info"]
 
 
 @dataclass
@@ -37,6 +40,17 @@ class AuditReport:
     strict: bool
     exact_leak_ids: list[str] = field(default_factory=list)  # train ids whose input is in eval
     near_leak_ids: list[str] = field(default_factory=list)  # train ids nearly copying an eval input
+    refused: list[InputError] = field(default_factory=list)  # the loaders' errors, one per refused record
+
+    def refusal(self) -> InputError | None:
+        """The error `advise validate` would stop at, saying how many more the audit lists; None when the
+        loaders accept every record."""
+        if not self.refused:
+            return None
+        first = self.refused[0]
+        more = (f" (and {len(self.refused) - 1} more record(s) that validate and run refuse; the audit lists "
+                "them all)") if len(self.refused) > 1 else ""
+        return InputError(first.message + more, file=first.file, line=first.line, field=first.field)
 
     @property
     def warnings(self) -> list[Finding]:

@@ -27,6 +27,7 @@ class Document:
     id: str
     text: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    where: str = field(default="", compare=False)  # "file:line", for messages; not part of the document
 
 
 def load_knowledge(path: str | Path) -> list[Document]:
@@ -37,14 +38,26 @@ def load_knowledge(path: str | Path) -> list[Document]:
     'faq/returns.md'
     """
     path = Path(path)
+    docs, refused = read_knowledge(path)
+    if refused:
+        raise refused[0]
+    # An empty placeholder file has nothing to retrieve; skipping it keeps ids stable.
+    docs = [d for d in docs if d.text.strip()]
+    if not docs and path.is_dir():
+        raise InputError(
+            f"no knowledge found: the folder holds no non-empty {' or '.join(TEXT_SUFFIXES)} files", file=path
+        )
+    if not docs:
+        raise InputError("no knowledge found: the file holds no records", file=path)
+    return docs
+
+
+def read_knowledge(path: Path) -> tuple[list[Document], list[InputError]]:
+    """The documents at `path` as `load_knowledge` reads them, a folder's empty files included (it
+    skips those), and an InputError for each JSONL record it refuses, in file order (the audit lists
+    them all; a run stops at the first). A path that cannot be read as documents at all raises."""
     if path.is_dir():
-        docs = _load_folder(path)
-        if not docs:
-            raise InputError(
-                f"no knowledge found: the folder holds no non-empty {' or '.join(TEXT_SUFFIXES)} files",
-                file=path,
-            )
-        return docs
+        return [Document(p.relative_to(path).as_posix(), read_text(p), {}, f"{p}:1") for p in knowledge_files(path)], []
     if path.is_file():
         if path.suffix.lower() not in JSONL_SUFFIXES:
             raise InputError(
@@ -52,81 +65,84 @@ def load_knowledge(path: str | Path) -> list[Document]:
                 'or a .jsonl of {"id", "text", "metadata"} records',
                 file=path,
             )
-        docs = _load_jsonl(path)
-        if not docs:
-            raise InputError("no knowledge found: the file holds no records", file=path)
-        return docs
+        return _read_jsonl(path)
     raise InputError("knowledge path not found", file=path)
 
 
-def _load_folder(root: Path) -> list[Document]:
-    docs = []
+def knowledge_files(root: Path) -> list[Path]:
+    """The knowledge files of a folder, by relative path: .md and .txt, hidden ones (.git, editor
+    swap files) left out. Each is read as UTF-8 (a byte-order mark dropped; another encoding: one
+    clear error)."""
     files = [
         p
         for p in root.rglob("*")
         if p.is_file()
         and p.suffix.lower() in TEXT_SUFFIXES
-        # Hidden files and folders (.git, editor swap files) are not knowledge.
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     ]
-    for p in sorted(files, key=lambda p: p.relative_to(root).as_posix()):
-        text = read_text(p)  # UTF-8, a byte-order mark dropped; other encodings: one clear error
-        # An empty placeholder file has nothing to retrieve; skipping it keeps ids stable.
-        if not text.strip():
-            continue
-        docs.append(Document(id=p.relative_to(root).as_posix(), text=text, metadata={}))
-    return docs
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _load_jsonl(path: Path) -> list[Document]:
+def _read_jsonl(path: Path) -> tuple[list[Document], list[InputError]]:
     docs: list[Document] = []
+    refused: list[InputError] = []
     first_line: dict[str, int] = {}
     for n, obj in jsonl_objects(path):
-        for key in obj:
-            if key not in JSONL_FIELDS:
-                raise InputError(
-                    f"unknown field; expected {', '.join(JSONL_FIELDS)}",
-                    file=path,
-                    line=n,
-                    field=str(key),
-                )
-        doc_id = obj.get("id")
-        if doc_id is None:
-            raise InputError("missing: every record needs an id", file=path, line=n, field="id")
-        if not isinstance(doc_id, str) or not doc_id.strip():
-            raise InputError(f"expected a non-empty string, got {doc_id!r}", file=path, line=n, field="id")
-        text = obj.get("text")
-        if text is None:
-            raise InputError("missing: every record needs a text", file=path, line=n, field="text")
-        if not isinstance(text, str) or not text.strip():
+        try:
+            doc = _record(obj, path, n, first_line)
+        except InputError as e:
+            refused.append(e)
+            continue
+        first_line[doc.id] = n
+        docs.append(doc)
+    return docs, refused
+
+
+def _record(obj: dict[str, Any], path: Path, n: int, first_line: dict[str, int]) -> Document:
+    """One JSONL record checked; `first_line` (id -> line of the documents so far) catches a repeated id."""
+    for key in obj:
+        if key not in JSONL_FIELDS:
             raise InputError(
-                f"expected a non-empty string, got {_short(text)}", file=path, line=n, field="text"
-            )
-        metadata = obj.get("metadata", {})
-        if metadata is None:
-            metadata = {}
-        if not isinstance(metadata, dict):
-            raise InputError(
-                f"expected an object, got {_short(metadata)}", file=path, line=n, field="metadata"
-            )
-        for key in metadata:
-            if key in RESERVED_METADATA:
-                raise InputError(
-                    f"reserved key (the index sets {', '.join(RESERVED_METADATA)}); rename it",
-                    file=path,
-                    line=n,
-                    field=f"metadata.{key}",
-                )
-        if doc_id in first_line:
-            raise InputError(
-                f"duplicate id '{doc_id}' (first on line {first_line[doc_id]})",
+                f"unknown field; expected {', '.join(JSONL_FIELDS)}",
                 file=path,
                 line=n,
-                field="id",
+                field=str(key),
             )
-        first_line[doc_id] = n
-        docs.append(Document(id=doc_id, text=text, metadata=dict(metadata)))
-    return docs
+    doc_id = obj.get("id")
+    if doc_id is None:
+        raise InputError("missing: every record needs an id", file=path, line=n, field="id")
+    if not isinstance(doc_id, str) or not doc_id.strip():
+        raise InputError(f"expected a non-empty string, got {doc_id!r}", file=path, line=n, field="id")
+    text = obj.get("text")
+    if text is None:
+        raise InputError("missing: every record needs a text", file=path, line=n, field="text")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(
+            f"expected a non-empty string, got {_short(text)}", file=path, line=n, field="text"
+        )
+    metadata = obj.get("metadata", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise InputError(
+            f"expected an object, got {_short(metadata)}", file=path, line=n, field="metadata"
+        )
+    for key in metadata:
+        if key in RESERVED_METADATA:
+            raise InputError(
+                f"reserved key (the index sets {', '.join(RESERVED_METADATA)}); rename it",
+                file=path,
+                line=n,
+                field=f"metadata.{key}",
+            )
+    if doc_id in first_line:
+        raise InputError(
+            f"duplicate id '{doc_id}' (first on line {first_line[doc_id]})",
+            file=path,
+            line=n,
+            field="id",
+        )
+    return Document(id=doc_id, text=text, metadata=dict(metadata), where=f"{path}:{n}")
 
 
 def _short(value: Any) -> str:
