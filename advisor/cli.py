@@ -137,6 +137,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
         dry_run: bool = False) -> None:
     """Run the task's levers cheapest first and recommend one."""
     from advisor.report.scorecard import print_results
+    from advisor.results import results_path
     from advisor.runner import Runner
     from advisor.types import GenerationParams
 
@@ -165,7 +166,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
                                     curve_fractions=fractions)
             finally:
                 runner.close()
-    path = result.write(workdir / "results.json")
+    path = result.write(results_path(workdir))
     data = result.to_json()
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -312,15 +313,9 @@ def schema() -> None:
 def show(run_dir: Path | None) -> None:
     """Show the scorecard of a finished run from its results.json."""
     from advisor.report.scorecard import print_results
+    from advisor.results import load_results
 
-    path = (run_dir or Path(".")) / "results.json" if not (run_dir and run_dir.is_file()) else run_dir
-    if not path.is_file():
-        raise InputError("no results.json here; run 'advise run TASK' first", file=path)
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
-    print_results(Console(), data)
+    print_results(Console(), load_results(run_dir or Path(".")))
 
 
 @main.command()

@@ -9,13 +9,13 @@ watches RUN_A's recommended lever, or every lever when RUN_A recommended none.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
+from advisor.results import load_results, results_path
 from advisor.stats import paired_difference
 
 
@@ -31,15 +31,11 @@ def load_run(folder: Path) -> StoredRun:
 
     Raises InputError (exit 2) when either is missing or unreadable.
     """
-    path, db_path = folder / "results.json", folder / "advise.sqlite"
-    if not path.is_file():
-        raise InputError("no results.json here; run 'advise run TASK --out DIR' first", file=path)
+    results = load_results(folder)
+    folder = results_path(folder).parent
+    db_path = folder / "advise.sqlite"
     if not db_path.is_file():
         raise InputError("no advise.sqlite here: per-item scores are needed to pair items", file=db_path)
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         row = db.execute("SELECT MAX(id) FROM runs WHERE status='done'").fetchone()

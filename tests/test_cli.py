@@ -324,3 +324,25 @@ def test_a_run_that_fails_at_start_leaves_no_folder_and_keeps_an_earlier_ones_wo
     r = _run("run", str(trec_small), "--out", str(out), "--set", "model=openai:smollm2", "--set", down)
     assert r.exit_code == 2
     assert (out / "advise.sqlite").read_bytes() == before
+
+
+def test_show_report_and_compare_read_results_json_with_one_loader_and_the_same_errors(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    path = run / "results.json"
+
+    def errors() -> set[str]:
+        out = set()
+        for args in (["show", str(run)], ["report", str(run)], ["compare", str(run), str(run)]):
+            r = CliRunner().invoke(main, args)
+            assert r.exit_code == 2 and "Traceback" not in r.output, (args, r.output)
+            out.add(r.output.strip())
+        return out
+
+    assert errors() == {f"error: {path}: no results.json here; run 'advise run TASK' (or with --out DIR) first"}
+    path.write_text('{"task": "t",\n "levers": [}\n')
+    assert errors() == {f"error: {path}:2: broken JSON: Expecting value (column 13)"}
+    path.write_text('{"task": "t", "levers": []}\n')
+    assert errors() == {f"error: {path}: kind: not an advise results file (no 'kind')"}
+    path.write_bytes(b'{"task": "caf\xe9"}\n')
+    assert errors() == {f"error: {path}:1: not UTF-8 text (byte 13: 0xe9); save the file as UTF-8"}

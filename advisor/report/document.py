@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import InputError
+from advisor.results import load_results, results_path
 
 # Per kind, the per-item metric that says whether an item failed when the target metric has no
 # per-item score (macro-F1 is a set-level figure).
@@ -107,22 +107,11 @@ class StoredRun:
 def load_run(run_dir: Path) -> StoredRun:
     """Read `run_dir/results.json` and, when present, the run's per-item answers from advise.sqlite.
 
-    Raises InputError (exit code 2) when results.json is missing or not JSON. The store is opened
+    Raises InputError (exit code 2) as `advisor.results.load_results` does. The store is opened
     read-only: rendering a report never changes a run folder's data.
     """
-    path = run_dir if run_dir.is_file() else run_dir / "results.json"
-    if not path.is_file():
-        raise InputError("no results.json here; run 'advise run TASK' first", file=path)
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"broken JSON: {e.msg}", file=path, line=e.lineno) from None
-    if not isinstance(results, dict) or not isinstance(results.get("levers"), list):
-        raise InputError("not an advise results file (no 'levers' list)", file=path, field="levers")
-    for key in ("task", "kind", "target", "recommendation"):
-        if key not in results:
-            raise InputError(f"not an advise results file (no '{key}')", file=path, field=key)
-    folder = path.parent
+    results = load_results(run_dir)
+    folder = results_path(run_dir).parent
     items, why = _load_items(folder / "advise.sqlite", results)
     return StoredRun(results, folder, items, why)
 
