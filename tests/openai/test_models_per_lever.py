@@ -83,7 +83,9 @@ def test_validate_checks_lever_at_model_rows(make_task):
     from advisor.cli import main
 
     settings = "models:\n  api: openai:gpt-4o-mini\n  local: hf:smollm2-135m-instruct\n"
-    ok = CliRunner().invoke(main, ["validate", str(make_task(settings, levers="[prompt@api, lora@local]"))])
+    # The OpenAI API needs a key; validate now checks it is set, as the run does (never its value).
+    ok = CliRunner().invoke(main, ["validate", str(make_task(settings, levers="[prompt@api, lora@local]"))],
+                            env={"OPENAI_API_KEY": "sk-test-unused"})
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(main, ["validate", str(make_task(settings, levers="[lora@api]", folder="bad"))])
     assert bad.exit_code == 2 and "needs a local 'hf:' model" in bad.output
