@@ -92,7 +92,8 @@ def _about(task: Any) -> Iterator[None]:
 
 
 def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
-    from advisor.spec import load_task, parse_sets
+    from advisor.origin import parse_sets
+    from advisor.spec import load_task
 
     return load_task(task_file, parse_sets(sets))
 

@@ -132,7 +132,7 @@ def test_a_check_across_keys_names_the_line_of_the_key_it_is_about(text, line, f
 
 
 def test_an_error_in_an_override_names_the_override_not_task_yaml(tmp_path):
-    from advisor.spec import parse_sets
+    from advisor.origin import parse_sets
 
     f = tmp_path / "task.yaml"
     f.write_text(GOOD)
@@ -159,21 +159,11 @@ def test_an_error_in_an_override_names_the_override_not_task_yaml(tmp_path):
     ],
 )
 def test_a_malformed_set_names_the_argument_once(items, message):
-    from advisor.spec import parse_sets
+    from advisor.origin import parse_sets
 
     with pytest.raises(InputError) as e:
         parse_sets(items)
     assert str(e.value) == message
-
-
-def test_an_override_through_a_plain_value_is_an_error_not_a_traceback(tmp_path):
-    from advisor.spec import parse_sets
-
-    f = tmp_path / "task.yaml"
-    f.write_text(GOOD)
-    with pytest.raises(InputError) as e:
-        load_task(f, parse_sets(["name.x=1"]))
-    assert str(e.value) == "--set name.x=1: name.x: 'name' is a single value, not a mapping of settings"
 
 
 def test_errors_found_after_loading_name_the_line_of_their_setting(tmp_path):
@@ -225,11 +215,19 @@ def test_a_yaml_number_where_text_belongs_says_so_and_shows_the_quoted_form(edit
     assert (e.value.line, e.value.field, e.value.message) == (line, field, message)
 
 
-def test_numbers_given_by_set_are_quoted_in_the_message_as_given(tmp_path):
-    from advisor.spec import parse_sets
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [  # through a plain value: an error, not a traceback; numbers given by --set quoted as given
+        ("name.x=1", "--set name.x=1: name.x: 'name' is a single value, not a mapping of settings"),
+        ("labels=[1, 2]", '--set labels=[1, 2]: labels: must be text, but YAML reads 1, 2 as numbers; '
+                          'quote them: labels: ["1", "2"]'),
+    ],
+)
+def test_a_bad_override_names_the_set_argument(tmp_path, item, message):
+    from advisor.origin import parse_sets
 
     f = tmp_path / "task.yaml"
     f.write_text(GOOD)
     with pytest.raises(InputError) as e:
-        load_task(f, parse_sets(["labels=[1, 2]"]))
-    assert str(e.value) == '--set labels=[1, 2]: labels: must be text, but YAML reads 1, 2 as numbers; quote them: labels: ["1", "2"]'
+        load_task(f, parse_sets([item]))
+    assert str(e.value) == message
