@@ -353,17 +353,53 @@ class Runner:
             fit_requests(get(), self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
                 self.task, ex)), on_overflow="error", lever="prompt")
 
-    def scoring_info(self) -> dict[str, Any]:
-        """How classification options were ranked, and a warning when label lengths differ a lot."""
+    def scoring_info(self, results: list[LeverResult]) -> dict[str, Any]:
+        """How classification options were ranked, and how much the predictions rest on that.
+
+        `option_ranking`: the method; `option_tokens`: label -> tokens; `sensitivity`: per lever
+        row, per other method (advisor/ranking.py ranks the same log-likelihoods every way, so
+        this costs no model time): eval predictions it would change (`changed` of `n_eval`) and
+        the target metric's point value under it. `warnings`: labels that differ a lot in length,
+        and rows whose point value falls on the other side of the threshold under
+        `calibrated_prefix` (the method a label's spelling after the labels part cannot move).
+        """
         from advisor.scoring import label_length_warning
 
         info: dict[str, Any] = {"option_ranking": self.params.option_ranking}
+        warnings: list[str] = []
         counts = getattr(self._backend, "option_token_counts", None) if self._backend else None
         if counts is not None:
             info["option_tokens"] = counts(list(self.task.labels or []))
             warning = label_length_warning(info["option_tokens"], self.params.option_ranking or "")
             if warning:
-                info["warnings"] = [warning]
+                warnings.append(warning)
+        metric, threshold = self.task.target.metric, self.task.target.threshold
+        golds = [ex.output for ex in self.data.eval]
+        sensitivity: dict[str, Any] = {}
+        for r in results:
+            alts = [p.context.get("ranking_alternatives") for p in r.predictions]
+            if not alts or any(not isinstance(a, dict) for a in alts):
+                continue  # an API row (no log-likelihoods of every option) or answers stored before
+            own = r.scores.aggregate.get(metric)
+            row: dict[str, Any] = {}
+            for method in sorted(set.intersection(*(set(a) for a in alts))):
+                preds = [a[method] for a in alts]
+                value = score(self.task, golds, preds).aggregate.get(metric)
+                row[method] = {"changed": sum(a != p.output for a, p in zip(preds, r.predictions)),
+                               "n_eval": len(preds), metric: value}
+                if method == "calibrated_prefix" and own is not None and value is not None \
+                        and (own >= threshold) != (value >= threshold):
+                    warnings.append(
+                        f"{r.name}: {metric} {own:.3f} under {self.params.option_ranking} but {value:.3f} under "
+                        f"calibrated_prefix, on the other side of the {threshold} target: {row[method]['changed']} "
+                        f"of {len(preds)} predictions rest on the labels' tokens after the point where they part "
+                        f"(their spelling); check with --set scoring.option_ranking=calibrated_prefix")
+            if row:
+                sensitivity[r.name] = row
+        if sensitivity:
+            info["sensitivity"] = sensitivity
+        if warnings:
+            info["warnings"] = warnings
         return info
 
     @staticmethod
@@ -500,7 +536,7 @@ class Runner:
                     on_lever(result)
             extras: dict[str, Any] = {}
             if self.task.kind == "classification":
-                extras["scoring"] = self.scoring_info()
+                extras["scoring"] = self.scoring_info(results)
             if curve_fractions:
                 extras["learning_curves"] = self.learning_curves([r.name for r in results], curve_fractions)
         except KeyboardInterrupt:

@@ -268,7 +268,12 @@ def label_length_warning(option_tokens: dict[str, int], method: str) -> str | No
     if b < LABEL_LENGTH_RATIO * max(a, 1) or b - a < LABEL_LENGTH_GAP:
         return None
     cut = long if len(long) <= 30 else long[:27] + "..."
-    advice = ("summed log-likelihood favours the shorter label; use scoring.option_ranking: calibrated"
-              if method == "sum" else f"ranked with '{method}', which corrects for length, but labels of "
-              "similar length (short names) rank more reliably")
+    if method == "sum":
+        advice = "summed log-likelihood favours the shorter label; use scoring.option_ranking: calibrated"
+    elif method in ("calibrated_prefix", "first_token"):
+        advice = f"ranked with '{method}', which reads each label only up to where the labels part"
+    else:
+        advice = (f"ranked with '{method}', which corrects for length, but the words of a long label still "
+                  "sway it (scoring.sensitivity in results.json says how many predictions calibrated_prefix, "
+                  "which ignores them, would change)")
     return (f"labels differ a lot in length: '{short}' is {a} token{'s' * (a != 1)}, '{cut}' {b}; {advice}")

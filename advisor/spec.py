@@ -144,10 +144,11 @@ class AuditSpec(_Strict):
 
 
 class ScoringSpec(_Strict):
-    option_ranking: Literal["calibrated", "mean", "sum", "first_token"] = Field(
+    option_ranking: Literal["calibrated", "calibrated_prefix", "mean", "sum", "first_token"] = Field(
         DEFAULT_OPTION_RANKING, description="Classification: how labels are ranked. calibrated: log-likelihood minus "
-        "that after a content-free input (contextual calibration); mean: per-token mean; sum: summed "
-        "log-likelihood (favours short labels); first_token: the label's first token.",
+        "that after a content-free input (contextual calibration); calibrated_prefix: the same over the tokens up "
+        "to where the labels part (a label's spelling after that point cannot move the prediction); mean: "
+        "per-token mean; sum: summed log-likelihood (favours short labels); first_token: the label's first token.",
     )
 
 

@@ -88,11 +88,12 @@ class Artifact:
     state: Any = None  # lever-private (e.g. a retriever); never serialized
 
 
-# How `score_options` ranks a request's options (see advisor/backends/hf.py, `rank_options`):
+# How `score_options` ranks a request's options (see advisor/ranking.py, `rank_options`):
 # "calibrated" log P(option | prompt) - log P(option | content-free prompt) (Zhao et al. 2021),
-# "mean" per-token mean log-likelihood, "sum" summed log-likelihood (favours short labels),
-# "first_token" the log-probability of the option's first token (ties broken by the sum).
-OPTION_RANKINGS = ("calibrated", "mean", "sum", "first_token")
+# "calibrated_prefix" the same over the tokens up to where the options part (spelling after
+# that point cannot move the prediction), "mean" per-token mean log-likelihood, "sum" summed
+# log-likelihood (favours short labels), "first_token" the option's first token (ties by the sum).
+OPTION_RANKINGS = ("calibrated", "calibrated_prefix", "mean", "sum", "first_token")
 DEFAULT_OPTION_RANKING = "calibrated"
 
 

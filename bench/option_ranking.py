@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from advisor.backends import make_backend  # noqa: E402
-from advisor.backends.hf import rank_options  # noqa: E402
 from advisor.data import load_dataset  # noqa: E402
 from advisor.prompting import make_request, render_messages  # noqa: E402
+from advisor.ranking import best_option  # noqa: E402
 from advisor.spec import load_task  # noqa: E402
 from advisor.types import OPTION_RANKINGS  # noqa: E402
 
@@ -34,14 +34,10 @@ def predictions(backend, task, examples, shots) -> dict[str, list[str]]:
     logps, _ = backend.option_logprobs(prompts, [list(r.options) for r in reqs], 8)
     refs = backend._content_free_logprobs(reqs, 8)
     labels = list(task.labels)
-    first = [backend._option_ids(o)[0] for o in labels]
+    ids = [backend._option_ids(o) for o in labels]
     out = {}
     for method in OPTION_RANKINGS:
-        preds = []
-        for lp, ref in zip(logps, refs):
-            _, key = rank_options(method, lp, ref, first)
-            preds.append(labels[max(range(len(labels)), key=lambda j: key[j])])
-        out[method] = preds
+        out[method] = [labels[best_option(method, lp, ref, ids)[0]] for lp, ref in zip(logps, refs)]
     return out
 
 

@@ -317,24 +317,35 @@ def _both_spellings(tmp_path: Path, *extra: str) -> tuple[dict, dict, dict[str, 
 @pytest.mark.slow
 def test_label_length_calibrated_by_default_flips_fewer_items_than_summed_likelihood(tmp_path):
     """Measured (bench/option_ranking.py): summed log-likelihood sends all 16 items to the shorter
-    spelling (16 of 16 change with it); calibrated ranking, the default, changes 8."""
+    spelling (16 of 16 change with it); calibrated ranking, the default, changes 8 - the long
+    spelling's words ("... not a refund") are read by the model. results.json says so for free:
+    under calibrated_prefix (computed from the same log-likelihoods) both spellings score alike."""
     short, long_, s_pred, l_pred, long_output = _both_spellings(tmp_path)
     assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == "calibrated"
     changed = sum(s_pred[k] != l_pred[k] for k in s_pred)
     assert changed <= 8
     assert "warnings" not in short["scoring"]
-    [warning] = long_["scoring"]["warnings"]
+    [warning] = long_["scoring"]["warnings"]  # both methods are under the 0.8 target: no flip warning
     assert warning.startswith("labels differ a lot in length: 'refund' is")
     assert "warning: labels differ a lot in length" in long_output
+    s_alt, l_alt = short["scoring"]["sensitivity"]["prompt"], long_["scoring"]["sensitivity"]["prompt"]
+    assert set(l_alt) == {"calibrated_prefix", "mean", "sum", "first_token"}
+    assert l_alt["calibrated_prefix"]["accuracy"] == s_alt["calibrated_prefix"]["accuracy"] == 9 / 16
+    assert l_alt["calibrated_prefix"]["n_eval"] == 16 and l_alt["calibrated_prefix"]["changed"] > 0
+    assert long_["levers"][0]["metrics"]["accuracy"]["value"] == 12 / 16
 
 
 @pytest.mark.slow
-def test_first_token_ranking_makes_the_spelling_irrelevant(tmp_path):
+@pytest.mark.parametrize("method", ["calibrated_prefix", "first_token"])
+def test_ranking_up_to_where_labels_part_makes_the_spelling_irrelevant(tmp_path, method):
+    """Both spellings start with the token "other": read only up to there, no prediction moves."""
     short, long_, s_pred, l_pred, _ = _both_spellings(tmp_path, "--quiet", "--set",
-                                                      "scoring.option_ranking=first_token")
-    assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == "first_token"
-    assert s_pred == l_pred  # both spellings start with the token "other"
+                                                      f"scoring.option_ranking={method}")
+    assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == method
+    assert s_pred == l_pred
     assert short["levers"][0]["metrics"] == long_["levers"][0]["metrics"]
+    if method == "calibrated_prefix":
+        assert long_["levers"][0]["metrics"]["accuracy"]["value"] == 9 / 16  # as the default run's sensitivity says
 
 
 # -- 12: nested extraction -----------------------------------------------------------------------

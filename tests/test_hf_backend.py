@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from advisor.types import GenerationParams, Request
+from advisor.types import OPTION_RANKINGS, GenerationParams, Request
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +65,19 @@ def test_every_ranking_method_is_its_formula_over_the_naive_likelihoods(hf_backe
         assert calibrated[i].text == LABELS[max(range(len(LABELS)), key=lambda j: naive[i][j] - free[j])]
         assert first[i].text in LABELS
         assert calibrated[i].tokens_in == len(hf_backend.prompt_ids(requests[i].messages))
+
+
+def test_the_alternatives_recorded_beside_an_answer_are_what_each_method_picks(hf_backend):
+    """Every method ranks the same log-likelihoods, so the answer records, for free, what every
+    other method would have picked; each must equal a real call with that method."""
+    requests = _requests()
+    got = {m: hf_backend.score_options(requests, GenerationParams(option_ranking=m)) for m in OPTION_RANKINGS}
+    for i in range(len(requests)):
+        alt = got["calibrated"][i].info["ranking_alternatives"]
+        assert set(alt) == set(OPTION_RANKINGS) - {"calibrated"}
+        assert alt == {m: got[m][i].text for m in alt}
+        # Without the content-free pass the calibrated methods are not offered as alternatives.
+        assert set(got["sum"][i].info["ranking_alternatives"]) == {"mean", "first_token"}
 
 
 def test_context_window_and_token_count(hf_backend):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BackendError, InputError
+from advisor.ranking import NEEDS_REFERENCE, alternatives, best_option
 from advisor.report.progress import batch_done
 from advisor.types import DEFAULT_OPTION_RANKING, OPTION_RANKINGS, Generation, GenerationParams, Request
 
@@ -278,7 +279,7 @@ class HFBackend:
         prompt. One forward pass over the prompt; its key/value cache is then shared by all
         options, so ranking C options costs about one prompt plus C short continuations. The
         prefix that all prompts share (system message, fixed few-shot turns) is computed once per
-        call. `calibrated` also scores the options after each distinct content-free prompt
+        call. The calibrated methods also score the options after each distinct content-free prompt
         (`Request.content_free`), once per prompt, cached for the backend's lifetime.
         `option_scores` holds the scores the ranking used.
         """
@@ -293,7 +294,7 @@ class HFBackend:
         token_logps, seconds = self.option_logprobs(prompts, [list(r.options or ()) for r in requests],
                                                     params.batch_size)
         reference: list[list[list[float]] | None] = [None] * len(requests)
-        if method == "calibrated":
+        if method in NEEDS_REFERENCE:
             start = time.perf_counter()
             reference = self._content_free_logprobs(requests, params.batch_size)
             share = (time.perf_counter() - start) / len(requests)
@@ -301,10 +302,13 @@ class HFBackend:
         out = []
         for r, prompt, logps, ref, secs in zip(requests, prompts, token_logps, reference, seconds):
             options = list(r.options or ())
-            scores, order_key = rank_options(method, logps, ref, [self._option_ids(o)[0] for o in options])
-            best = max(range(len(options)), key=lambda j: order_key[j])
+            ids = [self._option_ids(o) for o in options]
+            best, scores = best_option(method, logps, ref, ids)
+            # What every other method picks from the same numbers (free): the run reports how
+            # many predictions rest on the ranking method (runner.scoring_info).
+            info = {"ranking_alternatives": alternatives(OPTION_RANKINGS, method, options, logps, ref, ids)}
             out.append(Generation(text=options[best], tokens_in=len(prompt),
-                                  tokens_out=len(logps[best]), seconds=secs, option_scores=scores))
+                                  tokens_out=len(logps[best]), seconds=secs, option_scores=scores, info=info))
         return out
 
     def _option_ids(self, option: str) -> list[int]:
@@ -431,38 +435,3 @@ class HFBackend:
             rest = logp[:, :, :-1, :].gather(3, nxt)[..., 0] * c_mask[None, :, 1:]
             per_token = torch.cat([tok0[..., None], rest], dim=-1)  # (B, C, W); padding scores 0
         return per_token.tolist()
-
-
-def rank_options(
-    method: str, logps: list[list[float]], reference: list[list[float]] | None, first_ids: list[int]
-) -> tuple[list[float], list[tuple[float, float]]]:
-    """Scores of each option under `method`, and the key the best option maximises.
-
-    `logps[j]`: per-token log-probabilities of option j (its tokens plus end-of-turn) after the
-    prompt; `reference[j]`: the same after the content-free prompt (`calibrated` only);
-    `first_ids[j]`: option j's first token id.
-
-    - `sum`: log P(option | prompt). Every extra token costs probability, so it favours short labels.
-    - `mean`: the sum divided by the option's token count (length normalisation).
-    - `calibrated`: log P(option | prompt) - log P(option | content-free prompt): contextual
-      calibration (Zhao et al. 2021, "Calibrate before use") in log space, which divides out
-      the prior a label's wording and length give it.
-    - `first_token`: log P(first token | prompt); options sharing a first token are told apart
-      by their sum (the first token decides the group, the rest the member).
-    """
-    sums = [sum(lp) for lp in logps]
-    if method == "sum":
-        scores = sums
-    elif method == "mean":
-        scores = [s / len(lp) for s, lp in zip(sums, logps)]
-    elif method == "calibrated":
-        if reference is None:
-            raise ValueError("calibrated ranking needs the content-free log-probabilities")
-        scores = [s - sum(ref) for s, ref in zip(sums, reference)]
-    elif method == "first_token":
-        scores = [lp[0] for lp in logps]
-        shared = {t for t in first_ids if first_ids.count(t) > 1}
-        return scores, [(sc, s if t in shared else 0.0) for sc, s, t in zip(scores, sums, first_ids)]
-    else:
-        raise ValueError(f"unknown option ranking '{method}'")
-    return scores, [(sc, 0.0) for sc in scores]

@@ -367,6 +367,14 @@ def provenance_section(r: dict[str, Any]) -> Section:
     scoring = r.get("scoring")
     if isinstance(scoring, dict) and scoring.get("option_ranking"):
         rows.append(["option ranking", str(scoring["option_ranking"])])
+        # How many predictions another method would change, from the same log-likelihoods.
+        for row, alts in (scoring.get("sensitivity") or {}).items():
+            alt = alts.get("calibrated_prefix") if isinstance(alts, dict) else None
+            if isinstance(alt, dict) and "changed" in alt:
+                rows.append([f"{row}: under calibrated_prefix",
+                             f"{alt['changed']} of {alt.get('n_eval', '?')} predictions differ"
+                             + "".join(f"; {k} {show_value(v)}" for k, v in alt.items()
+                                       if k not in ("changed", "n_eval"))])
     return Section("provenance", "Provenance", [Table(["", ""], rows)])
 
 
