@@ -4,8 +4,11 @@ Local compute is priced from tokens, not from wall time: wall time follows whate
 the machine is doing (the same TREC prompt lever measured $0.0019 and $0.0542 per 1,000
 queries on a quiet and a busy machine, 28x). A per-token compute time is calibrated once
 per machine, model and device (`token_price`, from process CPU time on a CPU), cached
-with its date, and each query is priced as its prompt and generated tokens times that
-time times the device's $/hour.
+with its date, and each query is priced as the prompt tokens it computed and the tokens
+it generated, times that time, times the device's $/hour. Prompt tokens read from a cache
+of a prefix shared with other prompts (`tokens_in_cached`: a system message or fixed
+few-shot turns, computed once) are not charged again: a deployment with prefix caching
+(vLLM, llama.cpp's server) serves them the same way (PRICE_BASIS_LOCAL).
 The measured seconds stay beside it in the cost record.
 """
 
@@ -26,19 +29,25 @@ from advisor.types import Artifact, Backend, GenerationParams, Prediction, Reque
 
 CALIBRATION_REPEATS = 3  # the fastest of three: load only ever adds time
 CALIBRATION_METHOD = "cpu-time-1-thread/v1"  # part of the cache key: a new method recalibrates
+# What a per-query price assumes, stated in each cost record (results.json `price_basis`).
+PRICE_BASIS_LOCAL = ("computed prompt tokens and generated tokens x calibrated compute seconds per token x "
+                     "$/hour; prompt tokens read from a shared-prefix cache (tokens_in_cached) are not charged, "
+                     "as in a deployment with prefix caching (vLLM, llama.cpp server)")
+PRICE_BASIS_MEASURED = "measured compute seconds x $/hour, plus the provider's token price where there is one"
 
 
 @dataclass(frozen=True)
 class TokenPrice:
     """Calibrated compute time per token on one machine, model and device."""
 
-    seconds_per_prompt_token: float
-    seconds_per_output_token: float
-    usd_per_second: float
+    seconds_per_prompt_token: float  # compute seconds per prompt token computed
+    seconds_per_output_token: float  # compute seconds per generated token
+    usd_per_second: float  # the device's $/hour / 3600
     calibrated: str  # ISO date of the calibration
     key: str  # machine, model and device it holds for
 
     def seconds(self, tokens_in: float, tokens_out: float) -> float:
+        """Compute seconds of `tokens_in` computed prompt tokens and `tokens_out` generated ones."""
         return tokens_in * self.seconds_per_prompt_token + tokens_out * self.seconds_per_output_token
 
     def as_dict(self) -> dict[str, Any]:
@@ -136,13 +145,15 @@ class LeverCost:
     upkeep_usd_per_month: float
     monthly_usd: float | None  # per-query cost at the stated volume plus upkeep
     first_year_usd: float | None  # setup plus twelve months: the figure levers are ranked by
-    tokens_in_mean: float
-    tokens_out_mean: float
+    tokens_in_mean: float  # prompt tokens per query, all of them
+    tokens_out_mean: float  # generated tokens per query
     compute_s_per_query: float  # measured wall seconds (shown beside the price, not priced)
     setup_seconds: float
-    priced_compute_s_per_query: float = 0.0  # tokens x calibrated seconds per token: what is priced
+    priced_compute_s_per_query: float = 0.0  # computed tokens x calibrated seconds per token: what is priced
     upkeep_engineer_usd_per_month: float = 0.0  # engineer hours of retraining / re-indexing
     calibration: dict[str, Any] = field(default_factory=dict)
+    tokens_in_cached_mean: float = 0.0  # of tokens_in_mean, read from a shared-prefix cache
+    price_basis: str = ""  # what the per-query price assumes, in words
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,23 +179,28 @@ def lever_cost(
 ) -> LeverCost:
     """Setup, per-query, monthly, upkeep and first-year cost of one lever, in USD.
 
-    With `price` (local models), compute is priced from tokens x calibrated seconds per
-    token; without it, from measured seconds x the backend's $/second plus its token cost.
+    With `price` (local models), compute is priced from the prompt tokens each query computed
+    (tokens_in - tokens_in_cached) and its generated tokens x calibrated seconds per token;
+    without it, from measured seconds x the backend's $/second plus its token cost (which
+    prices cached input tokens as the backend's price says: `backend.price_basis`).
     """
     n = max(len(predictions), 1)
     compute = sum(p.seconds for p in predictions) / n
     tokens_in = sum(p.tokens_in for p in predictions) / n
+    tokens_cached = sum(p.tokens_in_cached for p in predictions) / n
     tokens_out = sum(p.tokens_out for p in predictions) / n
     prep = sum(float(p.context.get("prep_seconds", 0.0)) for p in predictions) / n
     per_query: float | None
     if price is not None:
         # Retrieval time is not model tokens; it stays measured (it is small beside the model's).
-        priced = price.seconds(tokens_in, tokens_out) + prep
+        priced = price.seconds(tokens_in - tokens_cached, tokens_out) + prep
         per_query = priced * price.usd_per_second
+        basis = PRICE_BASIS_LOCAL
     else:
         priced = compute
         tokens_usd = getattr(backend, "token_cost_usd", lambda p: 0.0)(predictions)  # None: price unknown
         per_query = None if tokens_usd is None else compute * backend.price_per_second_usd() + tokens_usd / n
+        basis = getattr(backend, "price_basis", PRICE_BASIS_MEASURED)
     engineer = upkeep_engineer_usd(artifact, costs)
     upkeep = artifact.upkeep_usd_per_month + engineer
     monthly = None if per_query is None else per_query * costs.queries_per_month + upkeep
@@ -203,7 +219,22 @@ def lever_cost(
         priced_compute_s_per_query=priced,
         upkeep_engineer_usd_per_month=engineer,
         calibration=price.as_dict() if price else {},
+        tokens_in_cached_mean=tokens_cached,
+        price_basis=basis,
     )
+
+
+def price_basis_note(levers: list[dict[str, Any]]) -> str:
+    """One sentence for a report's cost table: what each row's per-query price assumes (results.json
+    `price_basis`, grouped by basis); empty for rows recorded before it was."""
+    groups: dict[str, list[str]] = {}
+    for lv in levers:
+        basis = (lv.get("cost") or {}).get("price_basis")
+        if basis:
+            groups.setdefault(basis, []).append(lv["name"])
+    if len(groups) == 1:
+        return f"Per-query price: {next(iter(groups))}."
+    return " ".join(f"Per-query price of {', '.join(names)}: {basis}." for basis, names in groups.items())
 
 
 def first_year_at(cost: dict[str, Any], queries_per_month: float) -> float | None:

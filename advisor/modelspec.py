@@ -35,6 +35,10 @@ class Price(_Strict):
 
     input_per_1m_usd: float | None = Field(None, ge=0, description="USD per million prompt tokens.")
     output_per_1m_usd: float | None = Field(None, ge=0, description="USD per million generated tokens.")
+    cached_input_per_1m_usd: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens served from the provider's prompt cache "
+        "(usage.prompt_tokens_details.cached_tokens); unset: they cost the full input price."
+    )
     server_hour_usd: float | None = Field(
         None, ge=0, description="USD per hour of the server (self-served); charged by wall time per answer."
     )
@@ -46,6 +50,8 @@ class Price(_Strict):
             raise ValueError("give a price per token or per server hour, not both")
         if per_token and (self.input_per_1m_usd is None or self.output_per_1m_usd is None):
             raise ValueError("a per-token price needs both input_per_1m_usd and output_per_1m_usd")
+        if self.cached_input_per_1m_usd is not None and self.input_per_1m_usd is None:
+            raise ValueError("cached_input_per_1m_usd goes with input_per_1m_usd and output_per_1m_usd")
         return self
 
 

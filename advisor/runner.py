@@ -422,7 +422,7 @@ class Runner:
         # Work the lever did to build the request (retrieval) is part of the query's cost.
         seconds = g.seconds + float(context.get("prep_seconds", 0.0))
         return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
-                          seconds, context)
+                          seconds, context, tokens_in_cached=g.tokens_in_cached)
 
     def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None) -> list[float]:
         """Serving latency: the first N eval requests one at a time, as a single user would send them."""

@@ -72,6 +72,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, lever, position)
     );
     """,
+    # Prompt tokens read from a shared-prefix cache instead of computed (Prediction.tokens_in_cached).
+    # NULL in rows stored before it was recorded: read as 0, so they stay charged in full, as they were.
+    "ALTER TABLE predictions ADD COLUMN tokens_in_cached INTEGER;",
 ]
 
 
@@ -147,14 +150,15 @@ class RunStore:
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
                 "SELECT key, example_id, raw, output, tokens_in, tokens_out, seconds, context,"
-                f" option_scores FROM predictions WHERE key IN ({marks})",
+                f" option_scores, tokens_in_cached FROM predictions WHERE key IN ({marks})",
                 chunk,
             )
-            for key, ex_id, raw, output, t_in, t_out, secs, context, opt in rows:
+            for key, ex_id, raw, output, t_in, t_out, secs, context, opt, t_cached in rows:
                 ctx = json.loads(context)
                 if opt is not None:
                     ctx["option_scores"] = json.loads(opt)
-                found[key] = Prediction(ex_id, json.loads(output), raw, t_in, t_out, secs, ctx, cached=True)
+                found[key] = Prediction(ex_id, json.loads(output), raw, t_in, t_out, secs, ctx, cached=True,
+                                        tokens_in_cached=t_cached or 0)
         return found
 
     def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]]) -> None:
@@ -162,7 +166,9 @@ class RunStore:
         now = time.time()
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO predictions VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO predictions (key, lever, example_id, backend, raw, output, tokens_in,"
+                " tokens_out, seconds, option_scores, context, created, tokens_in_cached)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         key,
@@ -179,6 +185,7 @@ class RunStore:
                         else None,
                         json.dumps({k: v for k, v in p.context.items() if k != "option_scores"}),
                         now,
+                        p.tokens_in_cached,
                     )
                     for key, p in items
                 ],

@@ -56,6 +56,9 @@ class Generation:
     seconds: float  # this item's share of the batch's compute time
     option_scores: list[float] | None = None  # for score_options: log-likelihood per option
     info: dict[str, Any] = field(default_factory=dict)  # recorded with the prediction (e.g. how a label was chosen)
+    # Of tokens_in, how many were read from a cache of a shared prompt prefix instead of computed
+    # (the OpenAI API's usage.prompt_tokens_details.cached_tokens; a local backend's reused prefix).
+    tokens_in_cached: int = 0
 
 
 @dataclass
@@ -67,7 +70,8 @@ class Prediction:
     tokens_out: int
     seconds: float
     context: dict[str, Any] = field(default_factory=dict)
-    cached: bool = False
+    cached: bool = False  # came from the run store, not computed in this run
+    tokens_in_cached: int = 0  # of tokens_in, read from a shared-prefix cache (see Generation)
 
 
 @dataclass

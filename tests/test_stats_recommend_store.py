@@ -103,13 +103,30 @@ def test_diagnosis_tells_retrieval_reading_and_format_misses_apart():
 def test_store_round_trip_and_migrations(tmp_path):
     store = RunStore(tmp_path / "s.sqlite")
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    p = Prediction("e1", {"a": 1}, "raw", 10, 2, 0.5, {"shots": ["t1"], "option_scores": [-1.0, -2.0]})
+    p = Prediction("e1", {"a": 1}, "raw", 10, 2, 0.5, {"shots": ["t1"], "option_scores": [-1.0, -2.0]},
+                   tokens_in_cached=7)
     store.put_predictions("prompt", "hf:x", [("k1", p)])
     got = store.get_predictions(["k1", "k2"])
     assert list(got) == ["k1"]
     assert got["k1"].output == {"a": 1} and got["k1"].cached
     assert got["k1"].context == {"shots": ["t1"], "option_scores": [-1.0, -2.0]}
+    assert (got["k1"].tokens_in, got["k1"].tokens_in_cached) == (10, 7)  # what a later price charges
     store.close()
     again = RunStore(tmp_path / "s.sqlite")  # reopening runs no migration twice
     assert again.count_predictions("prompt") == 1
+
+
+def test_a_store_from_before_cached_tokens_were_recorded_reads_them_as_zero(tmp_path):
+    import sqlite3
+
+    old = sqlite3.connect(tmp_path / "old.sqlite")  # as a run before this column existed left it
+    for i, sql in enumerate(MIGRATIONS[:-1]):
+        old.executescript(sql)
+        old.execute(f"PRAGMA user_version = {i + 1}")
+    old.execute("INSERT INTO predictions VALUES ('k1','prompt','e1','hf:x','NUM','\"NUM\"',300,2,0.1,NULL,'{}',0)")
+    old.commit()
+    old.close()
+    store = RunStore(tmp_path / "old.sqlite")
+    got = store.get_predictions(["k1"])["k1"]
+    assert (got.output, got.tokens_in, got.tokens_in_cached) == ("NUM", 300, 0)  # charged in full, as it was
     assert stable_hash({"b": 1, "a": 2}) == stable_hash({"a": 2, "b": 1})

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,29 @@ def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> Loade
     return loaded
 
 
+def _records_reused_prefix(
+    score_options: Callable[[HFBackend, list[Request], GenerationParams], list[Generation]],
+) -> Callable[[HFBackend, list[Request], GenerationParams], list[Generation]]:
+    """Sets each answer's `tokens_in_cached` to the prompt tokens `option_logprobs` read from the
+    shared prefix's cache rather than computed, so a price can charge the tokens really computed.
+
+    Kept outside `score_options` (which ranks); when the counts do not line up with the answers
+    they are left at 0: every prompt token charged, never fewer than were computed.
+    """
+
+    @functools.wraps(score_options)
+    def counted(self: HFBackend, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        self._reused_prefix = None
+        answers = score_options(self, requests, params)
+        reused = self._reused_prefix
+        if reused is not None and len(reused) == len(answers):
+            for g, n in zip(answers, reused):
+                g.tokens_in_cached = n
+        return answers
+
+    return counted
+
+
 class HFBackend:
     """Batched greedy generation and log-likelihood ranking with a local transformers model.
 
@@ -187,6 +212,7 @@ class HFBackend:
         self.identity = identity or loaded.identity
         self.device = loaded.device
         self.usd_per_hour = usd_per_hour
+        self._reused_prefix: list[int] | None = None  # per prompt of the last eval pass (option_logprobs)
 
     def price_per_second_usd(self) -> float:
         return self.usd_per_hour / 3600.0
@@ -225,6 +251,8 @@ class HFBackend:
     # -- generation ------------------------------------------------------------------------------
 
     def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+        """Greedy answers, batched. Every prompt token is computed (no prefix is reused here), so
+        each answer's `tokens_in_cached` is 0."""
         import torch
 
         prompts = [self.prompt_ids(r.messages) for r in requests]
@@ -272,6 +300,7 @@ class HFBackend:
 
     # -- option ranking --------------------------------------------------------------------------
 
+    @_records_reused_prefix
     def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
         """Rank each request's options; `params.option_ranking` says how (see `rank_options`).
 
@@ -342,11 +371,16 @@ class HFBackend:
         """log P(token | prompt, earlier option tokens) for every token of option + end-of-turn.
 
         Returns (per request: per option: per token log-probabilities, per request: seconds).
+        `report=False`: a reference pass, not the eval items (no progress, no token accounting).
+        The eval pass leaves in `self._reused_prefix`, per prompt, the prompt tokens read from
+        the shared prefix's key/value cache instead of computed: the prefix is computed once per
+        option group, for its first prompt, and read by the others.
         """
         import torch
 
         out: list[list[list[float]] | None] = [None] * len(prompts)
         seconds = [0.0] * len(prompts)
+        reused = [0] * len(prompts)
         # Group by option set: one cache expansion per batch.
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, opts in enumerate(options):
@@ -362,6 +396,8 @@ class HFBackend:
             start = time.perf_counter()
             prefix = self._shared_prefix([prompts[i] for i in members])
             prefix_share = (time.perf_counter() - start) / len(members)
+            for i in members[1:] if prefix is not None else []:
+                reused[i] = prefix[0]
             for batch in self._batches(members, prompts, batch_size):
                 start = time.perf_counter()
                 per_token = self._score_batch([prompts[i] for i in batch], cand_ids, cand_mask, prefix)
@@ -371,6 +407,8 @@ class HFBackend:
                     seconds[i] = elapsed / len(batch)
                 if report:  # the content-free reference pass is not progress on the eval items
                     batch_done(len(batch))
+        if report:
+            self._reused_prefix = reused
         return [o for o in out if o is not None], seconds
 
     def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, Any] | None:

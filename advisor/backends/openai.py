@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from advisor.backends.classify_api import (
@@ -31,11 +31,28 @@ from advisor.backends.classify_api import (
 )
 from advisor.errors import AdviseError, BackendError, InputError
 from advisor.modelspec import ModelChoice, OpenAISettings, Price, resolve_models, setting_field
-from advisor.pricing import CONTEXT_WINDOWS, token_cost_usd
+from advisor.pricing import CONTEXT_WINDOWS, price_basis, token_cost_usd
 from advisor.types import Generation, GenerationParams, Prediction, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_AFTER_LIMIT_S = 120  # the openai client waits at most this long on Retry-After; beyond it, we stop
+
+
+class TokenUsage(NamedTuple):
+    """Tokens of one response: prompt, generated, and of the prompt those served from a prompt cache."""
+
+    tokens_in: int
+    tokens_out: int
+    tokens_in_cached: int
+
+
+def usage_tokens(usage: Any) -> TokenUsage:
+    """The tokens a response's `usage` reports. Cached prompt tokens come from
+    `usage.prompt_tokens_details.cached_tokens` (the OpenAI API; vLLM with prefix caching), 0 where
+    the server leaves it out."""
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) or 0
+    return TokenUsage(usage.prompt_tokens, usage.completion_tokens, min(int(cached), usage.prompt_tokens))
 
 
 def base_url_of(settings: OpenAISettings) -> str:
@@ -236,11 +253,17 @@ class OpenAIBackend:
         hour = self.price.server_hour_usd if self.price is not None else None
         return hour / 3600.0 if hour is not None else 0.0
 
+    @property
+    def price_basis(self) -> str:
+        """What this model's per-query price assumes, in words (results.json `price_basis`)."""
+        return price_basis(self.price)
+
     def token_cost_usd(self, predictions: list[Prediction]) -> float | None:
-        """USD for these answers' tokens (from each response's `usage`); None when the price is unknown."""
+        """USD for these answers' tokens (from each response's `usage`, cached input tokens at the
+        price's cached-input rate where it has one); None when the price is unknown."""
         total = 0.0
         for p in predictions:
-            usd = token_cost_usd(self.price, p.tokens_in, p.tokens_out)
+            usd = token_cost_usd(self.price, p.tokens_in, p.tokens_out, p.tokens_in_cached)
             if usd is None:
                 return None
             total += usd
@@ -288,11 +311,9 @@ class OpenAIBackend:
         response = self.client.chat.completions.create(**kwargs)
         if not getattr(response, "choices", None):
             raise ValueError("no choices in the response")
-        usage = response.usage
-        t_in = usage.prompt_tokens if usage else self.count_tokens(request)
-        t_out = usage.completion_tokens if usage else 0
-        self.budget.charge(token_cost_usd(self.price, t_in, t_out))
-        return response, t_in, t_out
+        used = usage_tokens(response.usage) if response.usage else TokenUsage(self.count_tokens(request), 0, 0)
+        self.budget.charge(token_cost_usd(self.price, *used))
+        return response, used
 
     def _one(self, request: Request, params: GenerationParams, stopping: threading.Event) -> Generation | None:
         """One request's answer; None when the run is stopping (nothing sent). Sets `stopping` on a stop."""
@@ -307,9 +328,9 @@ class OpenAIBackend:
             if request.json_schema:
                 extra["response_format"] = {"type": "json_schema",
                                             "json_schema": {"name": "answer", "schema": request.json_schema}}
-            response, t_in, t_out = self._complete(request, params, **extra)
+            response, used = self._complete(request, params, **extra)
             text = (response.choices[0].message.content or "").strip()
-            return Generation(text, t_in, t_out, 0.0)
+            return Generation(text, used.tokens_in, used.tokens_out, 0.0, tokens_in_cached=used.tokens_in_cached)
         except AdviseError:
             stopping.set()  # the other workers send nothing more
             raise
@@ -324,19 +345,20 @@ class OpenAIBackend:
         path = self.classification_path(labels)
         if path == "first_token_logprobs":
             r = Request(request.example_id, request.messages, max_new_tokens=1)
-            response, t_in, t_out = self._complete(r, params, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            response, used = self._complete(r, params, logprobs=True, top_logprobs=TOP_LOGPROBS)
             content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
             top = [(t.token, t.logprob) for t in content[0].top_logprobs] if content else []
             label, scores = rank_top_logprobs(top, labels)
             raw = (response.choices[0].message.content or "").strip()
-            return Generation(label if label is not None else raw, t_in, t_out, 0.0,
+            return Generation(label if label is not None else raw, used.tokens_in, used.tokens_out, 0.0,
                               option_scores=scores,  # type: ignore[arg-type]  # None: not among the top tokens
-                              info={"classification_path": path, "unmappable": label is None})
+                              info={"classification_path": path, "unmappable": label is None},
+                              tokens_in_cached=used.tokens_in_cached)
         if path == "json_schema_enum":
             budget = max(len(lab) for lab in labels) + 8  # the quoted label and a little slack, in tokens at most
             r = Request(request.example_id, request.messages, max_new_tokens=budget)
             try:
-                response, t_in, t_out = self._complete(r, params, response_format=enum_format(labels))
+                response, used = self._complete(r, params, response_format=enum_format(labels))
             except openai.BadRequestError:
                 if self.settings.classification != "auto":
                     raise
@@ -345,13 +367,15 @@ class OpenAIBackend:
             choice = response.choices[0]
             text = (choice.message.content or "").strip()
             label = parse_enum_answer(text, choice.finish_reason, labels)
-            return Generation(label if label is not None else text, t_in, t_out, 0.0,
-                              info={"classification_path": path, "unmappable": label is None})
-        response, t_in, t_out = self._complete(request, params)
+            return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
+                              info={"classification_path": path, "unmappable": label is None},
+                              tokens_in_cached=used.tokens_in_cached)
+        response, used = self._complete(request, params)
         text = (response.choices[0].message.content or "").strip()
         label = map_to_label(text, labels)
-        return Generation(label if label is not None else text, t_in, t_out, 0.0,
-                          info={"classification_path": "generate_and_map", "unmappable": label is None})
+        return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
+                          info={"classification_path": "generate_and_map", "unmappable": label is None},
+                          tokens_in_cached=used.tokens_in_cached)
 
     def answers(self, requests: list[Request], params: GenerationParams) -> Iterator[tuple[int, Generation]]:
         """(index into `requests`, answer) as each arrives, at most `max_concurrency` in flight.

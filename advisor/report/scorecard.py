@@ -11,6 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from advisor.costs import price_basis_note
 from advisor.spec import METRICS
 
 
@@ -107,7 +108,8 @@ def scorecard(results: dict[str, Any]) -> Group:
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
     cost = _table(f"cost at {results.get('queries_per_month', 0):,} queries/month")
-    cost.caption = "$/1k q: per 1,000 queries; latency: one request at a time, in ms"
+    cost.caption = ("$/1k q: per 1,000 queries; latency: one request at a time, in ms. "
+                    + price_basis_note(results["levers"])).strip()
     cost.caption_justify = "left"
     # Short headers: the table fits an 80-column terminal with the longest lever name.
     for name in ("lever", "$/1k q", "$/mo", "setup $", "upkeep $/mo", "1st year $", "p50/p95 ms"):

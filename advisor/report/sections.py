@@ -12,6 +12,7 @@ import re
 import shlex
 from typing import Any
 
+from advisor.costs import price_basis_note
 from advisor.report.charts import (
     CostLine,
     QualityPoint,
@@ -204,7 +205,8 @@ def scorecard_section(r: dict[str, Any]) -> Section:
     cost = Table(["lever", "$ per 1k queries", "$ per month", "first year $", "setup $", "upkeep $/month",
                   "latency p50 / p95 ms"], cost_rows,
                  caption=f"Cost at {r.get('queries_per_month') or 0:,} queries a month; first year = setup + 12 "
-                         "months; latency of one request at a time. '–': not known (e.g. no price for the model).",
+                         "months; latency of one request at a time. '–': not known (e.g. no price for the model). "
+                         + price_basis_note(r["levers"]),
                  numeric=[False, True, True, True, True, True, True])
     return Section("scorecard", "Scorecard", [quality, cost])
 

@@ -41,6 +41,30 @@ def test_generation_is_greedy_counts_tokens_and_keeps_input_order(llama_server):
     assert abs(counted - first[0].tokens_in) <= 2
 
 
+def test_prompt_tokens_the_server_served_from_its_cache_are_recorded_and_priced_as_cached(llama_server):
+    from advisor.modelspec import Price
+    from advisor.types import Prediction
+
+    price = Price(input_per_1m_usd=1.0, output_per_1m_usd=2.0, cached_input_per_1m_usd=0.25)
+    backend = OpenAIBackend(ModelChoice(None, "openai:smollm2", OpenAISettings(base_url=llama_server.base_url,
+                                                                              max_concurrency=1)),
+                            price=price, price_source="test")
+    system = "You sort questions by the kind of answer they expect, and answer with one label. " * 8
+    questions = ["What does NASA stand for?", "Who wrote Hamlet?", "How tall is Everest?"]
+    requests = [Request(f"q{i}", [{"role": "system", "content": system}, {"role": "user", "content": q}],
+                        max_new_tokens=2) for i, q in enumerate(questions)]
+    answers = backend.generate(requests, GenerationParams())  # one at a time: each finds the last one's cache
+    # llama.cpp's server reports usage.prompt_tokens_details.cached_tokens: the system turn, read again.
+    assert all(100 < g.tokens_in_cached < g.tokens_in for g in answers[1:])
+    preds = [Prediction(r.example_id, g.text, g.text, g.tokens_in, g.tokens_out, 0.0,
+                        tokens_in_cached=g.tokens_in_cached) for r, g in zip(requests, answers)]
+    charged = sum((g.tokens_in - g.tokens_in_cached) * 1.0 + g.tokens_in_cached * 0.25 + g.tokens_out * 2.0
+                  for g in answers) / 1e6
+    assert backend.token_cost_usd(preds) == pytest.approx(charged)
+    assert charged < sum(g.tokens_in * 1.0 + g.tokens_out * 2.0 for g in answers) / 1e6
+    assert "cached-input price" in backend.price_basis
+
+
 @pytest.mark.parametrize("path", ["first_token_logprobs", "json_schema_enum", "generate_and_map"])
 def test_classification_by_each_path(llama_server, path):
     backend = _backend(llama_server, classification=path)

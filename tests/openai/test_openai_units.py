@@ -69,7 +69,9 @@ def test_prices_shipped_overridden_or_unknown_never_zero():
 
     hosted = ModelChoice(None, "openai:gpt-4o-mini", OpenAISettings())
     price, source = resolve_price(hosted, {})
-    assert source.startswith("shipped table (") and token_cost_usd(price, 1_000_000, 0) == 0.15
+    # The figure and where it is written down: OpenAI's prompt-caching announcement of 2024-10-01.
+    assert source == "shipped table, from https://openai.com/index/api-prompt-caching/ (2024-10-01)"
+    assert token_cost_usd(price, 1_000_000, 0) == 0.15 and price.cached_input_per_1m_usd == 0.075
     cheaper = Price(input_per_1m_usd=0.1, output_per_1m_usd=0.2)
     assert resolve_price(hosted, {"gpt-4o-mini": cheaper}) == (cheaper, "task.yaml (prices)")
     # The same name on someone's own server is not the API's price: unknown, not 0.
@@ -77,6 +79,47 @@ def test_prices_shipped_overridden_or_unknown_never_zero():
     assert resolve_price(served, {}) == (None, "unknown")
     assert token_cost_usd(None, 100, 10) is None
     assert token_cost_usd(Price(server_hour_usd=2.0), 100, 10) == 0.0  # charged by wall time instead
+    # Shut down in the API on 2026-10-23: no shipped price any more, so unknown (never a stale figure).
+    for gone in ("gpt-3.5-turbo", "gpt-4.1-nano", "o3-mini", "o4-mini"):
+        assert resolve_price(ModelChoice(None, f"openai:{gone}", OpenAISettings()), {}) == (None, "unknown")
+
+
+def test_every_shipped_price_names_a_dated_source():
+    import re
+
+    from advisor.pricing import CONTEXT_WINDOWS, SHIPPED_PRICES
+
+    for name, (inp, cached, out, where) in SHIPPED_PRICES.items():
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", where) and ("https://" in where or ".com/" in where), name
+        assert inp > 0 and out >= 0 and (cached is None or 0 < cached < inp), name
+    assert set(CONTEXT_WINDOWS) <= set(SHIPPED_PRICES)
+    assert SHIPPED_PRICES["gpt-4.1"][:3] == (2.00, 0.50, 8.00) and SHIPPED_PRICES["gpt-4o"][:3] == (2.50, 1.25, 10.00)
+
+
+def test_cached_input_tokens_cost_the_cached_price_only_where_one_is_given():
+    import pytest
+    from openai.types import CompletionUsage
+    from openai.types.completion_usage import PromptTokensDetails
+    from pydantic import ValidationError
+
+    from advisor.backends.openai import usage_tokens
+    from advisor.modelspec import Price
+    from advisor.pricing import price_basis, token_cost_usd
+
+    # The client's own usage types: cached_tokens when the server reports them (OpenAI, vLLM,
+    # llama.cpp's server), 0 when it leaves prompt_tokens_details out.
+    usage = CompletionUsage(prompt_tokens=2006, completion_tokens=300, total_tokens=2306,
+                            prompt_tokens_details=PromptTokensDetails(cached_tokens=1920))
+    assert usage_tokens(usage) == (2006, 300, 1920)
+    assert usage_tokens(CompletionUsage(prompt_tokens=50, completion_tokens=2, total_tokens=52)) == (50, 2, 0)
+    discounted = Price(input_per_1m_usd=0.15, output_per_1m_usd=0.60, cached_input_per_1m_usd=0.075)
+    assert token_cost_usd(discounted, 2006, 300, 1920) == pytest.approx((86 * 0.15 + 1920 * 0.075 + 300 * 0.6) / 1e6)
+    full = Price(input_per_1m_usd=0.15, output_per_1m_usd=0.60)  # no cached price known: every input token in full
+    assert token_cost_usd(full, 2006, 300, 1920) == token_cost_usd(full, 2006, 300) == pytest.approx(
+        (2006 * 0.15 + 300 * 0.6) / 1e6)
+    assert "at the cached-input price" in price_basis(discounted) and "at the full input price" in price_basis(full)
+    with pytest.raises(ValidationError, match="cached_input_per_1m_usd goes with"):
+        Price(cached_input_per_1m_usd=0.1, server_hour_usd=1.0)
 
 
 def test_scorecard_and_verdict_show_an_unknown_price_as_unknown():
