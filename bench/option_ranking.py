@@ -61,7 +61,7 @@ def main() -> None:
     for m in OPTION_RANKINGS:
         mapped = ["other" if p == long_label else p for p in l_pred[m]]
         changed = sum(a != b for a, b in zip(s_pred[m], mapped))
-        print(f"{m:<12} {accuracy(s_data.eval, s_pred[m]):.3f} / {accuracy(l_data.eval, l_pred[m]):.3f}   "
+        print(f"{m:<18} {accuracy(s_data.eval, s_pred[m]):.3f} / {accuracy(l_data.eval, l_pred[m]):.3f}   "
               f"changed {changed}/{len(mapped)}   other-predictions short {s_pred[m].count('other')}, "
               f"long {mapped.count('other')}", flush=True)
 
@@ -69,11 +69,11 @@ def main() -> None:
     data = load_dataset(trec, limit=args.limit)
     shots = random.Random(0).sample(data.train, 6)  # the few-shot lever's `random, k 6, seed 0`
     print(f"\nTREC, first {len(data.eval)} eval items: accuracy", flush=True)
-    print(f"{'method':<12} {'prompt':>8} {'few-shot':>9}")
+    print(f"{'method':<18} {'prompt':>8} {'few-shot':>9}")
     zero = predictions(backend, trec, data.eval, [])
     few = predictions(backend, trec, data.eval, shots)
     for m in OPTION_RANKINGS:
-        print(f"{m:<12} {accuracy(data.eval, zero[m]):>8.3f} {accuracy(data.eval, few[m]):>9.3f}", flush=True)
+        print(f"{m:<18} {accuracy(data.eval, zero[m]):>8.3f} {accuracy(data.eval, few[m]):>9.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,29 +168,6 @@ def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> Loade
     return loaded
 
 
-def _records_reused_prefix(
-    score_options: Callable[[HFBackend, list[Request], GenerationParams], list[Generation]],
-) -> Callable[[HFBackend, list[Request], GenerationParams], list[Generation]]:
-    """Sets each answer's `tokens_in_cached` to the prompt tokens `option_logprobs` read from the
-    shared prefix's cache rather than computed, so a price can charge the tokens really computed.
-
-    Kept outside `score_options` (which ranks); when the counts do not line up with the answers
-    they are left at 0: every prompt token charged, never fewer than were computed.
-    """
-
-    @functools.wraps(score_options)
-    def counted(self: HFBackend, requests: list[Request], params: GenerationParams) -> list[Generation]:
-        self._reused_prefix = None
-        answers = score_options(self, requests, params)
-        reused = self._reused_prefix
-        if reused is not None and len(reused) == len(answers):
-            for g, n in zip(answers, reused):
-                g.tokens_in_cached = n
-        return answers
-
-    return counted
-
-
 class HFBackend:
     """Batched greedy generation and log-likelihood ranking with a local transformers model.
 
@@ -300,7 +275,6 @@ class HFBackend:
 
     # -- option ranking --------------------------------------------------------------------------
 
-    @_records_reused_prefix
     def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
         """Rank each request's options; `params.option_ranking` says how (see `rank_options`).
 
@@ -320,8 +294,12 @@ class HFBackend:
             if not r.options:
                 raise InputError("score_options needs a request with options", field="options")
         prompts = [self.prompt_ids(r.messages) for r in requests]
+        self._reused_prefix = None
         token_logps, seconds = self.option_logprobs(prompts, [list(r.options or ()) for r in requests],
                                                     params.batch_size)
+        # Prompt tokens read from the shared prefix's cache, not computed: a price charges only
+        # the computed ones (advisor/costs.py). Unknown: 0, every prompt token charged.
+        reused = self._reused_prefix if self._reused_prefix is not None else [0] * len(requests)
         reference: list[list[list[float]] | None] = [None] * len(requests)
         if method in NEEDS_REFERENCE:
             start = time.perf_counter()
@@ -329,7 +307,7 @@ class HFBackend:
             share = (time.perf_counter() - start) / len(requests)
             seconds = [s + share for s in seconds]
         out = []
-        for r, prompt, logps, ref, secs in zip(requests, prompts, token_logps, reference, seconds):
+        for r, prompt, logps, ref, secs, cached in zip(requests, prompts, token_logps, reference, seconds, reused):
             options = list(r.options or ())
             ids = [self._option_ids(o) for o in options]
             best, scores = best_option(method, logps, ref, ids)
@@ -337,7 +315,8 @@ class HFBackend:
             # many predictions rest on the ranking method (runner.scoring_info).
             info = {"ranking_alternatives": alternatives(OPTION_RANKINGS, method, options, logps, ref, ids)}
             out.append(Generation(text=options[best], tokens_in=len(prompt),
-                                  tokens_out=len(logps[best]), seconds=secs, option_scores=scores, info=info))
+                                  tokens_out=len(logps[best]), seconds=secs, option_scores=scores, info=info,
+                                  tokens_in_cached=cached))
         return out
 
     def _option_ids(self, option: str) -> list[int]:
