@@ -140,8 +140,8 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
 class LeverCost:
     setup_usd: float
     per_1k_queries_usd: float | None  # None: the model's price is unknown (never shown as 0)
-    latency_ms_p50: float
-    latency_ms_p95: float
+    latency_ms_p50: float | None  # None: no latency probe was sent (--latency-probe 0), never 0
+    latency_ms_p95: float | None
     upkeep_usd_per_month: float
     monthly_usd: float | None  # per-query cost at the stated volume plus upkeep
     first_year_usd: float | None  # setup plus twelve months: the figure levers are ranked by
@@ -207,8 +207,8 @@ def lever_cost(
     return LeverCost(
         setup_usd=artifact.setup_usd,
         per_1k_queries_usd=None if per_query is None else per_query * 1000,
-        latency_ms_p50=percentile(latencies_ms, 50),
-        latency_ms_p95=percentile(latencies_ms, 95),
+        latency_ms_p50=percentile(latencies_ms, 50) if latencies_ms else None,
+        latency_ms_p95=percentile(latencies_ms, 95) if latencies_ms else None,
         upkeep_usd_per_month=upkeep,
         monthly_usd=monthly,
         first_year_usd=None if monthly is None else artifact.setup_usd + 12 * monthly,

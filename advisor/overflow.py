@@ -40,8 +40,9 @@ def context_window(backend: Backend) -> int | None:
 
 
 def _too_long(example: Example, backend: Backend, needed: int, window: int, lever: str) -> InputError:
+    whose = "the prompt" if lever == "prompt" else f"the {lever} lever's prompt"
     return InputError(
-        f"the {lever} prompt for item '{example.id}' needs {needed:,} tokens (prompt and answer), more than "
+        f"{whose} for item '{example.id}' needs {needed:,} tokens (prompt and answer), more than "
         f"the model's context of {window:,} ({backend.identity}); shorten the input or set "
         "prompt.on_overflow: truncate",
         file=example.source, field="input",

@@ -387,13 +387,20 @@ class Runner:
                 value = score(self.task, golds, preds).aggregate.get(metric)
                 row[method] = {"changed": sum(a != p.output for a, p in zip(preds, r.predictions)),
                                "n_eval": len(preds), metric: value}
-                if method == "calibrated_prefix" and own is not None and value is not None \
-                        and (own >= threshold) != (value >= threshold):
+                if method != "calibrated_prefix":
+                    continue
+                changed, n = row[method]["changed"], len(preds)
+                if own is not None and value is not None and (own >= threshold) != (value >= threshold):
                     warnings.append(
                         f"{r.name}: {metric} {own:.3f} under {self.params.option_ranking} but {value:.3f} under "
-                        f"calibrated_prefix, on the other side of the {threshold} target: {row[method]['changed']} "
-                        f"of {len(preds)} predictions rest on the labels' tokens after the point where they part "
+                        f"calibrated_prefix, on the other side of the {threshold} target: {changed} "
+                        f"of {n} predictions rest on the labels' tokens after the point where they part "
                         f"(their spelling); check with --set scoring.option_ranking=calibrated_prefix")
+                elif 2 * changed > n and own is not None and value is not None:
+                    warnings.append(
+                        f"{r.name}: {changed} of {n} predictions change under calibrated_prefix ({metric} "
+                        f"{value:.3f} against {own:.3f}): the ranking method, not the prompt alone, decides most "
+                        "of this row's answers")
             if row:
                 sensitivity[r.name] = row
         if sensitivity:

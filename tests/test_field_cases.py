@@ -254,7 +254,7 @@ def test_an_input_longer_than_the_context_is_an_error_before_any_model_time(tmp_
     r = _run(case / "task.yaml", out)
     assert r.exit_code == 2
     line = _error_line(r)
-    assert line.startswith(f"error: {case / 'data' / 'eval.jsonl'}:3: input: the prompt prompt for item 'long-1' "
+    assert line.startswith(f"error: {case / 'data' / 'eval.jsonl'}:3: input: the prompt for item 'long-1' "
                            "needs ")
     assert "more than the model's context of 8,192" in line and "prompt.on_overflow: truncate" in line
     assert _predictions(out) == 0
@@ -324,7 +324,10 @@ def test_label_length_calibrated_by_default_flips_fewer_items_than_summed_likeli
     assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == "calibrated"
     changed = sum(s_pred[k] != l_pred[k] for k in s_pred)
     assert changed <= 8
-    assert "warnings" not in short["scoring"]
+    # Short spelling: calibrated says "other" 16 times, calibrated_prefix "refund" 15 times.
+    [most] = short["scoring"]["warnings"]
+    assert most.startswith("prompt: 15 of 16 predictions change under calibrated_prefix (accuracy 0.562 against "
+                           "0.500)")
     [warning] = long_["scoring"]["warnings"]  # both methods are under the 0.8 target: no flip warning
     assert warning.startswith("labels differ a lot in length: 'refund' is")
     assert "warning: labels differ a lot in length" in long_output
@@ -333,6 +336,8 @@ def test_label_length_calibrated_by_default_flips_fewer_items_than_summed_likeli
     assert l_alt["calibrated_prefix"]["accuracy"] == s_alt["calibrated_prefix"]["accuracy"] == 9 / 16
     assert l_alt["calibrated_prefix"]["n_eval"] == 16 and l_alt["calibrated_prefix"]["changed"] > 0
     assert long_["levers"][0]["metrics"]["accuracy"]["value"] == 12 / 16
+    # --latency-probe 0 sent no latency probe: the latency is unknown, never 0 ms.
+    assert long_["levers"][0]["cost"]["latency_ms_p50"] is None is long_["levers"][0]["cost"]["latency_ms_p95"]
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def scorecard(results: dict[str, Any]) -> Group:
             _usd(c["setup_usd"]),
             _usd(c["upkeep_usd_per_month"]),
             _usd(c["first_year_usd"]),
-            f"{c['latency_ms_p50']:.0f} / {c['latency_ms_p95']:.0f}",
+            "–" if c.get("latency_ms_p50") is None else f"{c['latency_ms_p50']:.0f} / {c['latency_ms_p95']:.0f}",
         )
     against = _target_table(results)
     return Group(quality, *([against] if against is not None else []), cost)
