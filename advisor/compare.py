@@ -72,6 +72,7 @@ def compare_runs(a: StoredRun, b: StoredRun) -> dict[str, Any]:
 
     Raises InputError when the runs share no lever or no example id.
     """
+    notes = run_differences(a, b)
     target = a.results["target"]
     conf = float(target.get("confidence", 0.95))
     rec = (a.results.get("recommendation") or {}).get("lever")
@@ -96,7 +97,33 @@ def compare_runs(a: StoredRun, b: StoredRun) -> dict[str, Any]:
                                    shown.mcnemar_p, regressed, one_sided.low > 0, name in gated))
     return {"run_a": str(a.folder), "run_b": str(b.folder), "metric": target["metric"], "confidence": conf,
             "recommended_in_a": rec, "gated": gated, "levers": [asdict(c) for c in changes],
-            "regressed": any(c.regressed and c.gated for c in changes)}
+            "regressed": any(c.regressed and c.gated for c in changes), "differences": notes}
+
+
+def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
+    """What differs between the two runs' settings, as lines to print (model, prompt, ranking, eval).
+
+    Raises InputError when both scored the same number of eval items but not the same items
+    (their eval data hashes differ): pairing by example id would then pair different questions.
+    """
+    pa, pb = a.results.get("provenance") or {}, b.results.get("provenance") or {}
+    da, db = pa.get("data") or {}, pb.get("data") or {}
+    notes = []
+    if da.get("eval") and db.get("eval") and da["eval"] != db["eval"]:
+        if da.get("n_eval") == db.get("n_eval"):
+            raise InputError(f"{a.folder} and {b.folder} scored different eval sets of {da.get('n_eval')} items "
+                             f"(eval data {da['eval']} and {db['eval']}): items paired by id would be different "
+                             "questions; compare runs of the same eval set")
+        notes.append(f"eval set: {da.get('n_eval')} and {db.get('n_eval')} items (e.g. --limit); paired on the ids "
+                     "in both")
+    sa, sb = a.results.get("scoring") or {}, b.results.get("scoring") or {}
+    for label, x, y in (("task", a.results.get("task"), b.results.get("task")),
+                        ("model", pa.get("model"), pb.get("model")),
+                        ("prompt hash", pa.get("prompt_sha256"), pb.get("prompt_sha256")),
+                        ("option ranking", sa.get("option_ranking"), sb.get("option_ranking"))):
+        if x != y:
+            notes.append(f"{label}: {x} -> {y}")
+    return notes
 
 
 def print_comparison(console: Any, out: dict[str, Any]) -> None:
@@ -105,6 +132,8 @@ def print_comparison(console: Any, out: dict[str, Any]) -> None:
 
     pct = int(round(100 * out["confidence"]))
     console.print(f"A: {out['run_a']}\nB: {out['run_b']}")
+    for note in out.get("differences") or []:
+        console.print(f"differs: {note}", markup=False, highlight=False)
     metrics = sorted({c["metric"] for c in out["levers"]})
     table = Table(title=f"{', '.join(metrics)}: B − A per lever, paired by example id", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)

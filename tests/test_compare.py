@@ -17,7 +17,8 @@ from advisor.store import RunStore
 IDS = [f"eval-{i}" for i in range(200)]
 
 
-def _stored_run(folder: Path, per_lever: dict[str, list[float]], recommended: str | None) -> Path:
+def _stored_run(folder: Path, per_lever: dict[str, list[float]], recommended: str | None,
+                **extra: object) -> Path:
     """A run folder as `advise run` leaves it: results.json plus per-item scores in advise.sqlite."""
     store = RunStore(folder / "advise.sqlite")
     run_id = store.start_run("t")
@@ -26,7 +27,7 @@ def _stored_run(folder: Path, per_lever: dict[str, list[float]], recommended: st
     results = {"task": "t", "kind": "classification",
                "target": {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95, "need": ""},
                "levers": [{"name": n, "metrics": {"accuracy": {"value": sum(v) / len(v)}}} for n, v in per_lever.items()],
-               "recommendation": {"lever": recommended}}
+               "recommendation": {"lever": recommended}, **extra}
     store.finish_run(run_id, "done", results)
     store.close()
     (folder / "results.json").write_text(json.dumps(results))
@@ -78,6 +79,30 @@ def test_items_are_matched_by_example_id_not_by_position(tmp_path):
     (b / "results.json").write_text((a / "results.json").read_text())
     out = json.loads(CliRunner().invoke(main, ["compare", str(a), str(b), "--json"]).output)
     assert out["levers"][0]["difference"]["value"] == 0.0 and not out["regressed"]
+
+
+def _prov(eval_hash: str, n_eval: int, ranking: str = "calibrated") -> dict[str, object]:
+    return {"provenance": {"model": "hf:m", "prompt_sha256": "p1", "data": {"eval": eval_hash, "n_eval": n_eval}},
+            "scoring": {"option_ranking": ranking}}
+
+
+def test_runs_of_different_eval_sets_are_refused_and_other_differences_are_named(tmp_path):
+    """Field finding: two tasks whose eval files differ (07's short and long spellings, 16 items
+    each, the same ids) were paired by id and passed the gate. Same count, other items: exit 2."""
+    a = _stored_run(tmp_path / "a", {"lora": GOOD}, "lora", **_prov("aaaa", 200))
+    other = _stored_run(tmp_path / "other", {"lora": GOOD}, "lora", **_prov("bbbb", 200))
+    res = CliRunner().invoke(main, ["compare", str(a), str(other)])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines()[-1].startswith("error: ") and "different eval sets of 200 items" in res.output
+    # A different ranking method on the same eval set is a legitimate change: compared, and named.
+    ranked = _stored_run(tmp_path / "ranked", {"lora": GOOD}, "lora", **_prov("aaaa", 200, "calibrated_prefix"))
+    res = CliRunner().invoke(main, ["compare", str(a), str(ranked)])
+    assert res.exit_code == 0, res.output
+    assert "differs: option ranking: calibrated -> calibrated_prefix" in res.output
+    # A quick look (--limit) scored fewer items: paired on the ids in both, and said so.
+    limited = _stored_run(tmp_path / "limited", {"lora": GOOD}, "lora", **_prov("cccc", 50))
+    out = json.loads(CliRunner().invoke(main, ["compare", str(a), str(limited), "--json"]).output)
+    assert out["differences"] == ["eval set: 200 and 50 items (e.g. --limit); paired on the ids in both"]
 
 
 def test_a_missing_run_is_one_line_and_exit_2(tmp_path):
