@@ -103,6 +103,7 @@ class RunResult:
             "recommendation": self.verdict.as_dict(),
             "eval_limit": self.limit,
             "queries_per_month": t.costs.queries_per_month,
+            "costs": t.costs.model_dump(),  # the stated assumptions every dollar figure rests on
             "provenance": self.provenance,
             **self.extras,
         }

@@ -338,3 +338,8 @@ def test_advise_run_writes_the_report_of_real_answers(trec_small, tmp_path):
              .splitlines()[:10]]
     for f in run.items["prompt"].failures:
         assert f["gold"] == golds[f["position"]] and f["output"] != f["gold"]
+    # Every dollar figure's stated inputs are in the report: task.yaml costs and the compute calibration.
+    assert results["costs"]["cpu_hour_usd"] == 0.10
+    cal = results["levers"][0]["cost"]["calibration"]
+    assert "| cpu_hour_usd | 0.1 |" in md or "| cpu_hour_usd | 0.10 |" in md
+    assert f"calibrated {cal['calibrated']} on this machine" in md

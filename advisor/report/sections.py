@@ -208,7 +208,33 @@ def scorecard_section(r: dict[str, Any]) -> Section:
                          "months; latency of one request at a time. '–': not known (e.g. no price for the model). "
                          + price_basis_note(r["levers"]),
                  numeric=[False, True, True, True, True, True, True])
-    return Section("scorecard", "Scorecard", [quality, cost])
+    return Section("scorecard", "Scorecard", [quality, cost, *cost_assumptions(r)])
+
+
+def cost_assumptions(r: dict[str, Any]) -> list[Table]:
+    """The stated inputs behind every dollar figure: task.yaml `costs:` and, per lever, the compute
+    calibration or the token price's source. Empty for a results.json written before they were kept."""
+    rows = [[k, show_value(v)] for k, v in (r.get("costs") or {}).items()]
+    for lv in r["levers"]:
+        c = lv.get("cost") or {}
+        cal = c.get("calibration")
+        if isinstance(cal, dict) and cal.get("calibrated"):
+            rows.append([f"{lv['name']}: compute price",
+                         f"{show_value(cal.get('seconds_per_prompt_token'))} s per prompt token, "
+                         f"{show_value(cal.get('seconds_per_output_token'))} s per generated token, calibrated "
+                         f"{cal['calibrated']} on this machine (key {cal.get('key', '?')})"])
+        price = lv.get("price") or c.get("price")
+        if isinstance(price, dict) and price.get("source"):
+            rows.append([f"{lv['name']}: token price",
+                         f"${show_value(price.get('input_per_1m_usd'))} per 1M input tokens, "
+                         f"${show_value(price.get('output_per_1m_usd'))} per 1M output tokens "
+                         f"(source: {show_value(price.get('source'))})"])
+    if not rows:
+        return []
+    return [Table(["assumption", "value"], rows,
+                  caption="What the dollar figures above rest on: the task's stated costs (task.yaml `costs:`; "
+                          "engineer hours are counted where a lever needs them: curation for fine-tuning, "
+                          "retraining and re-indexing for upkeep) and how each lever's compute or tokens were priced.")]
 
 
 def quality_points(r: dict[str, Any]) -> list[QualityPoint]:
