@@ -307,9 +307,12 @@ class HFBackend:
             share = (time.perf_counter() - start) / len(requests)
             seconds = [s + share for s in seconds]
         out = []
+        option_ids: dict[tuple[str, ...], list[list[int]]] = {}  # tokenised once per option set
         for r, prompt, logps, ref, secs, cached in zip(requests, prompts, token_logps, reference, seconds, reused):
             options = list(r.options or ())
-            ids = [self._option_ids(o) for o in options]
+            if tuple(options) not in option_ids:
+                option_ids[tuple(options)] = [self._option_ids(o) for o in options]
+            ids = option_ids[tuple(options)]
             best, scores = best_option(method, logps, ref, ids)
             # What every other method picks from the same numbers (free): the run reports how
             # many predictions rest on the ranking method (runner.scoring_info).
