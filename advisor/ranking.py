@@ -18,6 +18,10 @@ model uses to recognise the code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
 # Methods that need the log-probabilities after the content-free prompt.
 NEEDS_REFERENCE = frozenset({"calibrated", "calibrated_prefix"})
 
@@ -95,3 +99,50 @@ def alternatives(methods: tuple[str, ...], chosen: str, options: list[str], logp
     (method -> option); methods needing a reference are left out when there is none."""
     return {m: options[best_option(m, logps, reference, option_ids)[0]] for m in methods
             if m != chosen and (reference is not None or m not in NEEDS_REFERENCE)}
+
+
+# -- the method of each lever row ------------------------------------------------------------------
+
+AUTO = "auto"
+
+
+def natural_method(lever: object) -> str:
+    """The method a lever row starts from under `scoring.option_ranking: auto`: the lever's
+    declared `option_ranking` (LoRA levers: `sum`, the objective their adapter was trained on),
+    else `calibrated` (contextual calibration, for the base model's prompts)."""
+    from advisor.types import DEFAULT_OPTION_RANKING
+
+    return getattr(lever, "option_ranking", None) or DEFAULT_OPTION_RANKING
+
+
+def answers_by_method(prediction: Any) -> dict[str, str] | None:
+    """method -> the option it picks, for one prediction (advisor.types.Prediction): the method
+    the backend ranked by (`ranked_by`, its pick in `raw`, or `ranked_raw` once `with_method`
+    changed it) plus `ranking_alternatives`. None when the backend did not record them (an API
+    model, or an answer stored before they were)."""
+    ctx = prediction.context
+    alts, used = ctx.get("ranking_alternatives"), ctx.get("ranked_by")
+    if not isinstance(alts, dict) or not used:
+        return None
+    return {**alts, used: ctx.get("ranked_raw", prediction.raw)}
+
+
+def with_method(prediction: Any, method: str, parse: Callable[[str], Any]) -> Any:
+    """The prediction as `method` would have answered it, from the same log-likelihoods.
+
+    `parse(raw) -> output` (advisor.scoring.parse_output for the task). The compute seconds
+    follow the method: the content-free pass is counted only when the method needs it.
+    Raises KeyError when the prediction did not record `method`'s pick.
+    """
+    answers = answers_by_method(prediction)
+    if answers is None or method not in answers:
+        raise KeyError(f"no answer under {method!r} recorded for item {prediction.example_id}")
+    used = prediction.context["ranked_by"]
+    if method == used and prediction.context.get("option_ranking", used) == used:
+        return replace(prediction, context={**prediction.context, "option_ranking": method})
+    share = float(prediction.context.get("reference_seconds") or 0.0)
+    seconds = prediction.seconds + share * ((method in NEEDS_REFERENCE) - (used in NEEDS_REFERENCE))
+    context = {**prediction.context, "option_ranking": method,
+               "ranked_raw": prediction.context.get("ranked_raw", prediction.raw)}
+    return replace(prediction, output=parse(answers[method]), raw=answers[method], seconds=max(seconds, 0.0),
+                   context=context)

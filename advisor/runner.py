@@ -19,6 +19,7 @@ from typing import Any
 
 from advisor.costs import LeverCost, lever_cost, token_price
 from advisor.data import Dataset, load_dataset, stable_hash
+from advisor.ranking import AUTO, natural_method
 from advisor.recommend import Verdict
 from advisor.registry import lever_options, load_levers
 from advisor.report.progress import on_batch, status
@@ -196,9 +197,12 @@ class Runner:
         self.progress = progress or _no_progress
         self.latency_probe = latency_probe
         self.params = params or GenerationParams(max_new_tokens=task.prompt.max_new_tokens)
-        # The task's option ranking rides in the params (and so in every classification answer's key).
-        self.params = replace(self.params,
-                              option_ranking=task.scoring.option_ranking if task.kind == "classification" else None)
+        # The task's option ranking rides in the params (and so in every classification answer's key);
+        # under `auto` each lever row ranks by its natural method (`row_params`). Every answer records
+        # what each method picks (rank_all), so the row's method is chosen or checked without model time.
+        classify = task.kind == "classification"
+        self.params = replace(self.params, option_ranking=task.scoring.option_ranking if classify else None,
+                              rank_all=classify)
         self.console = console
         self._backend: Backend | None = None
         self._backends: dict[Any, Backend] = {}  # by model (advisor.modelspec.ModelChoice)
@@ -271,21 +275,32 @@ class Runner:
 
     # -- predictions -----------------------------------------------------------------------------
 
+    def row_params(self, lever: Lever) -> GenerationParams:
+        """The generation parameters of one lever's answers: under `scoring.option_ranking: auto`
+        its natural ranking method (advisor.ranking.natural_method), else the task's."""
+        if self.params.option_ranking == AUTO:
+            return replace(self.params, option_ranking=natural_method(lever))
+        return self.params
+
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
-                what: str = "predicting", row: str | None = None) -> tuple[list[Prediction], list[str], int]:
+                what: str = "predicting", row: str | None = None,
+                build: Callable[[list[Example]], list[Request]] | None = None,
+                ) -> tuple[list[Prediction], list[str], int]:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
 
         `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
         `row`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
+        `build(examples) -> requests`: ask them otherwise than `lever.requests` (advisor.types.HeldOut).
         """
         row = row or lever.name
         examples = self.data.eval if examples is None else examples
+        params = self.row_params(lever)
         with status(self.progress, f"{row}: building {len(examples)} requests"):
-            requests = self.requests(lever, artifact, examples)
+            requests = self.requests(lever, artifact, examples, build)
         backend = artifact.backend
         keys = [
             prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
-                           params=self.params)
+                           params=params)
             for r in requests
         ]
         found = self.store.get_predictions(keys)
@@ -296,7 +311,7 @@ class Runner:
         answers = getattr(backend, "answers", None)
         if answers is not None:  # an API model: each answer is stored the moment it arrives
             done = len(examples) - len(todo)
-            for j, g in answers([requests[i] for i in todo], self.params):
+            for j, g in answers([requests[i] for i in todo], params):
                 i = todo[j]
                 found[keys[i]] = self._prediction(requests[i], g)
                 self.store.put_predictions(row, backend.identity, [(keys[i], found[keys[i]])])
@@ -317,20 +332,21 @@ class Runner:
                 advance(base + moved[0], len(examples))
 
             with on_batch(on_done):
-                made = self._call(backend, batch)
+                made = self._call(backend, batch, params)
             items = [(keys[i], self._prediction(requests[i], g)) for i, g in zip(idx, made)]
             self.store.put_predictions(row, backend.identity, items)
             found.update(dict(items))
             advance(len(examples) - len(todo) + start + len(idx), len(examples))
         return [self._for_request(found[k], r) for k, r in zip(keys, requests)], keys, len(todo)
 
-    def requests(self, lever: Lever, artifact: Artifact, examples: list[Any]) -> list[Request]:
-        """The lever's requests, each checked against the model's context before any is sent
-        (too long: an error naming the item, or cut to fit under `prompt.on_overflow: truncate`)."""
+    def requests(self, lever: Lever, artifact: Artifact, examples: list[Any],
+                 build: Callable[[list[Example]], list[Request]] | None = None) -> list[Request]:
+        """The lever's requests (or `build`'s), each checked against the model's context before any
+        is sent (too long: an error naming the item, or cut to fit under `prompt.on_overflow: truncate`)."""
         from advisor.overflow import fit_requests
 
-        return fit_requests(artifact.backend, examples, lever.requests(artifact, examples),
-                            lambda ex: lever.requests(artifact, [ex])[0],
+        make = build or (lambda exs: lever.requests(artifact, exs))
+        return fit_requests(artifact.backend, examples, make(examples), lambda ex: make([ex])[0],
                             on_overflow=self.task.prompt.on_overflow, lever=lever.name)
 
     def preflight(self, rows: list[Any] | None = None) -> None:
@@ -355,53 +371,89 @@ class Runner:
                 self.task, ex)), on_overflow="error", lever="prompt")
 
     def scoring_info(self, results: list[LeverResult]) -> dict[str, Any]:
-        """How classification options were ranked, and how much the predictions rest on that.
+        """How classification options were ranked, and how much the verdict rests on that.
 
-        `option_ranking`: the method; `option_tokens`: label -> tokens; `sensitivity`: per lever
-        row, per other method (advisor/ranking.py ranks the same log-likelihoods every way, so
-        this costs no model time): eval predictions it would change (`changed` of `n_eval`) and
-        the target metric's point value under it. `warnings`: labels that differ a lot in length,
-        and rows whose point value falls on the other side of the threshold under
-        `calibrated_prefix` (the method a label's spelling after the labels part cannot move).
+        `option_ranking`: the task's setting (`auto`, or the method it forces; each row's own method
+        and why are in its `option_ranking`); `option_tokens`: label -> tokens; `sensitivity`: a
+        check, never a choice: per lever row, per other method (advisor/ranking.py ranks the same
+        log-likelihoods every way, so this costs no model time), the eval predictions it would
+        change (`changed` of `n_eval`), the target metric under it, the row's `state` under the
+        task's rule and its `place` among the rows (1 = highest target metric). `warnings`: labels
+        that differ a lot in length; every row whose state or place would change under another
+        method (the verdict rests on the method); rows where most predictions move under
+        `calibrated_prefix` (they rest on the labels' spelling).
         """
+        from advisor.ranking import answers_by_method
         from advisor.scoring import label_length_warning
+        from advisor.verdict_rules import assess
 
-        info: dict[str, Any] = {"option_ranking": self.params.option_ranking}
+        setting = self.task.scoring.option_ranking
+        info: dict[str, Any] = {"option_ranking": setting}
         warnings: list[str] = []
         counts = getattr(self._backend, "option_token_counts", None) if self._backend else None
         if counts is not None:
             info["option_tokens"] = counts(list(self.task.labels or []))
-            warning = label_length_warning(info["option_tokens"], self.params.option_ranking or "")
+            warning = label_length_warning(info["option_tokens"], setting)
             if warning:
                 warnings.append(warning)
-        metric, threshold = self.task.target.metric, self.task.target.threshold
+        t = self.task.target
+        metric, threshold = t.metric, t.threshold
         golds = [ex.output for ex in self.data.eval]
+        groups = eval_groups(self.data)
+
+        def judged(preds: list[Any]) -> tuple[float, str]:
+            sc = score(self.task, golds, preds)
+            if metric in sc.per_item:
+                found = assess(sc.per_item[metric], threshold, t.confidence, t.rule, groups=groups, seed=self.task.seed)
+            else:
+                from advisor.scoring import macro_f1
+
+                labels = self.task.labels or []
+                found = assess(None, threshold, t.confidence, t.rule, n=len(golds), seed=self.task.seed,
+                               set_statistic=lambda idx: macro_f1([golds[i] for i in idx], [preds[i] for i in idx],
+                                                                  labels))
+            return float(sc.aggregate[metric]), found["state"]
+
+        values = {r.name: float(r.scores.aggregate.get(metric, 0.0)) for r in results}
+
+        def place(name: str, value: float) -> int:
+            return 1 + sum(1 for other, v in values.items() if other != name and v > value)
+
         sensitivity: dict[str, Any] = {}
         for r in results:
-            alts = [p.context.get("ranking_alternatives") for p in r.predictions]
-            if not alts or any(not isinstance(a, dict) for a in alts):
+            answers = [answers_by_method(p) for p in r.predictions]
+            if not answers or any(a is None for a in answers):
                 continue  # an API row (no log-likelihoods of every option) or answers stored before
-            own = r.scores.aggregate.get(metric)
+            used = (r.extra.get("option_ranking") or {}).get("method")
+            own_value, own_state = judged([p.output for p in r.predictions])
+            own_place = place(r.name, own_value)
             row: dict[str, Any] = {}
-            for method in sorted(set.intersection(*(set(a) for a in alts))):
-                preds = [a[method] for a in alts]
-                value = score(self.task, golds, preds).aggregate.get(metric)
-                row[method] = {"changed": sum(a != p.output for a, p in zip(preds, r.predictions)),
-                               "n_eval": len(preds), metric: value}
-                if method != "calibrated_prefix":
-                    continue
-                changed, n = row[method]["changed"], len(preds)
-                if own is not None and value is not None and (own >= threshold) != (value >= threshold):
+            moves: list[str] = []
+            for method in sorted(set.intersection(*(set(a) for a in answers if a)) - {used}):
+                texts = [a[method] for a in answers if a]
+                preds = [parse_output(self.task, x) for x in texts]
+                value, state = judged(preds)
+                changed = sum(x != p.raw for x, p in zip(texts, r.predictions))
+                row[method] = {"changed": changed, "n_eval": len(preds), metric: value, "state": state,
+                               "place": place(r.name, value)}
+                what = []
+                if state != own_state:
+                    what.append(f"{state}")
+                if row[method]["place"] != own_place:
+                    what.append(f"place {row[method]['place']} of {len(values)}")
+                if what:
+                    moves.append(f"{method} {value:.3f} ({', '.join(what)})")
+                if method == "calibrated_prefix" and 2 * changed > len(preds):
                     warnings.append(
-                        f"{r.name}: {metric} {own:.3f} under {self.params.option_ranking} but {value:.3f} under "
-                        f"calibrated_prefix, on the other side of the {threshold} target: {changed} "
-                        f"of {n} predictions rest on the labels' tokens after the point where they part "
-                        f"(their spelling); check with --set scoring.option_ranking=calibrated_prefix")
-                elif 2 * changed > n and own is not None and value is not None:
-                    warnings.append(
-                        f"{r.name}: {changed} of {n} predictions change under calibrated_prefix ({metric} "
-                        f"{value:.3f} against {own:.3f}): the ranking method, not the prompt alone, decides most "
-                        "of this row's answers")
+                        f"{r.name}: {changed} of {len(preds)} predictions change under calibrated_prefix ({metric} "
+                        f"{value:.3f} against {own_value:.3f}): the ranking method, not the prompt alone, decides "
+                        "most of this row's answers")
+            if moves:
+                why = (r.extra.get("option_ranking") or {}).get("reason", "")
+                warnings.append(
+                    f"{r.name}: the verdict rests on the label-ranking method: {own_state}, place {own_place} of "
+                    f"{len(values)} at {metric} {own_value:.3f} under {used}; under " + "; ".join(moves)
+                    + (f". Method: {why}" if why else ""))
             if row:
                 sensitivity[r.name] = row
         if sensitivity:
@@ -417,10 +469,10 @@ class Runner:
         fresh = {k: v for k, v in request.context.items() if k != "prep_seconds"}
         return replace(p, example_id=request.example_id, context={**p.context, **fresh})
 
-    def _call(self, backend: Backend, requests: list[Request]) -> list[Any]:
+    def _call(self, backend: Backend, requests: list[Request], params: GenerationParams) -> list[Any]:
         if all(r.options for r in requests):
-            return backend.score_options(requests, self.params)
-        return backend.generate(requests, self.params)
+            return backend.score_options(requests, params)
+        return backend.generate(requests, params)
 
     def _prediction(self, request: Request, g: Any) -> Prediction:
         context = dict(request.context)
@@ -432,8 +484,13 @@ class Runner:
         return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
                           seconds, context, tokens_in_cached=g.tokens_in_cached)
 
-    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None) -> list[float]:
-        """Serving latency: the first N eval requests one at a time, as a single user would send them."""
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None,
+                  method: str | None = None) -> list[float]:
+        """Serving latency: the first N eval requests one at a time, as a single user would send them,
+        ranked by the row's label-ranking `method` alone (as it would be served)."""
+        params = self.row_params(lever)
+        if params.option_ranking:
+            params = replace(params, option_ranking=method or params.option_ranking, rank_all=False)
         n = min(self.latency_probe, len(keys))
         probe_keys = [k + ":latency" for k in keys[:n]]
         found = self.store.get_latencies(probe_keys) if probe_keys else {}
@@ -442,7 +499,7 @@ class Runner:
             advance = self.progress(f"{row or lever.name}: latency probe", len(missing))
             for j, i in enumerate(missing):
                 start = time.perf_counter()  # building the request (retrieval) counts as latency too
-                self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]))
+                self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]), params)
                 ms = (time.perf_counter() - start) * 1000
                 self.store.put_latency(probe_keys[i], row or lever.name, ms)
                 found[probe_keys[i]] = ms
@@ -480,6 +537,9 @@ class Runner:
         options = self.lever_options(lever)
         artifact = lever.prepare(self.context(lever, row), options)
         predictions, keys, computed = self.predict(lever, artifact, row=name)
+        ranking = None
+        if self.task.kind == "classification":
+            predictions, ranking = self.rank_row(lever, options, artifact, predictions, row)
         golds = [ex.output for ex in self.data.eval]
         preds = [p.output for p in predictions]
         scores = score(self.task, golds, preds)
@@ -488,7 +548,9 @@ class Runner:
         self.store.put_item_scores(run_id, name, [ex.id for ex in self.data.eval], scores.per_item)
         self.store.put_run_items(run_id, name, self.data.eval, predictions)  # the report's failures
         metrics = self.intervals(scores, golds, preds)
-        cost = lever_cost(artifact, artifact.backend, predictions, self.latencies(lever, artifact, keys, name),
+        method = ranking.get("method") if ranking else None
+        cost = lever_cost(artifact, artifact.backend, predictions,
+                          self.latencies(lever, artifact, keys, name, method),
                           self.task.costs, price=token_price(artifact.backend, self.cache_dir))
         meets = metrics[self.task.target.metric].value >= self.task.target.threshold
         record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
@@ -497,8 +559,85 @@ class Runner:
         choice = getattr(lever, "report_details", None)  # e.g. prompt variants' dev scores beside eval's
         if choice:
             scores.details.update(choice(artifact, {k: iv.value for k, iv in metrics.items()}))
+        extra = row_facts(row, artifact.backend, predictions)
+        if ranking is not None:
+            extra["option_ranking"] = ranking
         return LeverResult(name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
-                           metrics, cost, meets, computed, extra=row_facts(row, artifact.backend, predictions))
+                           metrics, cost, meets, computed, extra=extra)
+
+    def rank_row(self, lever: Lever, options: Any, artifact: Artifact, predictions: list[Prediction],
+                 row: Any = None) -> tuple[list[Prediction], dict[str, Any]]:
+        """The row's label-ranking method, and its eval predictions under it (no model time: every
+        answer records what each method picks from the same log-likelihoods).
+
+        `scoring.option_ranking: auto`: the lever's natural method (advisor.ranking.natural_method)
+        unless the row's held-out train items (`lever.held_out`: the dev split, an adapter's
+        validation split; never eval) show another better by advisor.choice.choose_paired. Any
+        other setting: that method, `forced`. Returns (predictions, results.json `option_ranking`:
+        method, natural, why (natural | switched | forced | unavailable), reason, held_out).
+        """
+        from advisor.choice import choose_paired
+        from advisor.ranking import answers_by_method, with_method
+        from advisor.types import OPTION_RANKINGS
+
+        name = row.name if row else lever.name
+        natural = natural_method(lever)
+        setting = self.task.scoring.option_ranking
+        parse = lambda raw: parse_output(self.task, raw)  # noqa: E731
+        if any(answers_by_method(p) is None for p in predictions):
+            return predictions, {"method": None, "natural": natural, "why": "unavailable", "held_out": None,
+                                 "reason": "this model's answers carry no log-likelihood per label (an API "
+                                           "model): no ranking method applies"}
+        if setting != AUTO:
+            return [with_method(p, setting, parse) for p in predictions], {
+                "method": setting, "natural": natural, "why": "forced", "held_out": None,
+                "reason": f"forced by scoring.option_ranking: {setting}"}
+        found = getattr(lever, "held_out", None)
+        held = found(self.context(lever, row), options, artifact) if found else None
+        if held is None or not held.examples:
+            return [with_method(p, natural, parse) for p in predictions], {
+                "method": natural, "natural": natural, "why": "natural", "held_out": None,
+                "reason": f"{natural}, the lever's natural method; it has no held-out train items to check it on"}
+        n = len(held.examples)
+        preds, _, _ = self.predict(lever, artifact, held.examples, f"label ranking on {n} {held.split} items",
+                                   row=name, build=held.build)
+        answers = [answers_by_method(p) for p in preds]
+        methods = [natural, *(m for m in OPTION_RANKINGS if m != natural and all(a and m in a for a in answers))]
+        golds = [ex.output for ex in held.examples]
+        metric, conf = self.task.target.metric, round(self.task.target.confidence, 10)
+        under = {m: [parse(a[m]) for a in answers if a] for m in methods}
+        per_method = {m: score(self.task, golds, under[m]) for m in methods}
+        if all(metric in sc.per_item for sc in per_method.values()):
+            choice = choose_paired(natural, {m: sc.per_item[metric] for m, sc in per_method.items()},
+                                   metric=metric, alpha=round(1 - conf, 10), seed=self.task.seed)
+        else:  # macro-F1: a set statistic
+            from advisor.scoring import macro_f1
+
+            labels = self.task.labels or []
+
+            def stat(m: str) -> Callable[[Any], float]:
+                return lambda idx: macro_f1([golds[i] for i in idx], [under[m][i] for i in idx], labels)
+
+            choice = choose_paired(natural, metric=metric, alpha=round(1 - conf, 10), seed=self.task.seed,
+                                   set_statistic={m: stat(m) for m in methods}, n=n)
+        method = choice.chosen
+        if not held.priced:  # answers asked only for this choice are part of setting the lever up
+            from baselines.prompt import cost_of
+
+            secs, usd = cost_of(artifact.backend, preds)
+            artifact.setup_seconds += secs
+            artifact.setup_usd += usd
+        scores = ", ".join(f"{m} {v:.3f}" for m, v in choice.scores.items())
+        if choice.switched:
+            reason = (f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule}, "
+                      f"p={choice.p_values.get(method)!s})" if choice.p_values.get(method) is not None else
+                      f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule})")
+        else:
+            reason = (f"{natural}, the lever's natural method, kept: no other method was better beyond noise on "
+                      f"{n} {held.split} items ({scores}; {choice.rule})")
+        record = {"method": method, "natural": natural, "why": "switched" if choice.switched else "natural",
+                  "reason": reason, "held_out": {"split": held.split, **choice.as_dict()}}
+        return [with_method(p, method, parse) for p in predictions], record
 
     def score_artifact(self, lever: Lever, artifact: Artifact) -> float:
         """The target metric of an artifact on the eval set (answers cached like any others)."""

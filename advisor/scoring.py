@@ -269,7 +269,15 @@ def label_length_warning(option_tokens: dict[str, int], method: str) -> str | No
         return None
     cut = long if len(long) <= 30 else long[:27] + "..."
     if method == "sum":
-        advice = "summed log-likelihood favours the shorter label; use scoring.option_ranking: calibrated"
+        advice = ("summed log-likelihood favours the shorter label on a model not trained on these labels; "
+                  "use scoring.option_ranking: auto (calibrated for the prompt levers, sum only for a fine-tuned "
+                  "adapter, which learned the labels)")
+    elif method == "auto":
+        advice = ("under scoring.option_ranking: auto the prompt levers rank with 'calibrated', which corrects "
+                  "for length though a long label's words still sway it, and a fine-tuned adapter with 'sum', "
+                  "which it was trained on; each row moves to another method only when its held-out train items "
+                  "say so, and scoring.sensitivity in results.json says how many predictions each other method, "
+                  "calibrated_prefix included (it ignores the words after the labels part), would change")
     elif method in ("calibrated_prefix", "first_token"):
         advice = f"ranked with '{method}', which reads each label only up to where the labels part"
     else:

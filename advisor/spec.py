@@ -31,7 +31,6 @@ from advisor.origin import (
     as_overrides,
     validation_error,
 )
-from advisor.types import DEFAULT_OPTION_RANKING
 
 TaskKind = Literal["classification", "extraction", "generation", "qa"]
 
@@ -144,11 +143,15 @@ class AuditSpec(_Strict):
 
 
 class ScoringSpec(_Strict):
-    option_ranking: Literal["calibrated", "calibrated_prefix", "mean", "sum", "first_token"] = Field(
-        DEFAULT_OPTION_RANKING, description="Classification: how labels are ranked. calibrated: log-likelihood minus "
-        "that after a content-free input (contextual calibration); calibrated_prefix: the same over the tokens up "
-        "to where the labels part (a label's spelling after that point cannot move the prediction); mean: "
-        "per-token mean; sum: summed log-likelihood (favours short labels); first_token: the label's first token.",
+    option_ranking: Literal["auto", "calibrated", "calibrated_prefix", "mean", "sum", "first_token"] = Field(
+        "auto", description="Classification: how labels are ranked. auto: each lever row starts from its natural "
+        "method (sum for a fine-tuned adapter, its training objective; calibrated for the base model's prompts) and "
+        "switches only when its held-out train items (the prompt levers' dev split, an adapter's validation split) "
+        "say another is better by an exact McNemar test (Holm-adjusted). Any other value forces that method on "
+        "every row. calibrated: log-likelihood minus that after a content-free input (contextual calibration); "
+        "calibrated_prefix: the same over the tokens up to where the labels part (a label's spelling after that "
+        "point cannot move the prediction); mean: per-token mean; sum: summed log-likelihood (favours short "
+        "labels); first_token: the label's first token.",
     )
 
 

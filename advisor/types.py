@@ -107,11 +107,17 @@ class GenerationParams:
     temperature: float = 0.0  # greedy: the same run twice gives the same predictions
     batch_size: int = 8
     option_ranking: str | None = DEFAULT_OPTION_RANKING  # None: a task with no options
+    # Score every ranking method's inputs (the content-free reference too, even when
+    # `option_ranking` does not need it), so each answer records what every method picks
+    # (`ranking_alternatives`) and a run can choose or check the method without model time.
+    rank_all: bool = False
 
     def key(self) -> str:
         base = f"max_new_tokens={self.max_new_tokens};temperature={self.temperature}"
         # The ranking method changes which option wins, so it is part of a classification answer's key.
-        return base + (f";option_ranking={self.option_ranking}" if self.option_ranking else "")
+        if not self.option_ranking:
+            return base
+        return base + f";option_ranking={self.option_ranking}" + (";rank_all" if self.rank_all else "")
 
 
 @runtime_checkable
@@ -139,6 +145,23 @@ class Backend(Protocol):
 
 
 ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class HeldOut:
+    """Train items a lever never trained on nor showed, on which the run may choose a setting
+    (the label-ranking method) without looking at eval.
+
+    `split`: what they are ("dev": the prompt levers' dev split; "validation": the split a
+    fine-tuned adapter held out). `build(examples) -> requests`: how to ask about them when it
+    differs from `Lever.requests` (retrieval that must not find the item itself).
+    `priced`: their answers' compute is already in the artifact's setup cost (a dev search).
+    """
+
+    split: str
+    examples: list[Example]
+    build: Callable[[list[Example]], list[Request]] | None = None
+    priced: bool = False
 
 
 @dataclass

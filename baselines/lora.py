@@ -31,9 +31,9 @@ from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages
 from advisor.report.progress import status
 from advisor.spec import Task
-from advisor.types import Artifact, Example, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
 from baselines import adapters
-from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, train_lora
+from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, split_validation, train_lora
 from baselines.rag import RagOptions, prepare_retriever, rag_artifact, retrieval_requests
 
 Messages = list[dict[str, str]]
@@ -210,6 +210,9 @@ class LoraLever:
     name = "lora"
     rung = 3
     options_model: type[BaseModel] = LoraOptions
+    # Labels are ranked by their summed log-likelihood, the objective the adapter was trained on
+    # (answer-only cross-entropy); contextual calibration would divide out what it learned.
+    option_ranking = "sum"
 
     def training_messages(self, ctx: LeverContext, state: Any, examples: list[Example]) -> list[Messages]:
         """The prompts to train on: the task's prompt as written, exactly as `requests` renders it."""
@@ -239,7 +242,9 @@ class LoraLever:
             ctx, options, pairs, lever=self.name, info={"leakage_removed": leaked + removed},
             version_data=self.version_data(ctx, options, state, train),
         )
-        artifact.state = {"task": ctx.task, "extra": state}
+        # The validation split train_lora carves from these pairs (same indices): never trained on.
+        _, val_idx = split_validation(len(train), options)
+        artifact.state = {"task": ctx.task, "extra": state, "validation": [train[i] for i in val_idx]}
         return self.finish(ctx, options, artifact, state)
 
     def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, state: Any) -> Artifact:
@@ -257,6 +262,15 @@ class LoraLever:
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         task: Task = artifact.state["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
+        """The adapter's validation split: train items it was never trained on (early stopping
+        read their loss), asked the way eval items are."""
+        return HeldOut("validation", list(artifact.state.get("validation") or []), build=self.held_out_requests(artifact))
+
+    def held_out_requests(self, artifact: Artifact) -> Callable[[list[Example]], list[Request]] | None:
+        """How validation items are asked when it differs from `requests` (lora-rag: without retrieving themselves)."""
+        return None
 
     # -- beyond the Lever protocol: what the CLI and runner ask of a fine-tuning lever ------------
 
@@ -339,6 +353,11 @@ class LoraRagLever(LoraLever):
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         return retrieval_requests(artifact.state["task"], artifact.state["extra"], examples)
+
+    def held_out_requests(self, artifact: Artifact) -> Callable[[list[Example]], list[Request]] | None:
+        # As in training (`training_messages`): a train item never retrieves itself.
+        return lambda examples: retrieval_requests(artifact.state["task"], artifact.state["extra"], examples,
+                                                   exclude_self=True)
 
 
 # -- learning curve ------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from advisor.prompting import (
 )
 from advisor.scoring import score
 from advisor.spec import METRICS, Task
-from advisor.types import Artifact, Example, LeverContext, Prediction, Request
+from advisor.types import Artifact, Example, HeldOut, LeverContext, Prediction, Request
 
 __all__ = ["FewShotLever", "ZeroShotLever", "answer_text", "make_request", "render_messages", "render_user"]
 
@@ -87,13 +87,16 @@ def cost_of(backend: Any, predictions: list[Prediction]) -> tuple[float, float]:
 
 
 def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact], dev: list[Example],
-                  cheapness: dict[str, float] | None = None) -> DevChoice:
+                  cheapness: dict[str, float] | None = None, default: str | None = None) -> DevChoice:
     """Score each candidate artifact on `dev` through the runner's cached path; keep the best.
 
-    The target metric decides; a tie is broken by the task kind's other metrics in their
-    usual order (field F1 when no wording gets an address exactly right), then goes to the
-    cheaper candidate (`cheapness`, lower is cheaper, e.g. shots shown), then to the one
-    tried first. Eval is never looked at.
+    With `default` (the task's own wording): that candidate is kept unless another beats it on
+    the same dev items beyond noise (advisor.choice.choose_paired: exact McNemar, Holm-adjusted,
+    at 1 - target.confidence; a paired bootstrap for macro-F1); the test is in `extra["test"]`.
+    Without (a search over drawn candidates): the target metric decides; a tie is broken by
+    the task kind's other metrics in their usual order (field F1 when no wording gets an
+    address exactly right), then goes to the cheaper candidate (`cheapness`, lower is cheaper,
+    e.g. shots shown), then to the one tried first. Eval is never looked at.
     Raises AdviseError outside a runner (no cached prediction path in `ctx`).
     """
     if ctx.predict is None:
@@ -104,21 +107,45 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
     ranked = [metric, *(m for m in METRICS[ctx.task.kind] if m != metric)]
     scores: dict[str, float] = {}
     ties: dict[str, tuple[float, ...]] = {}
+    per_item: dict[str, list[float]] = {}
+    outputs: dict[str, list[Any]] = {}
     seconds = usd = 0.0
     computed = 0
     for i, (name, artifact) in enumerate(candidates.items()):
         what = f"dev {i + 1}/{len(candidates)} ({name})"
         preds, _, new = ctx.predict(lever, artifact, dev, what)
-        aggregate = score(ctx.task, golds, [p.output for p in preds]).aggregate
-        scores[name] = aggregate[metric]
-        ties[name] = tuple(-aggregate.get(m, 0.0) for m in ranked)
+        outputs[name] = [p.output for p in preds]
+        scored = score(ctx.task, golds, outputs[name])
+        scores[name] = scored.aggregate[metric]
+        ties[name] = tuple(-scored.aggregate.get(m, 0.0) for m in ranked)
+        if metric in scored.per_item:
+            per_item[name] = scored.per_item[metric]
         s, u = cost_of(artifact.backend, preds)
         seconds, usd, computed = seconds + s, usd + u, computed + new
     order = list(candidates)
     cheap = cheapness or {}
-    chosen = min(order, key=lambda n: (ties[n], cheap.get(n, 0.0), order.index(n)))
-    return DevChoice(len(dev), scores, chosen, seconds, usd, computed, time.perf_counter() - start,
-                     extra={"tie_break": ranked[1:], "dev_metrics": {n: [-x for x in t] for n, t in ties.items()}})
+    extra: dict[str, Any] = {"tie_break": ranked[1:], "dev_metrics": {n: [-x for x in t] for n, t in ties.items()}}
+    if default is not None and len(order) > 1 and dev:
+        from advisor.choice import choose_paired
+
+        alpha = round(1 - ctx.task.target.confidence, 10)
+        if len(per_item) == len(order):
+            paired = choose_paired(default, per_item, metric=metric, alpha=alpha, seed=ctx.task.seed)
+        else:  # macro-F1: a set statistic
+            from advisor.scoring import macro_f1
+
+            labels = ctx.task.labels or []
+
+            def stat(name: str) -> Any:
+                return lambda idx: macro_f1([golds[i] for i in idx], [outputs[name][i] for i in idx], labels)
+
+            paired = choose_paired(default, metric=metric, alpha=alpha, seed=ctx.task.seed,
+                                   set_statistic={n: stat(n) for n in order}, n=len(dev))
+        chosen = paired.chosen
+        extra["test"] = paired.as_dict()
+    else:
+        chosen = min(order, key=lambda n: (ties[n], cheap.get(n, 0.0), order.index(n)))
+    return DevChoice(len(dev), scores, chosen, seconds, usd, computed, time.perf_counter() - start, extra=extra)
 
 
 def _variant_rows(choice: DevChoice) -> list[dict[str, Any]]:
@@ -160,7 +187,7 @@ class ZeroShotLever:
         dev, _ = dev_split(ctx.task, ctx.data.train)
         check_variants(ctx.task, dev + ctx.data.eval)  # a broken variant fails here, named, before any model time
         candidates = {name: self._artifact(ctx, name) for name in variant_names(ctx.task)}
-        choice = choose_on_dev(ctx, self, candidates, dev)
+        choice = choose_on_dev(ctx, self, candidates, dev, default="default")
         artifact = candidates[choice.chosen]
         artifact.setup_seconds, artifact.setup_usd = choice.seconds, choice.usd
         artifact.state["choice"] = choice
@@ -169,6 +196,11 @@ class ZeroShotLever:
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         task: Task = artifact.state["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
+        """The dev split (train items; with variants, the ones the wording was chosen on)."""
+        dev, _ = dev_split(ctx.task, ctx.data.train)
+        return HeldOut("dev", dev, priced="choice" in artifact.state)
 
     def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
         """results.json `details.prompt_variants` (every wording's dev score) and `details.prompt_choice`."""
@@ -182,6 +214,7 @@ def _choice_details(artifact: Artifact, eval_metrics: dict[str, float]) -> dict[
     metric = artifact.state["task"].target.metric
     return {"prompt_variants": _variant_rows(choice),
             "prompt_choice": {"chosen": choice.chosen, "tie_break": choice.extra["tie_break"],
+                              **({"test": choice.extra["test"]} if "test" in choice.extra else {}),
                               **choice.summary(eval_metrics, metric)}}
 
 
@@ -231,7 +264,7 @@ class FewShotLever:
             candidates[name] = dataclasses.replace(
                 base, identity=stable_hash([base.identity, *extra])[:16] if extra else base.identity,
                 state={**base.state, "task": with_variant(ctx.task, name)}, info={**base.info, "variant": name})
-        choice = choose_on_dev(ctx, self, candidates, dev)
+        choice = choose_on_dev(ctx, self, candidates, dev, default="default")
         artifact = candidates[choice.chosen]
         artifact.setup_seconds += choice.seconds
         artifact.setup_usd += choice.usd
@@ -241,6 +274,19 @@ class FewShotLever:
     def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
         """results.json `details.prompt_variants` (every wording's dev score) and `details.prompt_choice`."""
         return _choice_details(artifact, eval_metrics)
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
+        """The dev split, never shown as a demonstration to the items it scores: with variants the
+        demonstrations come from the rest of train; without, dev items that are shots are left
+        out, and `similar` selection never retrieves the item itself."""
+        dev, _ = dev_split(ctx.task, ctx.data.train)
+        shown = set(artifact.info.get("shot_ids") or [])
+        dev = [ex for ex in dev if ex.id not in shown]
+        build = None
+        if "similar" in artifact.state:
+            def build(examples: list[Example]) -> list[Request]:
+                return self._requests(artifact, examples, exclude_self=True)
+        return HeldOut("dev", dev, build=build, priced="choice" in artifact.state)
 
     def _prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
         assert isinstance(options, FewShotOptions)
@@ -272,11 +318,14 @@ class FewShotLever:
                         state=state, info=info)
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
+        return self._requests(artifact, examples)
+
+    def _requests(self, artifact: Artifact, examples: list[Example], exclude_self: bool = False) -> list[Request]:
         task: Task = artifact.state["task"]
         seconds = 0.0
         if "similar" in artifact.state:
             retriever = artifact.state["similar"]
-            hits, seconds = retriever.retrieve(examples)
+            hits, seconds = retriever.retrieve(examples, exclude_self)
             shot_lists = [retriever.shots(found) for found in hits]
         else:
             shot_lists = [artifact.state["shots"]] * len(examples)

@@ -23,7 +23,7 @@ from advisor.data import assert_no_eval, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages, render_user
 from advisor.spec import Task
-from advisor.types import Artifact, Example, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
 
 
 class RagOptions(BaseModel):
@@ -204,6 +204,15 @@ class RagLever:
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         return retrieval_requests(artifact.state.task, artifact.state, examples)
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
+        """The prompt levers' dev split of train; retrieving similar train examples for a dev item
+        never finds the item itself."""
+        from advisor.prompting import dev_split
+
+        dev, _ = dev_split(ctx.task, ctx.data.train)
+        return HeldOut("dev", dev, build=lambda examples: retrieval_requests(
+            artifact.state.task, artifact.state, examples, exclude_self=True))
 
 
 def rag_artifact(ctx: LeverContext, options: RagOptions, retriever: Retriever, name: str, backend: Any,

@@ -121,4 +121,4 @@ def test_label_length_warning():
     assert label_length_warning({"ABBR": 2, "DESC": 2, "HUM": 1}, "calibrated") is None
     w = label_length_warning({"refund": 1, "other, the message is not a refund": 8}, "sum")
     assert w.startswith("labels differ a lot in length: 'refund' is 1 token, 'other, the message is not a...' 8")
-    assert "use scoring.option_ranking: calibrated" in w
+    assert "use scoring.option_ranking: auto" in w

@@ -301,11 +301,13 @@ class HFBackend:
         # the computed ones (advisor/costs.py). Unknown: 0, every prompt token charged.
         reused = self._reused_prefix if self._reused_prefix is not None else [0] * len(requests)
         reference: list[list[list[float]] | None] = [None] * len(requests)
-        if method in NEEDS_REFERENCE:
+        share = 0.0
+        if method in NEEDS_REFERENCE or params.rank_all:
             start = time.perf_counter()
             reference = self._content_free_logprobs(requests, params.batch_size)
             share = (time.perf_counter() - start) / len(requests)
-            seconds = [s + share for s in seconds]
+            if method in NEEDS_REFERENCE:  # otherwise only measured for the record (rank_all), not served
+                seconds = [s + share for s in seconds]
         out = []
         option_ids: dict[tuple[str, ...], list[list[int]]] = {}  # tokenised once per option set
         for r, prompt, logps, ref, secs, cached in zip(requests, prompts, token_logps, reference, seconds, reused):
@@ -316,7 +318,8 @@ class HFBackend:
             best, scores = best_option(method, logps, ref, ids)
             # What every other method picks from the same numbers (free): the run reports how
             # many predictions rest on the ranking method (runner.scoring_info).
-            info = {"ranking_alternatives": alternatives(OPTION_RANKINGS, method, options, logps, ref, ids)}
+            info = {"ranking_alternatives": alternatives(OPTION_RANKINGS, method, options, logps, ref, ids),
+                    "ranked_by": method, "reference_seconds": share}
             out.append(Generation(text=options[best], tokens_in=len(prompt),
                                   tokens_out=len(logps[best]), seconds=secs, option_scores=scores, info=info,
                                   tokens_in_cached=cached))

@@ -177,6 +177,23 @@ def prompt_choice_tables(results: dict[str, Any]) -> list[Any]:
     return out
 
 
+def ranking_table(results: dict[str, Any]) -> list[Any]:
+    """Classification: each row's label-ranking method, why, its held-out scores, and the eval
+    figure under every other method (a sensitivity check, never a choice)."""
+    from advisor.report.ranking_view import COLUMNS, ranking_caption, ranking_rows
+
+    rows = ranking_rows(results)
+    if not rows:
+        return []
+    table = _table("label ranking per lever row")
+    for name in COLUMNS:
+        table.add_column(name, justify="left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    table.caption = ranking_caption(results)
+    return [table, Text("")]
+
+
 def verdict_panel(results: dict[str, Any]) -> Panel:
     rec = results["recommendation"]
     if rec["lever"]:
@@ -228,6 +245,8 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
     for part in curve_tables(results):
         console.print(part)
     for part in prompt_choice_tables(results):
+        console.print(part)
+    for part in ranking_table(results):
         console.print(part)
     if results.get("audit"):
         from advisor.audit.render import audit_summary

@@ -395,15 +395,24 @@ def provenance_section(r: dict[str, Any]) -> Section:
     scoring = r.get("scoring")
     if isinstance(scoring, dict) and scoring.get("option_ranking"):
         rows.append(["option ranking", str(scoring["option_ranking"])])
-        # How many predictions another method would change, from the same log-likelihoods.
-        for row, alts in (scoring.get("sensitivity") or {}).items():
-            alt = alts.get("calibrated_prefix") if isinstance(alts, dict) else None
-            if isinstance(alt, dict) and "changed" in alt:
-                rows.append([f"{row}: under calibrated_prefix",
-                             f"{alt['changed']} of {alt.get('n_eval', '?')} predictions differ"
-                             + "".join(f"; {k} {show_value(v)}" for k, v in alt.items()
-                                       if k not in ("changed", "n_eval"))])
     return Section("provenance", "Provenance", [Table(["", ""], rows)])
+
+
+def ranking_section(r: dict[str, Any]) -> Section | None:
+    """Classification: how each row ranked the labels and why, and every warning that the verdict
+    rests on a choice the run made (results.json `scoring.warnings`)."""
+    from advisor.report.ranking_view import COLUMNS, ranking_caption, ranking_reasons, ranking_rows
+
+    rows = ranking_rows(r)
+    warnings = (r.get("scoring") or {}).get("warnings") or []
+    if not rows and not warnings:
+        return None
+    blocks: list[Any] = []
+    if rows:
+        blocks.append(Table(COLUMNS, rows, caption=ranking_caption(r)))
+        blocks.append(Bullets(ranking_reasons(r)))
+    blocks += [Paragraph(w, style="warn") for w in warnings]
+    return Section("ranking", "Label ranking and the choices the verdict rests on", blocks)
 
 
 def build_document(run: StoredRun) -> Document:
@@ -417,6 +426,7 @@ def build_document(run: StoredRun) -> Document:
         task_section(r),
         verdict_section(r),
         scorecard_section(r),
+        *([ranking] if (ranking := ranking_section(r)) else []),
         cost_quality_section(r),
         volume_section(r),
         levers_section(r),
