@@ -9,15 +9,14 @@ import csv
 import hashlib
 import io
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
-from advisor.scoring import normalize_answer
 from advisor.spec import Task
 from advisor.textio import jsonl_objects, read_text
+from advisor.textnorm import canonical_text, normalize_answer
 from advisor.types import Example
 
 
@@ -28,8 +27,9 @@ def stable_hash(obj: Any) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """The key two inputs are 'the same' under: case and whitespace folded."""
-    return re.sub(r"\s+", " ", str(text)).strip().lower()
+    """The key two inputs are 'the same' under: `advisor.textnorm.canonical_text` (Unicode NFKC,
+    format characters dropped, quotes and dashes unified, case folded, whitespace collapsed)."""
+    return canonical_text(text)
 
 
 def _records(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -194,8 +194,8 @@ def _example(task: Task, rec: dict[str, Any], *, path: Path, line: int, split: s
     output = _check_output(task, rec["output"], file=path, line=line)
     if task.kind in {"qa", "generation"} and not normalize_answer(output):
         raise InputError(
-            f"the gold answer {_short(output)} is empty once normalised (lower case, no punctuation or "
-            "articles), so exact match would count an empty answer right; write the answer in words",
+            f"the gold answer {_short(output)} is empty once normalised (case folded; punctuation "
+            "around words and articles dropped), so exact match would count an empty answer right; write the answer in words",
             file=path, line=line, field="output",
         )
     ex_id = _check_id(rec.get("id"), file=path, line=line) or f"{split}-{line}"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.spec import Task
+from advisor.textnorm import answer_tokens, canonical_text, normalize_answer
 
 
 @dataclass
@@ -69,14 +69,6 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     return None  # nothing found, or the outermost object is not complete
 
 
-def normalize_answer(text: str) -> str:
-    """SQuAD-style: lower case, no punctuation, no articles, single spaces."""
-    text = str(text).lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def parse_output(task: Task, raw: str) -> Any:
     """Turn raw model text into the kind of value the task's outputs are."""
     if task.kind == "classification":
@@ -97,7 +89,7 @@ def parse_output(task: Task, raw: str) -> Any:
 
 
 def token_f1(pred: str, gold: str) -> float:
-    p, g = normalize_answer(pred).split(), normalize_answer(gold).split()
+    p, g = answer_tokens(pred), answer_tokens(gold)
     if not p and not g:
         return 1.0
     common = sum((Counter(p) & Counter(g)).values())
@@ -108,7 +100,7 @@ def token_f1(pred: str, gold: str) -> float:
 
 
 def _canonical(v: Any) -> Any:
-    """A value as compared: text case- and space-folded, numbers as their text, objects and lists
+    """A value as compared: text in its `canonical_text` form (case, Unicode forms and spacing folded), numbers as their text, objects and lists
     compared by content (objects regardless of key order), nulls and empty text dropped."""
     if isinstance(v, dict):
         return {k: c for k, c in ((k, _canonical(x)) for k, x in v.items()) if c is not None} or None
@@ -117,7 +109,7 @@ def _canonical(v: Any) -> Any:
         return items or None
     if v is None:
         return None
-    s = " ".join(str(v).split()).lower()
+    s = canonical_text(str(v))
     return s or None
 
 
@@ -231,15 +223,18 @@ def _score_extraction(golds: list[dict[str, Any]], preds: list[dict[str, Any] | 
 
 
 def contains_answer(pred: str, gold: str) -> float:
-    """1.0 when the normalized gold answer appears as whole tokens inside the normalized output.
+    """1.0 when the normalized gold answer's tokens appear, in order and next to each other, among
+    the normalized output's tokens (`advisor.textnorm.answer_tokens`): whole tokens only, so "5" is
+    not found in "-5", "3.5", "15" or "5%", nor "US" in "USA".
 
     It tells "right fact, wrong format" ("The code is 028.") from a wrong fact, which
     exact match alone cannot; it is a diagnostic beside exact match, not a replacement.
     """
-    p, g = normalize_answer(pred), normalize_answer(gold)
+    p, g = answer_tokens(pred), answer_tokens(gold)
     if not g:
         return 1.0 if not p else 0.0
-    return 1.0 if f" {g} " in f" {p} " else 0.0
+    n = len(g)
+    return 1.0 if any(p[i : i + n] == g for i in range(len(p) - n + 1)) else 0.0
 
 
 def _score_text(golds: list[str], preds: list[str | None]) -> Scores:

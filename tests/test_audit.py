@@ -322,8 +322,8 @@ def test_the_audit_lists_every_record_the_loaders_refuse_and_exits_2_like_valida
     validated = runner.invoke(main, ["validate", str(qa)])
     audited = runner.invoke(main, ["audit", str(qa)])
     assert validated.exit_code == audited.exit_code == 2 and "Traceback" not in audited.output
-    first = (f'error: {eval_}:2: output: the gold answer "?" is empty once normalised (lower case, no punctuation '
-             "or articles), so exact match would count an empty answer right; write the answer in words")
+    first = (f'error: {eval_}:2: output: the gold answer "?" is empty once normalised (case folded; punctuation '
+             "around words and articles dropped), so exact match would count an empty answer right; write the answer in words")
     assert validated.output.strip() == first
     assert audited.stderr.strip() == first + " (and 1 more record(s) that validate and run refuse; the audit lists them all)"
     report = audit_task(load_task(qa))

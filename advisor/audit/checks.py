@@ -14,10 +14,10 @@ from typing import Any
 from advisor.audit.report import AuditReport, Finding, Severity
 from advisor.audit.similar import cosine_pairs, near_pairs
 from advisor.audit.sources import KnowledgeDoc, Record, load_documents, load_records
-from advisor.data import normalize_text
 from advisor.errors import InputError
 from advisor.scoring import contains_answer
 from advisor.spec import Task
+from advisor.textnorm import canonical_text
 
 # Levers that show train examples to the model at query time (the few-shot pool).
 POOL_LEVERS = ("prompt-few-shot",)
@@ -96,7 +96,7 @@ def _exact_checks(train: list[Record], eval_: list[Record], docs: list[Knowledge
                 if not _same(group[0].output, r.output):
                     conflicts.append((split, group[0], r, "same input"))
         out.add(f"exact-duplicate:{split}", "warning", f"{split} items whose input repeats an earlier {split} "
-                "input (case and spacing folded)", items)
+                "input (as the leakage guard compares them: case, spacing and Unicode forms folded)", items)
     eval_groups = _groups(eval_)
     leaks = []
     for r in train:
@@ -107,7 +107,7 @@ def _exact_checks(train: list[Record], eval_: list[Record], docs: list[Knowledge
                 conflicts.append(("train/eval", r, hit[0], "same input"))
     out.add("exact-duplicate:train/eval", "removed", "train items whose input is an eval input: removed from "
             "train, the few-shot pool and retrieval (eval never leaks)", [x[:3] for x in leaks])
-    doc_keys = {normalize_text(d.text): d for d in docs if d.text.strip()}
+    doc_keys = {canonical_text(d.text): d for d in docs if d.text.strip()}
     for split, records in (("train", train), ("eval", eval_)):
         items = [(doc_keys[r.key].where, r.where, _short(r.input)) for r in records if r.key in doc_keys]
         out.add(f"exact-duplicate:knowledge/{split}", "warning",
@@ -152,8 +152,8 @@ def _near_checks(task: Task, train: list[Record], eval_: list[Record], docs: lis
     by_kind: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
     for (i, j), how in sorted(pairs.items()):
         (si, a), (sj, b) = items[i], items[j]
-        key_a = a.key if isinstance(a, Record) else normalize_text(a.text)
-        key_b = b.key if isinstance(b, Record) else normalize_text(b.text)
+        key_a = a.key if isinstance(a, Record) else canonical_text(a.text)
+        key_b = b.key if isinstance(b, Record) else canonical_text(b.text)
         if key_a == key_b:
             continue  # an exact duplicate, reported above
         # items run train, eval, knowledge and i < j, so kinds read "train/eval", "eval/knowledge", ...
@@ -256,7 +256,7 @@ def _knowledge_checks(task: Task, eval_: list[Record], docs: list[KnowledgeDoc],
     ids = {d.id: d for d in docs}  # unique: the loader refuses a repeated id
     dupes = []
     for d in docs:
-        key = normalize_text(d.text)
+        key = canonical_text(d.text)
         if key and key in seen:
             dupes.append((seen[key].where, d.where, f"{seen[key].id} = {d.id}: {_short(d.text, 50)!r}"))
         seen.setdefault(key, d)
@@ -276,7 +276,7 @@ def _knowledge_checks(task: Task, eval_: list[Record], docs: list[KnowledgeDoc],
                            f"{', '.join(d.id for d in cited)}"))
     out.add("source-missing", "warning", "eval items citing a document the knowledge does not hold", missing)
     out.add("answer-not-in-sources", "warning", "eval items whose gold answer appears in none of the documents "
-            "they cite (SQuAD normalisation, whole words): retrieval cannot supply it", absent)
+            "they cite (answer normalisation, whole tokens): retrieval cannot supply it", absent)
 
 
 def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:

@@ -13,15 +13,15 @@ from collections.abc import Sequence
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
-from advisor.data import normalize_text
+from advisor.textnorm import canonical_text
 
 _WORD = re.compile(r"\w+")
 
 
 def shingles(text: str, words: int = 1) -> set[bytes]:
-    """The set of `words`-word shingles of `text` after the leakage guard's case/space folding
-    (punctuation dropped). A text shorter than `words` is one shingle; an empty text none."""
-    tokens = _WORD.findall(normalize_text(text))
+    """The set of `words`-word shingles of `text` in the leakage guard's form (`canonical_text`;
+    punctuation then dropped). A text shorter than `words` is one shingle; an empty text none."""
+    tokens = _WORD.findall(canonical_text(text))
     if len(tokens) <= words:
         return {" ".join(tokens).encode()} if tokens else set()
     return {" ".join(tokens[i : i + words]).encode() for i in range(len(tokens) - words + 1)}

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.data import normalize_text, read_examples
+from advisor.data import read_examples
 from advisor.errors import InputError
 from advisor.knowledge.documents import read_knowledge
 from advisor.spec import Task
+from advisor.textnorm import canonical_text
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Record:
 
     @property
     def key(self) -> str:
-        return normalize_text(self.input)
+        return canonical_text(self.input)
 
 
 @dataclass

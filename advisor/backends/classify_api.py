@@ -8,7 +8,7 @@ it), so the local backend's option ranking is out of reach. Three paths, in orde
 2. `json_schema_enum`: the answer constrained to the label set by a top-level JSON-schema enum in
    `response_format` (an enum nested in an object can run away on whitespace, so `finish_reason`
    is checked).
-3. `generate_and_map`: free text mapped to a label (exact, then case- and space-folded); an answer
+3. `generate_and_map`: free text mapped to a label (exact, then in `canonical_text` form); an answer
    that maps to no label counts as wrong and is counted as unmappable.
 """
 
@@ -19,11 +19,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from advisor.textnorm import canonical_text
+
 TOP_LOGPROBS = 20  # the most the OpenAI API returns per position
 
 
 def _fold(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    return canonical_text(text)
 
 
 def distinct_first_tokens(labels: list[str], tokenize: Callable[[str], list[int]] | None) -> bool:
@@ -61,12 +63,13 @@ def rank_top_logprobs(top: list[tuple[str, float]], labels: list[str]) -> tuple[
 
 
 def map_to_label(text: str, labels: list[str]) -> str | None:
-    """The label `text` names: exact, then case- and space-folded, else None (unmappable)."""
+    """The label `text` names: exact, then in `canonical_text` form (case, spacing, Unicode forms,
+    curly quotes folded), else None (unmappable)."""
     stripped = text.strip().strip("\"'`.").strip()
     if stripped in labels:
         return stripped
     folded = {_fold(lab): lab for lab in labels}
-    return folded.get(_fold(stripped))
+    return folded.get(_fold(stripped).strip("\"'`.").strip())
 
 
 def enum_format(labels: list[str]) -> dict[str, Any]:
