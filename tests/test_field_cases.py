@@ -321,16 +321,28 @@ def test_label_length_calibrated_by_default_flips_fewer_items_than_summed_likeli
     spelling's words ("... not a refund") are read by the model. results.json says so for free:
     under calibrated_prefix (computed from the same log-likelihoods) both spellings score alike."""
     short, long_, s_pred, l_pred, long_output = _both_spellings(tmp_path)
-    assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == "calibrated"
+    assert short["scoring"]["option_ranking"] == long_["scoring"]["option_ranking"] == "auto"
+    # One train item leaves a one-item dev split: nothing can beat the prompt's natural method on it.
+    for run in (short, long_):
+        choice = run["levers"][0]["option_ranking"]
+        assert (choice["method"], choice["natural"], choice["why"]) == ("calibrated", "calibrated", "natural")
+        assert choice["held_out"]["n"] == 1
     changed = sum(s_pred[k] != l_pred[k] for k in s_pred)
     assert changed <= 8
     # Short spelling: calibrated says "other" 16 times, calibrated_prefix "refund" 15 times.
-    [most] = short["scoring"]["warnings"]
-    assert most.startswith("prompt: 15 of 16 predictions change under calibrated_prefix (accuracy 0.562 against "
-                           "0.500)")
-    [warning] = long_["scoring"]["warnings"]  # both methods are under the 0.8 target: no flip warning
-    assert warning.startswith("labels differ a lot in length: 'refund' is")
+    most = [w for w in short["scoring"]["warnings"] if "predictions change under calibrated_prefix" in w]
+    assert len(most) == 1 and most[0].startswith(
+        "prompt: 15 of 16 predictions change under calibrated_prefix (accuracy 0.562 against 0.500)")
+    length, rests = long_["scoring"]["warnings"]
+    assert length.startswith("labels differ a lot in length: 'refund' is")
+    assert "scoring.option_ranking: auto the prompt levers rank with 'calibrated'" in length  # the advice follows auto
     assert "warning: labels differ a lot in length" in long_output
+    # Long spelling: 12/16 under calibrated is undecided against 0.8; summed likelihood's 8/16 fails. The
+    # verdict rests on the method, and the run says so.
+    assert long_["levers"][0]["state"] == "undecided"
+    assert rests.startswith("prompt: the verdict rests on the label-ranking method: undecided, place 1 of 1 at "
+                            "accuracy 0.750 under calibrated; under ")
+    assert "sum 0.500 (fails)" in rests
     s_alt, l_alt = short["scoring"]["sensitivity"]["prompt"], long_["scoring"]["sensitivity"]["prompt"]
     assert set(l_alt) == {"calibrated_prefix", "mean", "sum", "first_token"}
     assert l_alt["calibrated_prefix"]["accuracy"] == s_alt["calibrated_prefix"]["accuracy"] == 9 / 16
