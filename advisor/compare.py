@@ -123,6 +123,12 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
                         ("option ranking", sa.get("option_ranking"), sb.get("option_ranking"))):
         if x != y:
             notes.append(f"{label}: {x} -> {y}")
+    # Each row's own label-ranking method (scoring.option_ranking: auto chooses one per row).
+    methods_b = {lv.get("name"): (lv.get("option_ranking") or {}).get("method") for lv in b.results.get("levers", [])}
+    for lv in a.results.get("levers", []):
+        x, y = (lv.get("option_ranking") or {}).get("method"), methods_b.get(lv.get("name"))
+        if lv.get("name") in methods_b and x != y:
+            notes.append(f"{lv['name']}: label ranking {x} -> {y}")
     return notes
 
 

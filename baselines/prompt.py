@@ -7,7 +7,8 @@ k nearest train examples by embedding).
 
 When the task names prompt variants (`prompt.variants`), both levers score every
 wording on a dev split carved from train (`prompt.dev_size`, seeded) and keep the
-best; eval is scored once, with the chosen one. The few-shot pool is then train
+task's own wording unless another beats it there beyond noise (advisor/choice.py);
+eval is scored once, with the chosen one. The few-shot pool is then train
 minus dev, so a dev item is never shown as a demonstration to the wording it scores.
 """
 

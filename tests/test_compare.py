@@ -110,3 +110,17 @@ def test_a_missing_run_is_one_line_and_exit_2(tmp_path):
                          capture_output=True, text=True, env={**os.environ})
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().startswith("error:") and "results.json" in res.stderr
+
+
+def test_a_rows_own_label_ranking_method_is_named_when_it_differs(tmp_path):
+    """Under scoring.option_ranking: auto both runs say "auto"; the row's chosen method is what moved."""
+    def run(folder: Path, method: str) -> Path:
+        path = _stored_run(folder, {"lora": GOOD}, "lora", **_prov("aaaa", 200, "auto"))
+        results = json.loads((path / "results.json").read_text())
+        results["levers"][0]["option_ranking"] = {"method": method, "natural": "sum", "why": "natural"}
+        (path / "results.json").write_text(json.dumps(results))
+        return path
+
+    out = json.loads(CliRunner().invoke(main, ["compare", str(run(tmp_path / "a", "sum")),
+                                               str(run(tmp_path / "b", "calibrated")), "--json"]).output)
+    assert out["differences"] == ["lora: label ranking sum -> calibrated"]
