@@ -158,6 +158,23 @@ def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, A
     }
 
 
+def wording_warnings(task: Task, results: list[LeverResult]) -> list[str]:
+    """A warning for every row whose prompt wording the run chose on dev instead of the task's own
+    (`details.prompt_choice.test`, advisor/choice.py): its eval figure rests on that choice."""
+    out = []
+    for r in results:
+        test = (r.scores.details.get("prompt_choice") or {}).get("test") or {}
+        if not test.get("switched"):
+            continue
+        chosen, metric = test["chosen"], test["metric"]
+        p = (test.get("p_values") or {}).get(chosen)
+        out.append(f"{r.name}: the wording '{chosen}' replaced the task's own on {test['n']} dev items ({metric} "
+                   f"{test['scores'][chosen]:.3f} against {test['scores'][test['default']]:.3f}, {test['rule']}"
+                   + (f", p={p:.3g}" if p is not None else "")
+                   + "); this row's eval figure is under that wording, the task's own was not scored on eval")
+    return out
+
+
 def add_lever_metrics(scores: Scores, predictions: list[Prediction]) -> None:
     """Per-item figures a lever measured itself (e.g. retrieval recall), beside the shared scorer's.
 
@@ -456,6 +473,7 @@ class Runner:
                     + (f". Method: {why}" if why else ""))
             if row:
                 sensitivity[r.name] = row
+        warnings += wording_warnings(self.task, results)
         if sensitivity:
             info["sensitivity"] = sensitivity
         if warnings:
@@ -684,6 +702,8 @@ class Runner:
             extras: dict[str, Any] = {}
             if self.task.kind == "classification":
                 extras["scoring"] = self.scoring_info(results)
+            elif wording := wording_warnings(self.task, results):
+                extras["scoring"] = {"warnings": wording}
             if curve_fractions:
                 extras["learning_curves"] = self.learning_curves([r.name for r in results], curve_fractions)
         except KeyboardInterrupt:

@@ -412,7 +412,8 @@ def ranking_section(r: dict[str, Any]) -> Section | None:
         blocks.append(Table(COLUMNS, rows, caption=ranking_caption(r)))
         blocks.append(Bullets(ranking_reasons(r)))
     blocks += [Paragraph(w, style="warn") for w in warnings]
-    return Section("ranking", "Label ranking and the choices the verdict rests on", blocks)
+    title = "Label ranking and the choices the verdict rests on" if rows else "Choices the verdict rests on"
+    return Section("ranking", title, blocks)
 
 
 def build_document(run: StoredRun) -> Document:
