@@ -53,11 +53,11 @@ def test_auto_chooses_each_rows_method_on_held_out_train_items_never_on_eval(tre
     assert all("state" in cell and "place" in cell for cell in sens["lora"].values())
 
     _scramble_eval_golds(trec_small)
-    second = _run(trec_small, tmp_path / "b")
+    second = _run(trec_small, tmp_path / "a")  # the same run folder: its store answers again
     again = {lv["name"]: lv for lv in second["levers"]}
     for name in ("prompt", "lora"):
         assert again[name]["option_ranking"] == by_row[name]["option_ranking"]  # eval golds are never read
-        assert again[name]["computed_predictions"] == 0  # the same answers, from the cache
+        assert again[name]["computed_predictions"] == 0  # the same questions: answered from the store
     assert again["prompt"]["metrics"]["accuracy"] != by_row["prompt"]["metrics"]["accuracy"]
 
 
