@@ -295,7 +295,10 @@ def test_truncation_is_recorded_per_item_counted_and_shown(tmp_path, monkeypatch
 def _labels_by_item(out: Path) -> dict[str, str]:
     con = sqlite3.connect(str(out / "advise.sqlite"))
     try:
-        rows = con.execute("SELECT example_id, raw FROM predictions").fetchall()
+        # The eval answers as scored (run_items), not every stored answer: the dev items the run
+        # chose the ranking method on are stored too.
+        rows = con.execute("SELECT example_id, raw FROM run_items WHERE run_id = (SELECT MAX(run_id) FROM "
+                           "run_items)").fetchall()
     finally:
         con.close()
     return {ex: ("other" if raw.startswith("other") else raw) for ex, raw in rows}
