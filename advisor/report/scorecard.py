@@ -191,6 +191,7 @@ def ranking_table(results: dict[str, Any]) -> list[Any]:
     for row in rows:
         table.add_row(*row)
     table.caption = ranking_caption(results)
+    table.caption_justify = "left"
     return [table, Text("")]
 
 
