@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from scipy import stats as sps
 
 from advisor.data import load_dataset
 from advisor.errors import InputError
@@ -140,9 +141,16 @@ def test_the_better_wording_is_chosen_on_dev_and_scrambled_eval_labels_change_no
     lv = levers["prompt"]
     rows = {r["name"]: r for r in lv.scores.details["prompt_variants"]}
     assert rows["named"]["dev_score"] > rows["default"]["dev_score"]
-    assert rows["named"]["chosen"] and not rows["default"]["chosen"]
-    assert lv.artifact.info["variant"] == "named"
     choice = lv.scores.details["prompt_choice"]
+    # The task's own wording is kept unless the other wins beyond noise on the same dev items: exact
+    # McNemar on the items where the two disagree (one other candidate: no adjustment).
+    test = choice["test"]
+    only_named, only_default = test["wins"]["named"]
+    assert test["p_values"]["named"] == pytest.approx(
+        sps.binomtest(only_named, only_named + only_default, 0.5).pvalue)
+    won = test["p_values"]["named"] < 0.05 and only_named > only_default
+    assert choice["chosen"] == ("named" if won else "default") == lv.artifact.info["variant"]
+    assert rows["named"]["chosen"] == won and rows["default"]["chosen"] != won
     assert choice["dev_items"] == 12 and choice["eval_score"] == lv.metrics["accuracy"].value
     assert choice["dev_eval_gap"] == pytest.approx(choice["dev_score"] - choice["eval_score"])
     assert lv.cost.setup_seconds == choice["setup_seconds"] > 0  # choosing is setup, priced as such
