@@ -11,9 +11,11 @@ seconds of this invocation, the date and the exact command. It then rewrites REA
 blocks (`<!-- figures:<task> -->` ... `<!-- /figures:<task> -->`) from those files; nothing in a
 block is typed by hand, and tests/test_figures.py fails when a block differs from its file.
 
-Options: `--task NAME` (repeatable) runs a subset; `--limit N` passes through to `advise run` and is
-recorded: the file then says `"limit": N` and README's block says it is a limited run. A limited run
-never overwrites a full figures file (`--force` does); a full run always overwrites. `--readme` only
+Options: `--task NAME` (repeatable) runs a subset; `--limit N` and `--set KEY=VALUE` (repeatable; e.g.
+`lever_options.lora.max_steps=10` for a quick check) pass through to `advise run` and are recorded: the
+file then says `"limit": N` / `"sets": [...]` and README's block says, above its table, that it is a
+limited run and not the task's figures. A limited run never overwrites a full figures file (`--force`
+does); a full run always overwrites. `--readme` only
 re-renders README's blocks from the committed files (no model, seconds).
 
 How long: on 2 CPU cores shared with other jobs, the TREC ladder's prompt, few-shot and RAG levers took
@@ -116,7 +118,7 @@ def lever_row(lv: dict[str, Any], metric: str) -> dict[str, Any]:
 
 
 def figures_from_results(results: dict[str, Any], *, folder: str, command: list[str], wall_s: float,
-                         limit: int | None, slice_: bool = False) -> dict[str, Any]:
+                         limit: int | None, sets: tuple[str, ...] = (), slice_: bool = False) -> dict[str, Any]:
     metric = results["target"]["metric"]
     prov = results.get("provenance") or {}
     git = prov.get("git") or {}
@@ -125,6 +127,7 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
         "task": results["task"],
         "folder": folder,
         "limit": limit,
+        "sets": list(sets),
         "slice": slice_,
         "target": {"metric": metric, "threshold": results["target"]["threshold"]},
         "levers": [lever_row(lv, metric) for lv in results["levers"]],
@@ -137,14 +140,14 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
     }
 
 
-def run_task(name: str, *, limit: int | None, runs: Path = RUNS) -> dict[str, Any]:
+def run_task(name: str, *, limit: int | None, sets: tuple[str, ...] = (), runs: Path = RUNS) -> dict[str, Any]:
     task_file = SAMPLES / name / "task.yaml"
     out = runs / name
-    argv = advise_argv(task_file, out, limit=limit)
+    argv = advise_argv(task_file, out, limit=limit, sets=sets)
     print(f"{name}: {shlex.join(argv)}", flush=True)
     wall = run_advise(argv)
     results = json.loads((out / "results.json").read_text())
-    return figures_from_results(results, folder=name, command=argv, wall_s=wall, limit=limit)
+    return figures_from_results(results, folder=name, command=argv, wall_s=wall, limit=limit, sets=sets)
 
 
 def run_slice(runs: Path = RUNS, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -160,7 +163,7 @@ def run_slice(runs: Path = RUNS, env: dict[str, str] | None = None) -> dict[str,
     wall = run_advise(argv, env)
     results = json.loads((out / "results.json").read_text())
     figs = figures_from_results(results, folder=SLICE_TASK, command=argv, wall_s=wall, limit=SLICE_LIMIT,
-                                slice_=True)
+                                sets=SLICE_SETS, slice_=True)
     # The train file's absolute path differs per machine; record it as the script writes it.
     figs["argv"] = [a if not a.startswith("data.train=") else f"data.train=<run folder>/{train.name}"
                     for a in figs["argv"]]
@@ -229,10 +232,17 @@ def render_block(figs: dict[str, Any]) -> str:
     date = (figs["date"] or "")[:10]
     lines.append(f"<sub>{n} eval items; commit {commit}; {date}; {figs['wall_s']:.0f} s; "
                  f"`{figs['command']}` (from `sample_tasks/{figs['folder']}/figures.json`)</sub>")
-    if figs.get("limit"):
-        lines.insert(0, f"**Limited run: the first {figs['limit']} eval items only, not the task's "
-                        "figures; `make figures` replaces it.**\n")
+    if is_partial(figs):
+        what = [f"the first {figs['limit']} eval items only"] if figs.get("limit") else []
+        what += [f"`--set {s}`" for s in figs.get("sets") or []]
+        lines.insert(0, f"**Limited run ({', '.join(what)}): not the task's figures; `make figures` "
+                        "replaces it.**\n")
     return "\n".join(lines)
+
+
+def is_partial(figs: dict[str, Any]) -> bool:
+    """A run with --limit or --set: not the task's own figures."""
+    return bool(figs.get("limit") or figs.get("sets"))
 
 
 def _block_re(name: str) -> re.Pattern[str]:
@@ -284,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", action="append", choices=TASKS, help="Run only this task (repeatable).")
     ap.add_argument("--limit", type=int, help="Pass --limit N to advise run (recorded; a limited run).")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="Pass --set KEY=VALUE to advise run (recorded; a limited run), e.g. "
+                         "lever_options.lora.max_steps=10 for a quick check.")
     ap.add_argument("--force", action="store_true", help="Let a limited run overwrite a full figures file.")
     ap.add_argument("--slice", action="store_true", help="Run the CI slice and write " + _rel(SLICE_FILE))
     ap.add_argument("--readme", action="store_true", help="Only rewrite README's blocks from the files.")
@@ -297,10 +310,10 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.task or TASKS:
             path = SAMPLES / name / "figures.json"
             old = load_figures(name)
-            if args.limit and old is not None and not old.get("limit") and not args.force:
-                raise SystemExit(f"{_rel(path)} holds a full run; a --limit run would overwrite it "
+            if (args.limit or args.sets) and old is not None and not is_partial(old) and not args.force:
+                raise SystemExit(f"{_rel(path)} holds a full run; a --limit/--set run would overwrite it "
                                  "(--force to do it anyway)")
-            figs = run_task(name, limit=args.limit)
+            figs = run_task(name, limit=args.limit, sets=tuple(args.sets))
             _write_json(path, figs)
             print(f"wrote {_rel(path)} ({figs['wall_s']:.0f} s)", flush=True)
     README.write_text(update_readme(README.read_text()))
