@@ -28,8 +28,8 @@ order each. Estimate, not measured end to end: `make figures` takes one to three
 
 The CI slice (`make figures-ci`, `--slice`): TREC's prompt, prompt-few-shot and lora levers on the
 first 40 eval items, the dev split for choosing wordings capped at 20 items, and the first 200 train
-lines only (written to the run folder and passed as `--set data.train=...`), LoRA cut to 30 steps of
-4 examples with no latency probe. `--slice` writes sample_tasks/trec/figures_ci.json;
+lines only (written to the run folder and passed as `--set data.train=...`), LoRA cut to 12 steps of
+2 examples with no validation split (so no early stopping), and no latency probe. `--slice` writes sample_tasks/trec/figures_ci.json;
 tests/test_figures.py (marked slow) reruns the slice in a fresh folder and cache and fails, naming
 lever, recorded value, new value and tolerance, when a lever's target metric moves by more than
 SLICE_TOLERANCE_ITEMS items of the slice, or its state or ranking method changes. An intended change
@@ -61,8 +61,8 @@ SLICE_FILE = SAMPLES / SLICE_TASK / "figures_ci.json"
 SLICE_LIMIT = 40
 SLICE_TRAIN_LINES = 200
 SLICE_LEVERS = ("prompt", "prompt-few-shot", "lora")
-SLICE_SETS = ("prompt.dev_size=20", "lever_options.lora.max_steps=30", "lever_options.lora.batch_size=4",
-              "lever_options.lora.eval_every=10", "lever_options.lora.checkpoint_every=10")
+SLICE_SETS = ("prompt.dev_size=20", "lever_options.lora.max_steps=12", "lever_options.lora.batch_size=2",
+              "lever_options.lora.val_fraction=0")
 SLICE_ARGS = ("--latency-probe", "0")
 # A figure may move by this many items of the slice before the check fails: the same code on another
 # CPU can sum floats in another order, and that flips a near-tie between two labels (or a LoRA step's
