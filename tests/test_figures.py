@@ -74,8 +74,8 @@ def test_the_trec_slice_gives_the_recorded_figures(tmp_path):
     """Reruns the slice (bench/figures.py --slice) in a fresh run folder and model cache (no stored answer,
     no trained adapter). A failure names the lever and what moved; if the change is intended, run
     `make figures-ci` and commit sample_tasks/trec/figures_ci.json."""
-    recorded = json.loads(figures.SLICE_FILE.read_text())
     new = figures.run_slice(runs=tmp_path)
+    recorded = json.loads(figures.SLICE_FILE.read_text())
     problems = figures.compare_slice(recorded, new)
     assert not problems, ("the TREC slice moved against sample_tasks/trec/figures_ci.json (intended? "
                           "`make figures-ci` and commit the file):\n" + "\n".join(problems))
