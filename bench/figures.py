@@ -246,7 +246,8 @@ def is_partial(figs: dict[str, Any]) -> bool:
 
 
 def _block_re(name: str) -> re.Pattern[str]:
-    return re.compile(rf"(<!-- figures:{re.escape(name)} -->\n)(.*?)(\n<!-- /figures:{re.escape(name)} -->)",
+    """Group 2 is the block's text (no newline either side); an empty block is the two markers' lines."""
+    return re.compile(rf"(<!-- figures:{re.escape(name)} -->\n)(.*?)\n?(<!-- /figures:{re.escape(name)} -->)",
                       re.DOTALL)
 
 
@@ -282,7 +283,7 @@ def update_readme(readme: str) -> str:
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- figures:{name} --> ... <!-- /figures:{name} --> block")
         block = render_block(figs)
-        readme = pattern.sub(lambda m, b=block: m.group(1) + b + m.group(3), readme)
+        readme = pattern.sub(lambda m, b=block: m.group(1) + b + "\n" + m.group(3), readme)
     return readme
 
 
