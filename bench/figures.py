@@ -264,10 +264,11 @@ def readme_problems(readme: str) -> list[str]:
     for name in TASKS:
         figs = load_figures(name)
         m = _block_re(name).search(readme)
-        if figs is None and m is None:
-            continue
+        if figs is None and (m is None or not m.group(2).strip()):
+            continue  # no file yet and nothing shown: an empty block is what a missing file renders
         if figs is None:
-            problems.append(f"README has a figures:{name} block but sample_tasks/{name}/figures.json is missing")
+            problems.append(f"README's figures:{name} block shows figures but sample_tasks/{name}/figures.json "
+                            "is missing: typed by hand?")
         elif m is None:
             problems.append(f"README has no <!-- figures:{name} --> block for sample_tasks/{name}/figures.json")
         elif m.group(2) != render_block(figs):
