@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test lint bench clean chromium
+.PHONY: setup demo figures figures-ci test lint bench clean chromium
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,15 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(VENV)/bin/advise run sample_tasks/trec/task.yaml
+
+# Every sample task's ladder -> sample_tasks/<task>/figures.json -> README's figure blocks (bench/figures.py;
+# hours on 2 CPU cores, a minute when nothing changed). `make figures ARGS="--task trec --limit 12"` for a part.
+figures: setup
+	$(PY) bench/figures.py $(ARGS)
+
+# The small TREC slice CI compares against: rewrites sample_tasks/trec/figures_ci.json (commit it).
+figures-ci: setup
+	$(PY) bench/figures.py --slice
 
 test: setup chromium
 	$(PY) -m pytest
