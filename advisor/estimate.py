@@ -16,6 +16,7 @@ from typing import Any
 from advisor.data import load_dataset
 from advisor.modelspec import ModelChoice, fine_tunes, plan_rows
 from advisor.pricing import resolve_price, token_cost_usd
+from advisor.prompting import with_limited_dev
 from advisor.registry import lever_options, load_levers
 from advisor.spec import Task
 from advisor.types import LeverContext, Request
@@ -59,8 +60,7 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
 
     cache_dir = cache_dir or default_cache_dir()
     data = load_dataset(task, limit=limit)
-    if limit is not None and task.prompt.variants and task.prompt.dev_size > limit:  # as the run does
-        task = task.model_copy(update={"prompt": task.prompt.model_copy(update={"dev_size": limit})})
+    task = with_limited_dev(task, limit)  # as the run does
     names = lever_names or task.levers
     levers = {lv.name: lv for lv in load_levers([n.split("@")[0] for n in names])}
     out: list[RowEstimate] = []

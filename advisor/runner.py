@@ -203,10 +203,9 @@ class Runner:
         console: Any = None,
     ) -> None:
         from advisor.backends.hf import default_cache_dir
+        from advisor.prompting import with_limited_dev
 
-        if limit is not None and task.prompt.variants and task.prompt.dev_size > limit:
-            # `--limit` is a quick look: the dev split that chooses between wordings shrinks with it.
-            task = task.model_copy(update={"prompt": task.prompt.model_copy(update={"dev_size": limit})})
+        task = with_limited_dev(task, limit)  # `--limit` is a quick look: the dev split shrinks with it
         self.task = task
         self.workdir = workdir
         self.cache_dir = cache_dir or default_cache_dir()
