@@ -36,7 +36,7 @@ from advisor.prompting import (
     with_variant,
 )
 from advisor.spec import Task
-from advisor.types import Artifact, Example, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
 from baselines.prompt import DevChoice, choose_on_dev, cost_of
 
 
@@ -200,6 +200,12 @@ class PromptSearchLever:
         choice.extra.update(candidates=cands, proposed=proposed)
         chosen.state["choice"] = choice
         return chosen
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
+        """The search's own dev split (its demonstrations come from the rest of train)."""
+        assert isinstance(options, PromptSearchOptions)
+        dev, _ = dev_split(ctx.task, ctx.data.train, options.dev_items)
+        return HeldOut("dev", dev, priced=True)
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         task: Task = artifact.state["task"]
