@@ -30,6 +30,10 @@ from advisor.stats import bootstrap_statistic, mcnemar_exact, paired_difference
 
 RULE_MCNEMAR = "exact McNemar, Holm-adjusted over the candidates"
 RULE_BOOTSTRAP = "paired bootstrap of the difference, Bonferroni over the candidates"
+RULE_TOO_FEW = "too few held-out items to test: the default kept"
+# Below this many held-out items no paired test can say anything (the bootstrap needs two; a
+# McNemar test on fewer than six discordant items cannot reach p < 0.05), so the default stands.
+MIN_ITEMS = 6
 
 
 @dataclass
@@ -76,6 +80,14 @@ def choose_paired(default: str, per_item: Mapping[str, Sequence[float]] | None =
     candidate is better (1 - the task's confidence). Raises ValueError when `default` is not a
     candidate or neither input is given.
     """
+    size = len(next(iter(per_item.values()))) if per_item else (n or 0)
+    candidates = list(per_item or set_statistic or {})
+    if (per_item is not None or set_statistic is not None) and size < MIN_ITEMS and default in candidates:
+        # Too few items to test anything (a bootstrap needs two): the default stands, and says why.
+        every = np.arange(size)
+        scores = ({c: float(np.mean(v)) if size else 0.0 for c, v in per_item.items()} if per_item is not None
+                  else {c: float(f(every)) if size else 0.0 for c, f in (set_statistic or {}).items()})
+        return PairedChoice(default, default, False, size, metric, RULE_TOO_FEW, alpha, scores)
     if per_item is not None:
         if default not in per_item:
             raise ValueError(f"the default {default!r} should be among the candidates, got {sorted(per_item)}")

@@ -292,9 +292,12 @@ class Runner:
     # -- predictions -----------------------------------------------------------------------------
 
     def row_params(self, lever: Lever) -> GenerationParams:
-        """The generation parameters of one lever's answers: under `scoring.option_ranking: auto`
-        its natural ranking method (advisor.ranking.natural_method), else the task's."""
-        if self.params.option_ranking == AUTO:
+        """The generation parameters of one lever's answers. Classification: ranked by the lever's
+        natural method (advisor.ranking.natural_method) with every method's pick recorded
+        (rank_all), whatever `scoring.option_ranking` says: the row's method, chosen (auto) or
+        forced, is applied afterwards from the same answers (`rank_row`), so changing it
+        recomputes nothing."""
+        if self.params.option_ranking:
             return replace(self.params, option_ranking=natural_method(lever))
         return self.params
 
@@ -593,7 +596,7 @@ class Runner:
         other setting: that method, `forced`. Returns (predictions, results.json `option_ranking`:
         method, natural, why (natural | switched | forced | unavailable), reason, held_out).
         """
-        from advisor.choice import choose_paired
+        from advisor.choice import RULE_TOO_FEW, choose_paired
         from advisor.ranking import answers_by_method, with_method
         from advisor.types import OPTION_RANKINGS
 
@@ -608,7 +611,7 @@ class Runner:
         if setting != AUTO:
             return [with_method(p, setting, parse) for p in predictions], {
                 "method": setting, "natural": natural, "why": "forced", "held_out": None,
-                "reason": f"forced by scoring.option_ranking: {setting}"}
+                "reason": f"forced by scoring.option_ranking: {setting} (task.yaml or --set)"}
         found = getattr(lever, "held_out", None)
         held = found(self.context(lever, row), options, artifact) if found else None
         if held is None or not held.examples:
@@ -649,6 +652,9 @@ class Runner:
             reason = (f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule}, "
                       f"p={choice.p_values.get(method)!s})" if choice.p_values.get(method) is not None else
                       f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule})")
+        elif choice.rule == RULE_TOO_FEW:
+            reason = (f"{natural}, the lever's natural method: {n} {held.split} item{'s' * (n != 1)} "
+                      f"{'is' if n == 1 else 'are'} too few to test another against it")
         else:
             reason = (f"{natural}, the lever's natural method, kept: no other method was better beyond noise on "
                       f"{n} {held.split} items ({scores}; {choice.rule})")

@@ -75,3 +75,16 @@ def test_the_default_must_be_a_candidate():
         choose_paired("missing", {"a": [1.0]}, metric="accuracy")
     with pytest.raises(ValueError, match="needs per-item scores"):
         choose_paired("a", metric="accuracy")
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_too_few_items_keep_the_default_and_say_so(n):
+    """Field case 16: a macro-F1 target with 3 train items leaves a 1-item dev split; the bootstrap
+    cannot resample one item. Nothing is tested, the default stands, and the record says why."""
+    def f1(idx):
+        return float(len(idx))
+
+    got = choose_paired("calibrated", metric="macro_f1", set_statistic={"calibrated": f1, "sum": f1}, n=n)
+    assert got.chosen == "calibrated" and not got.switched and got.rule.startswith("too few held-out items")
+    per_item = choose_paired("calibrated", {"calibrated": [0.0] * n, "sum": [1.0] * n}, metric="accuracy")
+    assert per_item.chosen == "calibrated" and per_item.n == n

@@ -10,7 +10,7 @@ from typing import Any
 
 COLUMNS = ["lever", "method", "why", "held-out train items", "eval under other methods (check only)"]
 
-_WHY = {"natural": "natural", "switched": "switched on held-out", "forced": "forced by task",
+_WHY = {"natural": "natural", "switched": "switched on held-out", "forced": "forced (scoring.option_ranking)",
         "unavailable": "none (API model)"}
 
 
