@@ -467,3 +467,9 @@ def test_macro_f1_with_an_absent_label_is_scikit_learns_default(tmp_path):
             preds += [pred] * n
     assert len(golds) == 8
     assert lever["metrics"]["macro_f1"]["value"] == pytest.approx(f1_score(golds, preds, average="macro"))
+    # Three train items leave a one-item dev split: too few to test a ranking method (the bootstrap
+    # behind a macro-F1 choice cannot resample one item); the natural method stands and says why.
+    ranking = lever["option_ranking"]
+    assert (ranking["method"], ranking["why"]) == ("calibrated", "natural")
+    assert ranking["held_out"]["rule"].startswith("too few held-out items")
+    assert "1 dev item is too few" in ranking["reason"]
