@@ -230,12 +230,15 @@ def render_block(figs: dict[str, Any]) -> str:
         lines.append(f"| {r['name']} | {value} | {r['state']} | {_ranking(r['option_ranking'])} "
                      f"| {r['wording'] or '—'} |")
     rec = figs["recommendation"]
-    lines += ["", f"Verdict: **{rec['lever'] or 'none'}**: {rec['reason']}", ""]
+    lines += ["", f"Verdict: **{rec['lever']}**: {rec['reason']}" if rec["lever"] else f"Verdict: {rec['reason']}", ""]
     n = max((r["n_eval"] or 0) for r in figs["levers"]) if figs["levers"] else 0
     git = figs["git"]
     commit = (git["commit"] or "unknown")[:10] + (" with uncommitted changes" if git["dirty"] else "")
     date = (figs["date"] or "")[:10]
-    lines.append(f"<sub>{n} eval items; commit {commit}; {date}; {figs['wall_s']:.0f} s; "
+    computed = sum(r.get("computed_predictions") or 0 for r in figs["levers"])
+    took = (f"{figs['wall_s']:.0f} s, every answer from the run store (computed by an earlier run of the same "
+            "requests)" if not computed and figs["levers"] else f"{figs['wall_s']:.0f} s")
+    lines.append(f"<sub>{n} eval items; commit {commit}; {date}; {took}; "
                  f"`{figs['command']}` (from `sample_tasks/{figs['folder']}/figures.json`)</sub>")
     if is_partial(figs):
         what = [f"the first {figs['limit']} eval items only"] if figs.get("limit") else []
