@@ -137,6 +137,7 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
         "target": {"metric": metric, "threshold": results["target"]["threshold"]},
         "levers": [lever_row(lv, metric) for lv in results["levers"]],
         "recommendation": {"lever": rec.get("lever"), "reason": rec.get("reason")},
+        "warnings": list((results.get("scoring") or {}).get("warnings") or []),
         "git": {"commit": git.get("commit"), "dirty": git.get("dirty")},
         "wall_s": round(wall_s, 1),
         "date": prov.get("created"),
@@ -231,6 +232,13 @@ def render_block(figs: dict[str, Any]) -> str:
                      f"| {r['wording'] or '—'} |")
     rec = figs["recommendation"]
     lines += ["", f"Verdict: **{rec['lever']}**: {rec['reason']}" if rec["lever"] else f"Verdict: {rec['reason']}", ""]
+    for r in figs["levers"]:
+        reason = (r.get("option_ranking") or {}).get("reason")
+        if reason:
+            lines.append(f"- {r['name']}'s label ranking: {reason}")
+    lines += [f"- warning: {w}" for w in figs.get("warnings") or []]
+    if lines[-1] != "":
+        lines.append("")
     n = max((r["n_eval"] or 0) for r in figs["levers"]) if figs["levers"] else 0
     git = figs["git"]
     commit = (git["commit"] or "unknown")[:10] + (" with uncommitted changes" if git["dirty"] else "")
