@@ -62,7 +62,8 @@ class PairedChoice:
     def as_dict(self) -> dict[str, Any]:
         return {"chosen": self.chosen, "default": self.default, "switched": self.switched, "n": self.n,
                 "metric": self.metric, "rule": self.rule, "alpha": self.alpha, "scores": self.scores,
-                "p_values": self.p_values, "lower_bounds": self.lower_bounds, "wins": self.wins}
+                "p_values": self.p_values, "lower_bounds": self.lower_bounds, "wins": self.wins,
+                "wins_order": ["items only the candidate gets right", "items only the default gets right"]}
 
 
 def _binary(values: Sequence[float]) -> bool:
