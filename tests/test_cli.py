@@ -57,7 +57,8 @@ def test_run_writes_results_and_a_second_run_recomputes_nothing(trec_small, tmp_
         assert lv["n_eval"] == 12 and lv["computed_predictions"] == 12
         assert lv["meets_target"] == (lv["state"] == "meets")  # the lower-bound rule (target.rule default)
         c = lv["cost"]
-        assert c["setup_usd"] == 0.0 and c["per_1k_queries_usd"] > 0
+        # Setup: scoring the 12 dev items (train) every label-ranking method is checked on.
+        assert lv["option_ranking"]["held_out"]["n"] == 12 and c["setup_usd"] > 0 and c["per_1k_queries_usd"] > 0
         assert 0 < c["latency_ms_p50"] <= c["latency_ms_p95"]
         assert set(lv["metrics"]) == {"accuracy", "macro_f1"}
     rec = results["recommendation"]
