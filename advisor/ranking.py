@@ -134,6 +134,8 @@ def with_method(prediction: Any, method: str, parse: Callable[[str], Any]) -> An
     follow the method: the content-free pass is counted only when the method needs it.
     Raises KeyError when the prediction did not record `method`'s pick.
     """
+    if prediction.context.get("option_ranking") == method:
+        return prediction  # already under `method`: applying it again changes nothing
     answers = answers_by_method(prediction)
     if answers is None or method not in answers:
         raise KeyError(f"no answer under {method!r} recorded for item {prediction.example_id}")

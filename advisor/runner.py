@@ -356,7 +356,14 @@ class Runner:
             self.store.put_predictions(row, backend.identity, items)
             found.update(dict(items))
             advance(len(examples) - len(todo) + start + len(idx), len(examples))
-        return [self._for_request(found[k], r) for k, r in zip(keys, requests)], keys, len(todo)
+        out = [self._for_request(found[k], r) for k, r in zip(keys, requests)]
+        forced = self.task.scoring.option_ranking if self.params.option_ranking else None
+        if forced and forced != AUTO:  # a forced method holds for every answer, dev ones included
+            from advisor.ranking import answers_by_method, with_method
+
+            out = [with_method(p, forced, lambda raw: parse_output(self.task, raw))
+                   if answers_by_method(p) is not None else p for p in out]
+        return out, keys, len(todo)
 
     def requests(self, lever: Lever, artifact: Artifact, examples: list[Any],
                  build: Callable[[list[Example]], list[Request]] | None = None) -> list[Request]:

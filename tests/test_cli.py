@@ -78,12 +78,14 @@ def test_run_writes_results_and_a_second_run_recomputes_nothing(trec_small, tmp_
     # Deterministic: the same numbers from the cache as from the model.
     assert [lv["metrics"] for lv in again["levers"]] == [lv["metrics"] for lv in results["levers"]]
 
-    # Changing the system prompt invalidates every entry; the old ones stay in the store.
+    # Changing the system prompt invalidates every entry (12 eval answers and the 12 dev answers the label
+    # ranking is checked on); the old ones stay in the store.
+    assert before["prompt"] == 24
     changed = _run("run", str(trec_small), "--out", str(out), "--limit", "12", "--latency-probe", "0",
                    "--quiet", "--lever", "prompt", "--set", "prompt.system=Pick a label.")
     assert changed.exit_code == 0, changed.output
     assert json.loads((out / "results.json").read_text())["levers"][0]["computed_predictions"] == 12
-    assert _count(db, "prompt") == 24
+    assert _count(db, "prompt") == 48
 
     shown = _run("show", str(out))
     assert shown.exit_code == 0 and "prompt" in shown.output
