@@ -54,12 +54,7 @@ class AdviseGroup(click.Group):
             _fail(e)
         except KeyboardInterrupt:
             click.echo("interrupted: everything computed so far is saved; run again to resume.", err=True)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            # Everything is saved by now (the runner closed its store in its `finally`). Exit at once:
-            # a library's non-daemon thread, joined at interpreter shutdown, must not keep a Ctrl-C'd
-            # run alive (a CI run once hung here for over 120 s after SIGINT).
-            os._exit(130)
+            sys.exit(130)
 
 
 @click.group(cls=AdviseGroup)
