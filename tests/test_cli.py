@@ -195,8 +195,12 @@ def test_ctrl_c_exits_130_and_keeps_what_is_done(tmp_path):
     db = out / "advise.sqlite"
     args = [*_advise_cmd(), "run", str(task), "--out", str(out), "--lever", "prompt", "--batch-size", "1",
             "--latency-probe", "0", "--quiet"]
+    # Ctrl-C as a terminal delivers it. A suite started in the background by a non-interactive shell
+    # (`make test &`, nohup) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    # the child restores the default disposition first.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while _count(db, "prompt") < 4 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
