@@ -139,11 +139,10 @@ def with_method(prediction: Any, method: str, parse: Callable[[str], Any]) -> An
     answers = answers_by_method(prediction)
     if answers is None or method not in answers:
         raise KeyError(f"no answer under {method!r} recorded for item {prediction.example_id}")
-    used = prediction.context["ranked_by"]
-    if method == used and prediction.context.get("option_ranking", used) == used:
-        return replace(prediction, context={**prediction.context, "option_ranking": method})
+    # The seconds move from the method the prediction is under now (the backend's, or one applied before).
+    current = prediction.context.get("option_ranking", prediction.context["ranked_by"])
     share = float(prediction.context.get("reference_seconds") or 0.0)
-    seconds = prediction.seconds + share * ((method in NEEDS_REFERENCE) - (used in NEEDS_REFERENCE))
+    seconds = prediction.seconds + share * ((method in NEEDS_REFERENCE) - (current in NEEDS_REFERENCE))
     context = {**prediction.context, "option_ranking": method,
                "ranked_raw": prediction.context.get("ranked_raw", prediction.raw)}
     return replace(prediction, output=parse(answers[method]), raw=answers[method], seconds=max(seconds, 0.0),

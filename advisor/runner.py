@@ -615,8 +615,8 @@ class Runner:
             return predictions, {"method": None, "natural": natural, "why": "unavailable", "held_out": None,
                                  "reason": "this model's answers carry no log-likelihood per label (an API "
                                            "model): no ranking method applies"}
-        if setting != AUTO:
-            return [with_method(p, setting, parse) for p in predictions], {
+        if setting != AUTO:  # `predict` has applied the forced method to every answer already
+            return predictions, {
                 "method": setting, "natural": natural, "why": "forced", "held_out": None,
                 "reason": f"forced by scoring.option_ranking: {setting} (task.yaml or --set)"}
         found = getattr(lever, "held_out", None)
