@@ -121,7 +121,9 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/<task name>).")
 @click.option("--lever", "levers", multiple=True, help="Run only these levers (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N eval items (a quick look).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write results.json here.")
+@click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout instead of the scorecard "
+              "(as `audit --json` and `compare --json` do).")
+@click.option("--json-out", "json_path", type=click.Path(path_type=Path), help="Also write results.json here.")
 @click.option("--latency-probe", type=click.IntRange(min=0), default=12, show_default=True,
               help="Eval items sent one at a time to measure serving latency.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
@@ -133,12 +135,13 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
 @click.option("--dry-run", is_flag=True, help="Estimate requests, tokens and dollars per lever and model; "
               "send nothing.")
 @set_opt
-def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int | None, json_path: Path | None,
+def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int | None, as_json: bool,
+        json_path: Path | None,
         latency_probe: int, batch_size: int, quiet: bool, curve: str | None, sets: tuple[str, ...],
         dry_run: bool = False) -> None:
     """Run the task's levers cheapest first and recommend one."""
+    from advisor.record import results_path
     from advisor.report.scorecard import print_results
-    from advisor.results import results_path
     from advisor.runner import Runner
     from advisor.types import GenerationParams
 
@@ -153,8 +156,12 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
             json_path.write_text(json.dumps({"dry_run": as_dicts(rows)}, indent=2))
-        print_estimate(Console(), rows)
+        if as_json:
+            click.echo(json.dumps({"dry_run": as_dicts(rows)}, indent=2))
+        else:
+            print_estimate(Console(), rows)
         return
+    quiet = quiet or as_json  # stdout carries the JSON alone
     workdir = out or Path("runs") / task.name
     console = Console()
     params = GenerationParams(max_new_tokens=task.prompt.max_new_tokens, batch_size=batch_size)
@@ -175,8 +182,10 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     from advisor.report.render import write_reports
 
     reports = write_reports(workdir)
-    if not quiet:
-        print_results(console, data)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    elif not quiet:
+        print_results(console, result.record)
         console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""), soft_wrap=True)
         console.print("Report: " + " and ".join(str(p) for p in reports), soft_wrap=True)
 
@@ -302,8 +311,14 @@ def adapters(as_json: bool) -> None:
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of task.yaml (for editor completion)."""
+@click.option("--results", "of_results", is_flag=True, help="The schema of results.json (the run record) instead.")
+def schema(of_results: bool) -> None:
+    """Print the JSON Schema of task.yaml (for editor completion), or with --results of results.json."""
+    if of_results:
+        from advisor.record import results_schema
+
+        click.echo(json.dumps(results_schema(), indent=2))
+        return
     from advisor.spec import task_json_schema
 
     click.echo(json.dumps(task_json_schema(), indent=2))
@@ -313,10 +328,10 @@ def schema() -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path), default=None, required=False)
 def show(run_dir: Path | None) -> None:
     """Show the scorecard of a finished run from its results.json."""
+    from advisor.record import load_record
     from advisor.report.scorecard import print_results
-    from advisor.results import load_results
 
-    print_results(Console(), load_results(run_dir or Path(".")))
+    print_results(Console(), load_record(run_dir or Path(".")))
 
 
 @main.command()
@@ -339,7 +354,8 @@ def report(run_dir: Path, fmt: str, out: Path | None) -> None:
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     """Compare two run folders item by item; exit 1 when RUN_A's recommended lever (or, with none,
     any lever) is significantly worse in RUN_B (a CI gate), else 0."""
-    from advisor.compare import compare_runs, load_run, print_comparison
+    from advisor.compare import compare_runs, print_comparison
+    from advisor.report.document import load_run
 
     out = compare_runs(load_run(run_a), load_run(run_b))
     if as_json:

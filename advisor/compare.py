@@ -9,48 +9,12 @@ watches RUN_A's recommended lever, or every lever when RUN_A recommended none.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
-from advisor.results import load_results, results_path
+from advisor.report.document import StoredRun
 from advisor.stats import paired_difference
-
-
-@dataclass
-class StoredRun:
-    folder: Path
-    results: dict[str, Any]
-    scores: dict[str, dict[str, dict[str, float]]]  # lever -> metric -> example id -> score
-
-
-def load_run(folder: Path) -> StoredRun:
-    """results.json and the per-item scores of the last finished run in `folder`'s advise.sqlite.
-
-    Raises InputError (exit 2) when either is missing or unreadable.
-    """
-    results = load_results(folder)
-    folder = results_path(folder).parent
-    db_path = folder / "advise.sqlite"
-    if not db_path.is_file():
-        raise InputError("no advise.sqlite here: per-item scores are needed to pair items", file=db_path)
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT MAX(id) FROM runs WHERE status='done'").fetchone()
-        if row is None or row[0] is None:
-            raise InputError("no finished run in this store", file=db_path)
-        scores: dict[str, dict[str, dict[str, float]]] = {}
-        for lever, ex_id, metric, value in db.execute(
-            "SELECT lever, example_id, metric, value FROM item_scores WHERE run_id=?", (row[0],)
-        ):
-            scores.setdefault(lever, {}).setdefault(metric, {})[ex_id] = value
-    except sqlite3.DatabaseError as e:
-        raise InputError(f"unreadable run store: {e}", file=db_path) from None
-    finally:
-        db.close()
-    return StoredRun(folder, results, scores)
 
 
 @dataclass
@@ -75,10 +39,10 @@ def compare_runs(a: StoredRun, b: StoredRun) -> dict[str, Any]:
     notes = run_differences(a, b)
     target = a.results["target"]
     conf = float(target.get("confidence", 0.95))
-    rec = (a.results.get("recommendation") or {}).get("lever")
+    rec = a.record.verdict.lever
     common = [lv["name"] for lv in a.results["levers"] if lv["name"] in b.scores and lv["name"] in a.scores]
     if not common:
-        raise InputError(f"{a.folder} and {b.folder} have no lever in common")
+        raise InputError(f"{a.run_dir} and {b.run_dir} have no lever in common")
     gated = [rec] if rec in common else common
     changes: list[LeverChange] = []
     for name in common:
@@ -95,7 +59,7 @@ def compare_runs(a: StoredRun, b: StoredRun) -> dict[str, Any]:
         regressed = one_sided.high < 0
         changes.append(LeverChange(name, metric, len(ids), sum(xa) / len(xa), sum(xb) / len(xb), shown.as_dict(),
                                    shown.mcnemar_p, regressed, one_sided.low > 0, name in gated))
-    return {"run_a": str(a.folder), "run_b": str(b.folder), "metric": target["metric"], "confidence": conf,
+    return {"run_a": str(a.run_dir), "run_b": str(b.run_dir), "metric": target["metric"], "confidence": conf,
             "recommended_in_a": rec, "gated": gated, "levers": [asdict(c) for c in changes],
             "regressed": any(c.regressed and c.gated for c in changes), "differences": notes}
 
@@ -111,7 +75,7 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
     notes = []
     if da.get("eval") and db.get("eval") and da["eval"] != db["eval"]:
         if da.get("n_eval") == db.get("n_eval"):
-            raise InputError(f"{a.folder} and {b.folder} scored different eval sets of {da.get('n_eval')} items "
+            raise InputError(f"{a.run_dir} and {b.run_dir} scored different eval sets of {da.get('n_eval')} items "
                              f"(eval data {da['eval']} and {db['eval']}): items paired by id would be different "
                              "questions; compare runs of the same eval set")
         notes.append(f"eval set: {da.get('n_eval')} and {db.get('n_eval')} items (e.g. --limit); paired on the ids "

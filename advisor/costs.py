@@ -245,29 +245,3 @@ def first_year_at(cost: dict[str, Any], queries_per_month: float) -> float | Non
     return cost["setup_usd"] + 12 * (cost.get("upkeep_usd_per_month", 0.0) + per_1k / 1000 * queries_per_month)
 
 
-def break_even(levers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each pair of levers (results.json rows), the monthly volume above which the one dearer
-    to set up (setup + a year of upkeep) becomes cheaper over the first year, or None: never.
-
-    Solves setup_a + 12 (upkeep_a + q p_a) = setup_b + 12 (upkeep_b + q p_b) for q, in queries
-    a month, with p the per-query price. Rows whose per-query price is unknown are skipped.
-    """
-    out: list[dict[str, Any]] = []
-    known = [lv for lv in levers if lv["cost"].get("per_1k_queries_usd") is not None]
-    for i, a in enumerate(known):
-        for b in known[i + 1:]:
-            fixed = {lv["name"]: lv["cost"]["setup_usd"] + 12 * lv["cost"].get("upkeep_usd_per_month", 0.0) for lv in (a, b)}
-            cheap, dear = (a, b) if fixed[a["name"]] <= fixed[b["name"]] else (b, a)
-            p_cheap = cheap["cost"]["per_1k_queries_usd"] / 1000
-            p_dear = dear["cost"]["per_1k_queries_usd"] / 1000
-            gap = fixed[dear["name"]] - fixed[cheap["name"]]
-            if p_dear < p_cheap:
-                q: float | None = gap / (12 * (p_cheap - p_dear))
-                msg = (f"{dear['name']} becomes cheaper than {cheap['name']} in the first year above "
-                       f"{q:,.0f} queries a month")
-            else:
-                q = None
-                msg = (f"{dear['name']} never becomes cheaper than {cheap['name']}: it costs more to set up "
-                       f"and keep (${gap:,.2f} a year) and no less per query")
-            out.append({"cheaper": cheap["name"], "dearer": dear["name"], "queries_per_month": q, "message": msg})
-    return out

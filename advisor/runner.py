@@ -20,7 +20,18 @@ from typing import Any
 from advisor.costs import LeverCost, lever_cost, token_price
 from advisor.data import Dataset, load_dataset, stable_hash
 from advisor.ranking import AUTO, natural_method
-from advisor.recommend import Verdict
+from advisor.record import (
+    ArtifactRecord,
+    AuditRecord,
+    CostRecord,
+    CurveRecord,
+    LeverRecord,
+    LeverVerdict,
+    MetricRecord,
+    RunRecord,
+    ScoringRecord,
+    TargetRecord,
+)
 from advisor.registry import lever_options, load_levers
 from advisor.report.progress import on_batch, status
 from advisor.scoring import Scores, parse_output, score
@@ -37,7 +48,7 @@ from advisor.types import (
     Prediction,
     Request,
 )
-from advisor.verdict_rules import eval_groups, judge_run
+from advisor.verdict import LeverEvidence, Verdict, decide, eval_groups, trivial_baseline
 
 ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
 
@@ -50,71 +61,64 @@ def _no_progress(description: str, total: int) -> Callable[[int, int], None]:
 
 @dataclass
 class LeverResult:
-    name: str
+    """One measured row, before the verdict: what the lever declared, its answers, scores and cost."""
+
+    name: str  # the row: `lever` or `lever@alias`
     rung: float
+    family: str  # as the lever declares it (advisor.registry.lever_family)
     options: dict[str, Any]
     artifact: Artifact
     predictions: list[Prediction]
     scores: Scores
     metrics: dict[str, Interval]
     cost: LeverCost
-    meets_target: bool
     computed: int  # predictions made in this run (the rest came from the store)
-    verdict_fields: dict[str, Any] = field(default_factory=dict)  # state, bounds, family (verdict_rules)
     extra: dict[str, Any] = field(default_factory=dict)  # lever, model, classification path (advisor.modelspec)
 
-    def as_dict(self, target_confidence: float) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "rung": self.rung,
-            "options": self.options,
-            "artifact": {"identity": self.artifact.identity, "model": self.artifact.backend.identity,
-                         **self.artifact.info},
-            "metrics": {k: iv.as_dict() for k, iv in self.metrics.items()},
-            "confidence": target_confidence,
-            "n_eval": len(self.predictions),
-            "cost": self.cost.as_dict(),
-            "meets_target": self.meets_target,
-            "computed_predictions": self.computed,
-            "details": self.scores.details,
-            **self.verdict_fields,
-            **self.extra,
-        }
+    def evidence(self) -> LeverEvidence:
+        """What the verdict reads of this row (advisor.verdict.decide)."""
+        return LeverEvidence(self.name, self.rung, self.family, len(self.predictions), self.metric_records(),
+                             CostRecord(**self.cost.as_dict()), self.scores.per_item,
+                             [p.output for p in self.predictions], retrieves="index" in self.artifact.info)
+
+    def metric_records(self) -> dict[str, MetricRecord]:
+        return {k: MetricRecord(**iv.as_dict()) for k, iv in self.metrics.items()}
+
+    def record(self, verdict: LeverVerdict, model: str) -> LeverRecord:
+        """The row of results.json, with the state the verdict gave it. `model`: the task's model label,
+        used when the row names none (a single-model task)."""
+        extra = dict(self.extra)
+        return LeverRecord(
+            name=self.name, lever=extra.pop("lever", self.name), model=extra.pop("model", model), rung=self.rung,
+            family=self.family, options=self.options,
+            artifact=ArtifactRecord(identity=self.artifact.identity, backend=self.artifact.backend.identity,
+                                    info=_json(self.artifact.info)),
+            n_eval=len(self.predictions), computed_predictions=self.computed, metrics=self.metric_records(),
+            cost=CostRecord(**self.cost.as_dict()), details=_json(self.scores.details), verdict=verdict, **extra)
+
+
+def _json(value: Any) -> Any:
+    """`value` as plain JSON (tuples to lists, paths to strings), as results.json stores it."""
+    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass
 class RunResult:
+    """A finished run: its rows with their answers (in memory), the verdict and the record written."""
+
     task: Task
     workdir: Path
     levers: list[LeverResult]
     verdict: Verdict
-    provenance: dict[str, Any]
+    record: RunRecord
     data: Dataset
     limit: int | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        t = self.task
-        return {
-            "task": t.name,
-            "kind": t.kind,
-            "target": {"metric": t.target.metric, "threshold": t.target.threshold,
-                       "confidence": t.target.confidence, "need": t.target.need},
-            "levers": [lv.as_dict(t.target.confidence) for lv in self.levers],
-            "recommendation": self.verdict.as_dict(),
-            "eval_limit": self.limit,
-            "queries_per_month": t.costs.queries_per_month,
-            "costs": t.costs.model_dump(),  # the stated assumptions every dollar figure rests on
-            "provenance": self.provenance,
-            **self.extras,
-        }
+        return self.record.to_json()
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
-        tmp.replace(path)  # a reader never sees half a file
-        return path
+        return self.record.write(path)
 
 
 def _versions() -> dict[str, str]:
@@ -396,22 +400,23 @@ class Runner:
             fit_requests(get(), self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
                 self.task, ex)), on_overflow="error", lever="prompt")
 
-    def scoring_info(self, results: list[LeverResult]) -> dict[str, Any]:
+    def scoring_info(self, results: list[LeverResult], verdict: Verdict) -> dict[str, Any]:
         """How classification options were ranked, and how much the verdict rests on that.
 
         `option_ranking`: the task's setting (`auto`, or the method it forces; each row's own method
         and why are in its `option_ranking`); `option_tokens`: label -> tokens; `sensitivity`: a
         check, never a choice: per lever row, per other method (advisor/ranking.py ranks the same
         log-likelihoods every way, so this costs no model time), the eval predictions it would
-        change (`changed` of `n_eval`), the target metric under it, the row's `state` under the
-        task's rule and its `place` among the rows (1 = highest target metric). `warnings`: labels
+        change (`changed` of `n_eval`), the target metric under it (`metric`, `value`), the row's
+        `state` under the task's rule (advisor.verdict.assess, the verdict's own rule) and its `place`
+        among the rows (1 = highest target metric). The row's own state is the verdict's. `warnings`: labels
         that differ a lot in length; every row whose state or place would change under another
         method (the verdict rests on the method); rows where most predictions move under
         `calibrated_prefix` (they rest on the labels' spelling).
         """
         from advisor.ranking import answers_by_method
         from advisor.scoring import label_length_warning
-        from advisor.verdict_rules import assess
+        from advisor.verdict import assess
 
         setting = self.task.scoring.option_ranking
         info: dict[str, Any] = {"option_ranking": setting}
@@ -427,7 +432,7 @@ class Runner:
         golds = [ex.output for ex in self.data.eval]
         groups = eval_groups(self.data)
 
-        def judged(preds: list[Any]) -> tuple[float, str]:
+        def judged(preds: list[Any]) -> tuple[float, str]:  # a row's state under another method
             sc = score(self.task, golds, preds)
             if metric in sc.per_item:
                 found = assess(sc.per_item[metric], threshold, t.confidence, t.rule, groups=groups, seed=self.task.seed)
@@ -438,7 +443,7 @@ class Runner:
                 found = assess(None, threshold, t.confidence, t.rule, n=len(golds), seed=self.task.seed,
                                set_statistic=lambda idx: macro_f1([golds[i] for i in idx], [preds[i] for i in idx],
                                                                   labels))
-            return float(sc.aggregate[metric]), found["state"]
+            return float(sc.aggregate[metric]), found.state
 
         values = {r.name: float(r.scores.aggregate.get(metric, 0.0)) for r in results}
 
@@ -451,7 +456,7 @@ class Runner:
             if not answers or any(a is None for a in answers):
                 continue  # an API row (no log-likelihoods of every option) or answers stored before
             used = (r.extra.get("option_ranking") or {}).get("method")
-            own_value, own_state = judged([p.output for p in r.predictions])
+            own_value, own_state = values[r.name], verdict.levers[r.name].state
             own_place = place(r.name, own_value)
             row: dict[str, Any] = {}
             moves: list[str] = []
@@ -460,8 +465,8 @@ class Runner:
                 preds = [parse_output(self.task, x) for x in texts]
                 value, state = judged(preds)
                 changed = sum(x != p.raw for x, p in zip(texts, r.predictions))
-                row[method] = {"changed": changed, "n_eval": len(preds), metric: value, "state": state,
-                               "place": place(r.name, value)}
+                row[method] = {"changed": changed, "n_eval": len(preds), "metric": metric, "value": value,
+                               "state": state, "place": place(r.name, value)}
                 what = []
                 if state != own_state:
                     what.append(f"{state}")
@@ -579,7 +584,6 @@ class Runner:
         cost = lever_cost(artifact, artifact.backend, predictions,
                           self.latencies(lever, artifact, keys, name, method),
                           self.task.costs, price=token_price(artifact.backend, self.cache_dir))
-        meets = metrics[self.task.target.metric].value >= self.task.target.threshold
         record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
         if record:
             record(self.context(lever, row), artifact, {k: iv.value for k, iv in metrics.items()})
@@ -589,8 +593,10 @@ class Runner:
         extra = row_facts(row, artifact.backend, predictions)
         if ranking is not None:
             extra["option_ranking"] = ranking
-        return LeverResult(name, lever.rung, options.model_dump(mode="json"), artifact, predictions, scores,
-                           metrics, cost, meets, computed, extra=extra)
+        from advisor.registry import lever_family
+
+        return LeverResult(name, lever.rung, lever_family(lever), options.model_dump(mode="json"), artifact,
+                           predictions, scores, metrics, cost, computed, extra=extra)
 
     def rank_row(self, lever: Lever, options: Any, artifact: Artifact, predictions: list[Prediction],
                  row: Any = None) -> tuple[list[Prediction], dict[str, Any]]:
@@ -711,25 +717,41 @@ class Runner:
                 results.append(result)
                 if on_lever:
                     on_lever(result)
-            extras: dict[str, Any] = {}
-            if self.task.kind == "classification":
-                extras["scoring"] = self.scoring_info(results)
-            elif wording := wording_warnings(self.task, results):
-                extras["scoring"] = {"warnings": wording}
-            if curve_fractions:
-                extras["learning_curves"] = self.learning_curves([r.name for r in results], curve_fractions)
+            curves = (self.learning_curves([r.name for r in results], curve_fractions) if curve_fractions
+                      else {})
+            result = self.judge(results, curves, task_file)
         except KeyboardInterrupt:
             self.store.finish_run(run_id, "interrupted")
             raise
         except Exception:
             self.store.finish_run(run_id, "failed")
             raise
-        extras["audit"] = self.audit.as_dict()
-        verdict, extras["baseline"] = judge_run(self.task, self.data, results, extras.get("learning_curves"))
-        result = RunResult(self.task, self.workdir, results, verdict, provenance(self.task, self.data, task_file),
-                           self.data, self.limit, extras)
         self.store.finish_run(run_id, "done", result.to_json())
         return result
+
+    def judge(self, results: list[LeverResult], curves: dict[str, Any], task_file: Path | None) -> RunResult:
+        """The verdict over the measured rows (advisor.verdict.decide, computed once) and the run record."""
+        t = self.task
+        target = TargetRecord(metric=t.target.metric, threshold=t.target.threshold, confidence=t.target.confidence,
+                              rule=t.target.rule, margin=t.target.margin, need=t.target.need)
+        groups = eval_groups(self.data)
+        baseline = trivial_baseline(t, self.data, groups)
+        curve_records = {k: CurveRecord.model_validate(_json(v)) for k, v in curves.items()}
+        verdict = decide(target, [r.evidence() for r in results], baseline,
+                         golds=[ex.output for ex in self.data.eval], labels=t.labels,
+                         has_knowledge=t.data.knowledge is not None, curves=curve_records, groups=groups, seed=t.seed)
+        scoring = None
+        if t.kind == "classification":
+            scoring = ScoringRecord.model_validate(_json(self.scoring_info(results, verdict)))
+        elif wording := wording_warnings(t, results):
+            scoring = ScoringRecord(warnings=wording)
+        record = RunRecord(
+            task=t.name, kind=t.kind, labels=t.labels, target=target, costs=t.costs, eval_limit=self.limit,
+            levers=[r.record(verdict.levers[r.name], t.model) for r in results], baseline=baseline.record(),
+            verdict=verdict.record, scoring=scoring, learning_curves=curve_records,
+            audit=AuditRecord.model_validate(_json(self.audit.as_dict())),
+            provenance=provenance(t, self.data, task_file))
+        return RunResult(t, self.workdir, results, verdict, record, self.data, self.limit)
 
 
 def run_task(task: Task, workdir: Path, **kwargs: Any) -> RunResult:

@@ -97,8 +97,10 @@ class Target(_Strict):
     rule: Literal["lower_bound", "point"] = Field(
         "lower_bound", description="lower_bound: a lever meets the target when its one-sided lower confidence "
         "bound reaches the threshold; point: when its point estimate does (a quick look).")
-    margin: float = Field(0.0, ge=0.0, le=1.0, description="Non-inferiority margin: a cheaper lever is preferred "
-                          "when the paired difference's lower bound is above -margin.")
+    margin: float = Field(0.0, ge=0.0, le=1.0, description="Non-inferiority margin: the comparisons say a cheaper "
+                          "lever is within it of the recommended one when the one-sided lower bound of their paired "
+                          "difference is above -margin. It never makes a lever that has not shown it meets the "
+                          "target the recommendation.")
     need: str = Field("", description="The business need that sets the threshold, in plain words.")
 
 

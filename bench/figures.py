@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from advisor.record import load_record
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_tasks"
 README = ROOT / "README.md"
@@ -114,7 +116,7 @@ def lever_row(lv: dict[str, Any], metric: str) -> dict[str, Any]:
         "value": m.get("value"),
         "ci_low": m.get("ci_low"),
         "ci_high": m.get("ci_high"),
-        "state": lv.get("state") or ("meets" if lv.get("meets_target") else "fails"),
+        "state": lv["verdict"]["state"],
         "option_ranking": lv.get("option_ranking"),  # {"method", "natural", "why", "held_out"}, or absent
         "wording": choice.get("chosen"),
         "n_eval": lv.get("n_eval"),
@@ -127,7 +129,7 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
     metric = results["target"]["metric"]
     prov = results.get("provenance") or {}
     git = prov.get("git") or {}
-    rec = results.get("recommendation") or {}
+    rec = results["verdict"]
     return {
         "task": results["task"],
         "folder": folder,
@@ -136,7 +138,7 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
         "slice": slice_,
         "target": {"metric": metric, "threshold": results["target"]["threshold"]},
         "levers": [lever_row(lv, metric) for lv in results["levers"]],
-        "recommendation": {"lever": rec.get("lever"), "reason": rec.get("reason")},
+        "recommendation": {"lever": rec.get("lever"), "outcome": rec["outcome"], "reason": rec.get("reason")},
         "warnings": list((results.get("scoring") or {}).get("warnings") or []),
         "git": {"commit": git.get("commit"), "dirty": git.get("dirty")},
         "wall_s": round(wall_s, 1),
@@ -152,7 +154,7 @@ def run_task(name: str, *, limit: int | None, sets: tuple[str, ...] = (), runs: 
     argv = advise_argv(task_file, out, limit=limit, sets=sets)
     print(f"{name}: {shlex.join(argv)}", flush=True)
     wall = run_advise(argv)
-    results = json.loads((out / "results.json").read_text())
+    results = load_record(out).to_json()  # the one loader: validated, older files upgraded
     return figures_from_results(results, folder=name, command=argv, wall_s=wall, limit=limit, sets=sets)
 
 
@@ -167,7 +169,7 @@ def run_slice(runs: Path = RUNS, env: dict[str, str] | None = None) -> dict[str,
                        sets=(f"data.train={train.resolve()}", *SLICE_SETS), extra=SLICE_ARGS)
     print(f"slice: {shlex.join(argv)}", flush=True)
     wall = run_advise(argv, env)
-    results = json.loads((out / "results.json").read_text())
+    results = load_record(out).to_json()  # the one loader: validated, older files upgraded
     figs = figures_from_results(results, folder=SLICE_TASK, command=argv, wall_s=wall, limit=SLICE_LIMIT,
                                 sets=SLICE_SETS, slice_=True)
     # The train file's absolute path differs per machine; record it as the script writes it.

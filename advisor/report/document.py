@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.results import load_results, results_path
+from advisor.errors import InputError
+from advisor.record import RunRecord, load_record, results_path
 
 # Per kind, the per-item metric that says whether an item failed when the target metric has no
 # per-item score (macro-F1 is a set-level figure).
@@ -98,22 +99,35 @@ class LeverItems:
 
 @dataclass
 class StoredRun:
-    results: dict[str, Any]
+    """A finished run as its readers see it: the record, and the per-item rows of the store's run that
+    wrote it (`scores`: row -> metric -> example id -> score; `groups`: example id -> eval group)."""
+
+    record: RunRecord
     run_dir: Path
     items: dict[str, LeverItems] | None  # lever row name -> items; None when the store has none
     items_missing: str | None = None  # why there are no per-item answers, in words
+    scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    run_id: int | None = None
+
+    @property
+    def results(self) -> dict[str, Any]:
+        """The record as plain JSON (the formatters' input)."""
+        return self.record.to_json()
 
 
 def load_run(run_dir: Path) -> StoredRun:
-    """Read `run_dir/results.json` and, when present, the run's per-item answers from advise.sqlite.
+    """The one reader of a run folder: `results.json` (advisor.record.load_record, which validates and
+    upgrades it) and, when present, the per-item answers and scores of the store's run that wrote it
+    (same creation time; else the task's latest finished run).
 
-    Raises InputError (exit code 2) as `advisor.results.load_results` does. The store is opened
-    read-only: rendering a report never changes a run folder's data.
+    Raises InputError (exit code 2) as `advisor.record.load_record` does. The store is opened
+    read-only: reading a run never changes a run folder's data.
     """
-    results = load_results(run_dir)
+    record = load_record(run_dir)
     folder = results_path(run_dir).parent
-    items, why = _load_items(folder / "advise.sqlite", results)
-    return StoredRun(results, folder, items, why)
+    results = record.to_json()
+    items, why, scores, run_id = _load_items(folder / "advise.sqlite", results)
+    return StoredRun(record, folder, items, why, scores, run_id)
 
 
 def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> int | None:
@@ -127,20 +141,26 @@ def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> int | None
     return next((int(run_id) for run_id, task, _ in rows if task == results["task"]), None)
 
 
-def _load_items(db_path: Path, results: dict[str, Any]) -> tuple[dict[str, LeverItems] | None, str | None]:
+def _load_items(db_path: Path, results: dict[str, Any]
+                ) -> tuple[dict[str, LeverItems] | None, str | None, dict[str, dict[str, dict[str, float]]], int | None]:
+    """(items per row, why there are none, scores: row -> metric -> example id -> score, the store's run id)."""
     if not db_path.is_file():
-        return None, "this run folder has no advise.sqlite, so per-item answers cannot be shown"
+        return None, "this run folder has no advise.sqlite, so per-item answers cannot be shown", {}, None
     from advisor.store import RunStore
 
-    # Read-only: a report never migrates or writes a store (it may belong to a running job).
-    store = RunStore.read_only(db_path)
+    # Read-only: a reader never migrates or writes a store (it may belong to a running job).
     try:
-        if "run_items" not in store.tables():
-            return None, ("this run was stored before reports kept per-item answers; run `advise run` "
-                          "again (every answer is cached, so it takes seconds) to list failures")
+        store = RunStore.read_only(db_path)
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"unreadable run store: {e}", file=db_path) from None
+    try:
         run_id = _store_run_id(store.db, results)
         if run_id is None:
-            return None, "the store holds no finished run of this task"
+            return None, "the store holds no finished run of this task", {}, None
+        scores = {lv["name"]: store.item_scores(run_id, lv["name"]) for lv in results["levers"]}
+        if "run_items" not in store.tables():
+            return None, ("this run was stored before reports kept per-item answers; run `advise run` "
+                          "again (every answer is cached, so it takes seconds) to list failures"), scores, run_id
         kind = results["kind"]
         target = results["target"]["metric"]
         out: dict[str, LeverItems] = {}
@@ -149,12 +169,13 @@ def _load_items(db_path: Path, results: dict[str, Any]) -> tuple[dict[str, Lever
             rows = store.run_items(run_id, name)
             if not rows:
                 continue
-            scores = store.item_scores(run_id, name)
-            metric = target if target in scores else ITEM_METRIC.get(kind, "exact_match")
-            per_item = scores.get(metric, {})
+            metric = target if target in scores[name] else ITEM_METRIC.get(kind, "exact_match")
+            per_item = scores[name].get(metric, {})
             failed = [r for r in rows if per_item.get(r["example_id"], 1.0) < 1.0]
             out[name] = LeverItems(metric, len(rows), failed)
-        return out, None
+        return out, None, scores, run_id
+    except sqlite3.DatabaseError as e:
+        raise InputError(f"unreadable run store: {e}", file=db_path) from None
     finally:
         store.close()
 

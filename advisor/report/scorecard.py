@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.costs import price_basis_note
+from advisor.record import RunRecord
 from advisor.spec import METRICS
 
 
@@ -31,12 +32,12 @@ STATE_MARK = {"meets": ("✓", "bold green"), "fails": ("✗", "red"), "undecide
 
 
 def _state(lv: dict[str, Any]) -> Text:
-    """✓ meets / ✗ fails / ? undecided; results without states (older runs) show yes/no."""
-    state = lv.get("state")
-    if state is None:
-        return Text("yes", style="bold green") if lv["meets_target"] else Text("no", style="red")
+    """✓ meets / ✗ fails / ? undecided, as the verdict set it (`verdict.state`); ✗ guess when the row is
+    no better than the trivial baseline."""
+    v = lv["verdict"]
+    state = v["state"]
     mark, style = STATE_MARK[state]
-    if lv.get("no_better_than_baseline"):
+    if v["no_better_than_baseline"]:
         return Text(f"{mark} guess", style="red")
     return Text(f"{mark} {state}", style=style)
 
@@ -61,11 +62,11 @@ def interval_bar(low: float, value: float, high: float, threshold: float, width:
 def _target_table(results: dict[str, Any]) -> Table | None:
     """Each lever against the target: state, one-sided bounds, a bar, the items that would settle it."""
     target = results["target"]
-    levers = [lv for lv in results["levers"] if "state" in lv]
+    levers = results["levers"]
     if not levers:
         return None
     pct = int(round(100 * target["confidence"]))
-    rule = (results.get("recommendation") or {}).get("rule", "lower_bound")
+    rule = target["rule"]
     table = _table(f"against the target ({'lower bound' if rule == 'lower_bound' else 'point estimate'} rule, "
                    f"one-sided {pct}% bounds)")
     for name in ("lever", "state", "0 ─── interval ─── 1", "bounds", "more items"):
@@ -74,9 +75,10 @@ def _target_table(results: dict[str, Any]) -> Table | None:
     base = results.get("baseline")
     for lv in rows:
         m = lv["metrics"][target["metric"]]
-        need = lv.get("items_needed")
+        v = lv["verdict"]
+        need = v["more_items_needed"]
         table.add_row(lv["name"], _state(lv), interval_bar(m["ci_low"], m["value"], m["ci_high"], target["threshold"]),
-                      f"{lv['lower_bound']:.3f}–{lv['upper_bound']:.3f}",
+                      f"{v['lower_bound']:.3f}–{v['upper_bound']:.3f}",
                       f"~{need:,}" if need is not None else "–")
     if base and target["metric"] in base["metrics"]:
         m = base["metrics"][target["metric"]]
@@ -107,7 +109,7 @@ def scorecard(results: dict[str, Any]) -> Group:
         quality.add_column(name.replace("_", "\n", 1).replace("@", "\n@", 1), justify="right", no_wrap=True)
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
-    cost = _table(f"cost at {results.get('queries_per_month', 0):,} queries/month")
+    cost = _table(f"cost at {results['costs']['queries_per_month']:,} queries/month")
     cost.caption = ("$/1k q: per 1,000 queries; latency: one request at a time, in ms. "
                     + price_basis_note(results["levers"])).strip()
     cost.caption_justify = "left"
@@ -196,13 +198,10 @@ def ranking_table(results: dict[str, Any]) -> list[Any]:
 
 
 def verdict_panel(results: dict[str, Any]) -> Panel:
-    rec = results["recommendation"]
-    if rec["lever"]:
-        title, style = f"Recommendation: {rec['lever']}", "green"
-    elif "undecided" in (rec.get("states") or {}).values() and rec["reason"].startswith("Undecided"):
-        title, style = "Recommendation: undecided, more eval items needed", "yellow"
-    else:
-        title, style = "Recommendation: none meets the target", "yellow"
+    rec = results["verdict"]
+    title, style = {"recommend": (f"Recommendation: {rec['lever']}", "green"),
+                    "undecided": ("Recommendation: undecided, more eval items needed", "yellow"),
+                    "none": ("Recommendation: none meets the target", "yellow")}[rec["outcome"]]
     body: list[Any] = [Text(rec["reason"])]
     reasons = [r for r in rec.get("reasons") or [] if r not in (rec.get("notes") or [])]
     if reasons:
@@ -239,7 +238,9 @@ def input_notes(results: dict[str, Any]) -> list[Text]:
     return notes
 
 
-def print_results(console: Console, results: dict[str, Any]) -> None:
+def print_results(console: Console, record: RunRecord) -> None:
+    """The scorecard, notes, tables and verdict of one run record (advisor.record), as the terminal shows them."""
+    results = record.to_json()
     console.print(scorecard(results))
     for note in input_notes(results):
         console.print(note)

@@ -17,7 +17,6 @@ from advisor.report.charts import (
     CostLine,
     QualityPoint,
     cost_quality_svg,
-    crossing,
     pareto_frontier,
     volume_svg,
 )
@@ -85,12 +84,6 @@ def redact_command(argv: list[str]) -> str:
     return shlex.join(out)
 
 
-def state(lv: dict[str, Any]) -> str:
-    """meets | fails | undecided: the verdict's state when it gave one, else the point rule's meets/fails."""
-    s = lv.get("state")
-    return s if s in _STATE_TEXT else ("meets" if lv.get("meets_target") else "fails")
-
-
 def _cost(lv: dict[str, Any], key: str) -> Any:
     return (lv.get("cost") or {}).get(key)
 
@@ -109,7 +102,7 @@ def task_section(r: dict[str, Any]) -> Section:
     blocks: list[Any] = [
         Paragraph(f"{r['task']}: a {r['kind']} task. Target: {t['metric']} ≥ {num(t['threshold'], 2)}, "
                   f"judged at {_pct(t.get('confidence'))} confidence on {n_eval} held-out eval items, "
-                  f"priced at {r.get('queries_per_month') or 0:,} queries a month.", "lead"),
+                  f"priced at {r['costs']['queries_per_month']:,} queries a month.", "lead"),
     ]
     need = t.get("need")
     blocks.append(Paragraph(f"The business need behind the target: {need}" if need else
@@ -124,39 +117,38 @@ def task_section(r: dict[str, Any]) -> Section:
     return Section("task", "Task and business need", blocks)
 
 
+VERDICT_TITLE = {"recommend": "Recommendation: {lever}",
+                 "undecided": "Recommendation: undecided, more eval items needed (closest: {closest})",
+                 "none": "Recommendation: none of the levers meets the target (closest: {closest})"}
+
+
 def verdict_section(r: dict[str, Any]) -> Section:
-    rec = r["recommendation"]
-    blocks: list[Any] = []
-    if rec.get("lever"):
-        blocks.append(Paragraph(f"Recommendation: {rec['lever']}", "verdict"))
-    else:
-        closest = f" (closest: {rec['closest']})" if rec.get("closest") else ""
-        blocks.append(Paragraph(f"Recommendation: none of the levers meets the target{closest}", "verdict-none"))
+    rec, t = r["verdict"], r["target"]
+    blocks: list[Any] = [Paragraph(VERDICT_TITLE[rec["outcome"]].format(lever=rec.get("lever"),
+                                                                        closest=rec.get("closest") or "–"),
+                                   "verdict" if rec["outcome"] == "recommend" else "verdict-none")]
     blocks.append(Paragraph(rec.get("reason") or ""))
     if rec.get("reasons"):
         blocks += [Heading("Reasons"), Bullets([str(x) for x in rec["reasons"]])]
-    if rec.get("next_step") and not rec.get("lever") and rec["next_step"] not in (rec.get("reason") or ""):
+    if rec.get("next_step") and rec["outcome"] != "recommend" and rec["next_step"] not in (rec.get("reason") or ""):
         blocks.append(Paragraph(f"Next step: {rec['next_step']}."))
-    if rec.get("rule"):
-        margin = f", non-inferiority margin {num(rec.get('margin'))}" if rec.get("margin") is not None else ""
-        rule = ("a lever meets the target only when its lower confidence bound reaches it"
-                if rec["rule"] == "lower_bound" else "a lever meets the target when its point estimate reaches it")
-        blocks.append(Paragraph(f"Decision rule: {rec['rule']} ({rule}){margin}.", "note"))
+    rule = ("a lever meets the target only when its one-sided lower confidence bound reaches it"
+            if t["rule"] == "lower_bound" else "a lever meets the target when its point estimate reaches it")
+    blocks.append(Paragraph(f"Decision rule: {t['rule']} ({rule}), non-inferiority margin {num(t['margin'])}.",
+                            "note"))
     if rec.get("notes"):
         blocks += [Heading("Where the other levers lose points"), Bullets([str(x) for x in rec["notes"]])]
     comparisons = rec.get("comparisons") or []
     if comparisons:
         blocks.append(Heading("Paired comparisons on the same eval items"))
         blocks.append(Table(
-            ["lever", "against", "metric", "difference (interval)", "McNemar p", "significantly better",
+            ["lever", "against", "metric", "difference (interval)", "test", "p", "significantly better",
              "non-inferior"],
-            [[str(c.get("lever")), str(c.get("against")), str(c.get("metric")), interval(c.get("difference")),
-              num(c.get("mcnemar_p")), _yes(c.get("significantly_better")), _yes(c.get("non_inferior"))]
+            [[str(c["lever"]), str(c["against"]), str(c["metric"]), interval(c["difference"]), str(c["test"]),
+              num(c.get("p_value")), _yes(c["significantly_better"]), _yes(c["non_inferior"])]
              for c in comparisons],
-            numeric=[False, False, False, True, True, False, False]))
-        messages = [str(c["message"]) for c in comparisons if c.get("message")]
-        if messages:
-            blocks.append(Bullets(messages))
+            numeric=[False, False, False, True, False, True, False, False]))
+        blocks.append(Bullets([str(c["message"]) for c in comparisons]))
     return Section("verdict", "Verdict", blocks)
 
 
@@ -174,11 +166,12 @@ def scorecard_section(r: dict[str, Any]) -> Section:
     others += sorted(m for m in present if m.startswith("retrieval_"))
     quality_rows, styles = [], []
     for lv in r["levers"]:
-        s = state(lv)
+        v = lv["verdict"]
+        s = v["state"]
         label = _STATE_TEXT[s]
-        if s == "undecided" and lv.get("items_needed"):
-            label += f" (about {lv['items_needed']:,} more items)"
-        if lv.get("no_better_than_baseline"):
+        if s == "undecided" and v.get("more_items_needed"):
+            label += f" (about {v['more_items_needed']:,} more items)"
+        if v["no_better_than_baseline"]:
             label += "; no better than the baseline"
         m = lv.get("metrics") or {}
         quality_rows.append([lv["name"], interval(m.get(metric)), *[num((m.get(o) or {}).get("value")) for o in others],
@@ -204,7 +197,7 @@ def scorecard_section(r: dict[str, Any]) -> Section:
                           latency])
     cost = Table(["lever", "$ per 1k queries", "$ per month", "first year $", "setup $", "upkeep $/month",
                   "latency p50 / p95 ms"], cost_rows,
-                 caption=f"Cost at {r.get('queries_per_month') or 0:,} queries a month; first year = setup + 12 "
+                 caption=f"Cost at {r['costs']['queries_per_month']:,} queries a month; first year = setup + 12 "
                          "months; latency of one request at a time. '–': not known (e.g. no price for the model). "
                          + price_basis_note(r["levers"]),
                  numeric=[False, True, True, True, True, True, True])
@@ -245,7 +238,7 @@ def quality_points(r: dict[str, Any]) -> list[QualityPoint]:
         if not m:
             continue
         out.append(QualityPoint(lv["name"], _cost(lv, "monthly_usd"), m["value"], m.get("ci_low", m["value"]),
-                                m.get("ci_high", m["value"]), state(lv)))
+                                m.get("ci_high", m["value"]), lv["verdict"]["state"]))
     return out
 
 
@@ -257,7 +250,7 @@ def cost_quality_section(r: dict[str, Any]) -> Section:
     if isinstance(base, dict) and isinstance(((base.get("metrics") or {}).get(t["metric"]) or {}).get("value"),
                                              (int, float)):
         base_point = (str(base.get("name", "baseline")), float(base["metrics"][t["metric"]]["value"]))
-    volume = int(r.get("queries_per_month") or 0)
+    volume = int(r["costs"]["queries_per_month"])
     svg = cost_quality_svg(points, metric=t["metric"], threshold=float(t["threshold"]), volume=volume,
                            baseline=base_point)
     frontier = pareto_frontier(points)
@@ -285,32 +278,12 @@ def cost_lines(r: dict[str, Any]) -> list[CostLine]:
     return out
 
 
-def break_even_rows(r: dict[str, Any], lines: list[CostLine]) -> tuple[list[dict[str, Any]], bool]:
-    """The verdict's break-even volumes when it computed them (True), else crossings computed here
-    (False) between the levers that meet the target, or between all levers when fewer than two do."""
-    given = (r.get("recommendation") or {}).get("break_even")
-    if isinstance(given, list):
-        return [dict(b) for b in given], True
-    meeting = {lv["name"] for lv in r["levers"] if state(lv) == "meets"}
-    pool = [ln for ln in lines if ln.name in meeting] if len(meeting) >= 2 else lines
-    rows = []
-    for i, a in enumerate(pool):
-        for b in pool[i + 1:]:
-            q = crossing(a, b)
-            if q is None:
-                continue
-            cheap, dear = (a, b) if a.fixed_usd_per_month <= b.fixed_usd_per_month else (b, a)
-            rows.append({"cheaper": cheap.name, "dearer": dear.name, "queries_per_month": q,
-                         "message": f"above {q:,.0f} queries a month {dear.name} costs less than {cheap.name}"})
-    return rows, False
-
-
 def volume_section(r: dict[str, Any]) -> Section:
     lines = cost_lines(r)
-    rows, from_verdict = break_even_rows(r, lines)
+    rows = r["verdict"]["break_even"]
     marks = [(float(b["queries_per_month"]), str(b.get("dearer"))) for b in rows
              if isinstance(b.get("queries_per_month"), (int, float)) and b["queries_per_month"] > 0]
-    volume = int(r.get("queries_per_month") or 0) or 1
+    volume = int(r["costs"]["queries_per_month"]) or 1
     svg = volume_svg(lines, volume=volume, marks=marks)
     left_out = [lv["name"] for lv in r["levers"] if lv["name"] not in {ln.name for ln in lines}]
     caption = ("Cost per month in the first year (setup spread over twelve months, plus upkeep, plus per-query "
@@ -320,13 +293,11 @@ def volume_section(r: dict[str, Any]) -> Section:
         caption += " Not drawn, price unknown: " + ", ".join(left_out) + "."
     blocks: list[Any] = [Chart("volume", "Cost against volume", svg, caption)]
     if rows:
-        source = ("the verdict's break-even volumes" if from_verdict else
-                  "computed here from each lever's per-query and fixed costs")
         blocks.append(Table(["cheaper to set up", "dearer to set up", "break-even queries/month", "what it means"],
                             [[str(b.get("cheaper")), str(b.get("dearer")),
                               f"{b['queries_per_month']:,.0f}" if isinstance(b.get("queries_per_month"), (int, float))
                               else "never", str(b.get("message") or "")] for b in rows],
-                            caption=f"Break-even volumes ({source}).", numeric=[False, False, True, False]))
+                            caption="Break-even volumes (the verdict's).", numeric=[False, False, True, False]))
     else:
         blocks.append(Paragraph("No two levers' cost lines cross at a positive volume: the cheaper one stays "
                                 "cheaper at every volume.", "note"))
@@ -377,8 +348,7 @@ def data_section(r: dict[str, Any]) -> Section:
 def provenance_section(r: dict[str, Any]) -> Section:
     prov = r.get("provenance") or {}
     git = prov.get("git") or {}
-    models = sorted({str((lv.get("artifact") or {}).get("model")) for lv in r["levers"]
-                     if (lv.get("artifact") or {}).get("model")})
+    models = sorted({str(lv["artifact"]["backend"]) for lv in r["levers"]})
     commit = git.get("commit") or "unknown"
     rows = [
         ["model", str(prov.get("model", "–"))],
@@ -421,8 +391,9 @@ def build_document(run: StoredRun) -> Document:
     from advisor.report.levers import failures_section, levers_section
 
     r = run.results
-    rec = r["recommendation"]
-    verdict = rec.get("lever") or "no lever meets the target"
+    rec = r["verdict"]
+    verdict = {"recommend": rec.get("lever"), "undecided": "undecided, more eval items needed",
+               "none": "no lever meets the target"}[rec["outcome"]]
     sections = [
         task_section(r),
         verdict_section(r),
