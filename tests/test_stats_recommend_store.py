@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from advisor.data import stable_hash
-from advisor.recommend import diagnose, recommend
 from advisor.stats import bootstrap_interval, bootstrap_statistic
 from advisor.store import MIGRATIONS, RunStore
 from advisor.types import Prediction
@@ -29,37 +28,59 @@ def test_bootstrap_statistic_matches_mean_rule():
     assert s.low < 0.6 < s.high
 
 
-def _lever(name, rung, value, lo, hi, first_year, threshold=0.8):
-    return {"name": name, "rung": rung, "n_eval": 100, "confidence": 0.95,
-            "metrics": {"accuracy": {"value": value, "ci_low": lo, "ci_high": hi}},
-            "cost": {"first_year_usd": first_year, "per_1k_queries_usd": 0.01, "setup_usd": 0.0},
-            "meets_target": value >= threshold}
+def _items(value, n=100):
+    k = round(value * n)
+    return [1.0] * k + [0.0] * (n - k)
+
+
+def _lever(name, rung, value, first_year, n=100, metric="accuracy", extra=None):
+    """Evidence for one row: per-item target scores at `value` over n items, plus other figures (`extra`)."""
+    from advisor.record import CostRecord, MetricRecord
+    from advisor.stats import metric_interval
+    from advisor.verdict import LeverEvidence
+
+    values = _items(value, n)
+    metrics = {metric: MetricRecord(**metric_interval(values, 0.95).as_dict())}
+    metrics.update({k: MetricRecord(value=v, ci_low=v, ci_high=v) for k, v in (extra or {}).items()})
+    family = {0: "prompt", 1: "prompt", 2: "retrieval"}.get(rung, "fine-tuning")
+    cost = CostRecord(setup_usd=0.0, per_1k_queries_usd=0.01, latency_ms_p50=None, latency_ms_p95=None,
+                      upkeep_usd_per_month=0.0, monthly_usd=1.0, first_year_usd=first_year, tokens_in_mean=1,
+                      tokens_out_mean=1, compute_s_per_query=0, setup_seconds=0)
+    return LeverEvidence(name, rung, family, n, metrics, cost, {metric: values}, [None] * n,
+                         retrieves=name.endswith("rag"))
+
+
+def recommend(rows, metric, threshold, *, has_knowledge=True, curves=None):
+    from advisor.record import CurveRecord, TargetRecord
+    from advisor.verdict import decide
+
+    said = {k: CurveRecord(metric=metric, threshold=threshold, points=[], **v) for k, v in (curves or {}).items()}
+    return decide(TargetRecord(metric=metric, threshold=threshold, confidence=0.95), rows, None,
+                  golds=[None] * rows[0].n_eval, has_knowledge=has_knowledge, curves=said).record
 
 
 def test_recommend_picks_the_cheapest_lever_that_meets():
-    levers = [_lever("prompt", 0, 0.6, 0.5, 0.7, 10), _lever("prompt-few-shot", 1, 0.82, 0.75, 0.89, 20),
-              _lever("lora", 3, 0.9, 0.85, 0.95, 500)]
+    levers = [_lever("prompt", 0, 0.6, 10), _lever("prompt-few-shot", 1, 0.9, 20), _lever("lora", 3, 0.95, 500)]
     v = recommend(levers, "accuracy", 0.8)
-    assert v.lever == "prompt-few-shot"
-    assert "prompt (0.600)" in v.reason and "below the target" in v.reason
+    assert v.lever == "prompt-few-shot" and v.outcome == "recommend"
+    assert "prompt (0.600, fails)" in v.reason and "did not qualify" in v.reason
     assert v.ranking == ["prompt", "prompt-few-shot", "lora"]
 
 
 def test_recommend_none_names_closest_and_next_rung():
-    v = recommend([_lever("prompt", 0, 0.6, 0.5, 0.7, 10), _lever("prompt-few-shot", 1, 0.7, 0.6, 0.8, 20)],
-                  "accuracy", 0.8)
-    assert v.lever is None and v.closest == "prompt-few-shot"
+    v = recommend([_lever("prompt", 0, 0.6, 10), _lever("prompt-few-shot", 1, 0.65, 20)], "accuracy", 0.8)
+    assert v.lever is None and v.outcome == "none" and v.closest == "prompt-few-shot"
     assert v.next_step.startswith("rag")
 
 
 def test_next_step_advice_follows_what_the_task_has():
-    lora_only = [_lever("prompt", 0, 0.0, 0.0, 0.0, 40), _lever("lora", 3, 0.54, 0.47, 0.61, 510)]
+    lora_only = [_lever("prompt", 0, 0.0, 40), _lever("lora", 3, 0.54, 510)]
     without = recommend(lora_only, "accuracy", 0.9, has_knowledge=False)
     assert without.closest == "lora" and without.next_step.startswith("lora-rag")
     assert "similar labelled train examples" in without.next_step and "--learning-curve" in without.next_step
     with_kb = recommend(lora_only, "accuracy", 0.9, has_knowledge=True)
     assert "knowledge base" in with_kb.next_step
-    top = recommend([_lever("lora-rag", 4, 0.5, 0.4, 0.6, 600)], "accuracy", 0.9)
+    top = recommend([_lever("lora-rag", 4, 0.5, 600)], "accuracy", 0.9)
     assert top.next_step.startswith("more or cleaner training data")
     # A measured curve replaces the suggestion to measure one.
     said = {"lora": {"message": "the fitted curve levels off at 0.576, below the target 0.9"}}
@@ -69,13 +90,17 @@ def test_next_step_advice_follows_what_the_task_has():
 
 
 def _qa(name, rung, exact, contains, recall=None, json_valid=None, first_year=10.0):
-    metrics = {"exact_match": exact, "contains": contains, "retrieval_recall@3": recall, "json_valid": json_valid}
-    lv = _lever(name, rung, exact, exact, exact, first_year, threshold=0.9)
-    lv["metrics"] = {k: {"value": v, "ci_low": v, "ci_high": v} for k, v in metrics.items() if v is not None}
-    return lv
+    extra = {"contains": contains, "retrieval_recall@3": recall, "json_valid": json_valid}
+    return _lever(name, rung, exact, first_year, metric="exact_match",
+                  extra={k: v for k, v in extra.items() if v is not None})
 
 
 def test_diagnosis_tells_retrieval_reading_and_format_misses_apart():
+    from advisor.verdict import diagnose as _diagnose
+
+    def diagnose(ev):
+        return _diagnose(ev.name, ev.metrics)
+
     # The countries sample's rag: the source is always retrieved, the answer right in 31%, exact in none.
     rag = diagnose(_qa("rag", 2, 0.0, 0.31, recall=1.0))
     assert rag.startswith("rag: ") and "reading miss" in rag and "format miss" in rag and "retrieved for 100%" in rag
@@ -85,17 +110,17 @@ def test_diagnosis_tells_retrieval_reading_and_format_misses_apart():
     assert "retrieval miss" in missed and "50%" in missed and "reading" not in missed and "format" not in missed
     assert diagnose(_qa("lora", 3, 0.14, 0.14)) is None  # wrong facts, right format: nothing to point at
     assert "valid JSON" in diagnose(_qa("prompt", 0, 0.0, 0.0, json_valid=0.585))
-    assert diagnose(_lever("prompt", 0, 0.3, 0.2, 0.4, 10)) is None  # classification has none of these metrics
-    levers = [_qa("rag", 2, 0.0, 0.31, recall=1.0), _qa("lora-rag", 4, 0.97, 0.97, recall=1.0, first_year=500)]
+    assert diagnose(_lever("prompt", 0, 0.3, 10)) is None  # classification has none of these metrics
+    levers = [_qa("rag", 2, 0.0, 0.31, recall=1.0), _qa("lora-rag", 4, 1.0, 1.0, recall=1.0, first_year=500)]
     v = recommend(levers, "exact_match", 0.9)
     assert v.lever == "lora-rag" and len(v.notes) == 1 and v.notes[0].startswith("rag: ")
-    assert v.as_dict()["notes"] == v.notes
+    assert any(r.startswith("lora-rag: fine-tuned for the format, fed by retrieval") for r in v.reasons)
     from rich.console import Console
 
     from advisor.report.scorecard import verdict_panel
 
     console = Console(record=True, width=200)
-    console.print(verdict_panel({"recommendation": v.as_dict(), "target": {"need": "9 in 10"}}))
+    console.print(verdict_panel({"verdict": v.model_dump(mode="json"), "target": {"need": "9 in 10"}}))
     shown = console.export_text()
     assert "Where the others lose points" in shown and "rag: the gold source is retrieved for 100%" in shown
 
