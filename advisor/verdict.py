@@ -58,6 +58,7 @@ from advisor.stats import (
     metric_interval,
     one_sided_bounds,
     paired_difference,
+    paired_statistic_difference,
     total_items_needed,
 )
 
@@ -93,9 +94,6 @@ class Assessment:
     more_items_needed: int | None
     n: int
 
-    def __getitem__(self, key: str) -> Any:  # mapping access, as the calibration bench reads it
-        return getattr(self, key)
-
 
 def assess(values: Sequence[float] | None, threshold: float, confidence: float, rule: str, *,
            groups: Sequence[Any] | None = None, set_statistic: Callable[[np.ndarray], float] | None = None,
@@ -118,7 +116,7 @@ def assess(values: Sequence[float] | None, threshold: float, confidence: float, 
         std = float(x.std(ddof=1)) if n > 1 else 0.0
         deff = design_effect(x, groups) if groups is not None else 1.0
     elif set_statistic is not None and n:
-        iv = bootstrap_statistic(n, set_statistic, 2 * confidence - 1, seed=seed)
+        iv = bootstrap_statistic(n, set_statistic, 2 * confidence - 1, seed=seed, groups=groups)
         value, lower, upper = iv.value, iv.low, iv.high
         std = (upper - lower) / (2 * sps.norm.ppf(confidence)) * np.sqrt(n)
         deff = 1.0
@@ -248,9 +246,7 @@ class _Stats:
             g = [golds[i] for i in idx]
             return macro_f1(g, [pa[i] for i in idx], labels) - macro_f1(g, [pb[i] for i in idx], labels)
 
-        iv = bootstrap_statistic(len(golds), gap, confidence, seed=self.seed)
-        return PairedDifference(iv.value, iv.low, iv.high, confidence, None, len(golds),
-                                test="paired bootstrap of macro-F1", p_value=None)
+        return paired_statistic_difference(len(golds), gap, confidence, groups=self.groups, seed=self.seed)
 
 
 def better_than_baseline(ev: LeverEvidence, baseline: Baseline, stats: _Stats) -> bool:
@@ -280,17 +276,23 @@ def more_items_text(v: LeverVerdict, n_eval: int) -> str:
 
 def comparison_message(lever: str, against: str, shown: PairedDifference, one_sided: PairedDifference, *,
                        pct: int, margin: float, extra_usd: float | None, against_meets: bool) -> str:
-    """One sentence about `lever` − `against`, true of its numbers: "significantly better/worse" only when
-    the one-sided bound clears zero, "worse by more than the margin" only when the one-sided upper
-    bound is below −margin, "not worse by more than the margin" only when the lower bound is above it."""
-    p = f", {shown.test} p={shown.p_value:.3g}" if shown.p_value is not None else f", {shown.test}"
-    head = f"{lever} − {against} = {shown.value:+.3f} ({pct}% paired interval {shown.low:+.3f} to {shown.high:+.3f}{p})"
-    if one_sided.low > 0:
-        sig = "it is significantly better"
-    elif one_sided.high < 0:
-        sig = "it is significantly worse"
+    """One sentence about `lever` − `against`, true of the numbers it shows.
+
+    `shown`: the difference with its two-sided interval at the task's confidence; `one_sided`: the same
+    at 2·confidence − 1 (its ends are the one-sided bounds). "significantly better/worse" only when the
+    named test's one-sided p is below 1 − confidence; "worse by more than the margin" only when the
+    one-sided upper bound is below −margin; "not worse by more than the margin" only when the one-sided
+    lower bound is above it; otherwise it says neither is shown.
+    """
+    alpha = round(1 - pct / 100, 10)
+    head = (f"{lever} − {against} = {shown.value:+.3f} ({pct}% paired interval {shown.low:+.3f} to "
+            f"{shown.high:+.3f}; {shown.test}, two-sided p={shown.p_value:.3g})")
+    if shown.p_greater < alpha:
+        sig = f"it is significantly better (one-sided p={shown.p_greater:.3g} < {alpha:g})"
+    elif shown.p_less < alpha:
+        sig = f"it is significantly worse (one-sided p={shown.p_less:.3g} < {alpha:g})"
     else:
-        sig = "the difference is not significant (its interval includes 0)"
+        sig = f"the difference is not significant (one-sided p={min(shown.p_less, shown.p_greater):.3g} ≥ {alpha:g})"
     if extra_usd is None:
         return f"{head}: {sig}; its first-year cost cannot be compared (a price is unknown)."
     if extra_usd > 0:
@@ -300,13 +302,13 @@ def comparison_message(lever: str, against: str, shown: PairedDifference, one_si
     cheaper = f"${-extra_usd:,.2f} cheaper in the first year"
     if margin > 0:
         if one_sided.low > -margin:
-            sig = (f"not worse by more than the margin {margin:g} (one-sided lower bound {one_sided.low:+.3f} "
-                   f"> −{margin:g})")
+            sig += (f"; not worse by more than the margin {margin:g} (one-sided lower bound {one_sided.low:+.3f} "
+                    f"> −{margin:g})")
         elif one_sided.high < -margin:
-            sig = f"worse by more than the margin {margin:g} (one-sided upper bound {one_sided.high:+.3f})"
+            sig += f"; worse by more than the margin {margin:g} (one-sided upper bound {one_sided.high:+.3f})"
         else:
-            sig = (f"not shown to be within the margin {margin:g} (one-sided lower bound {one_sided.low:+.3f} "
-                   f"≤ −{margin:g})")
+            sig += (f"; not shown to be within the margin {margin:g} (one-sided lower bound {one_sided.low:+.3f} "
+                    f"≤ −{margin:g})")
     return f"{head}: {sig}, {cheaper}."
 
 
@@ -368,13 +370,13 @@ def diagnose(name: str, metrics: Mapping[str, MetricRecord]) -> str | None:
     return f"{name}: " + "; ".join(found) + "." if found else None
 
 
-# What to try after the highest rung run, by the rungs the built-in levers declare.
+# The ladder by the rungs the built-in levers declare: after the highest rung run, the first step above it.
 _NEXT = [
-    (0.0, "prompt-few-shot: show labelled train examples in the prompt"),
-    (1.5, "rag: put {retrieved} into the prompt per query"),
-    (2.0, "lora: fine-tune an adapter on the train set"),
-    (3.0, "lora-rag: the fine-tuned adapter with {retrieved} in the prompt{lora_tail}"),
-    (4.0, "more or cleaner training data ({more_data}), or a larger base model"),
+    (1.0, "prompt-few-shot: show labelled train examples in the prompt"),
+    (2.0, "rag: put {retrieved} into the prompt per query"),
+    (3.0, "lora: fine-tune an adapter on the train set"),
+    (4.0, "lora-rag: the fine-tuned adapter with {retrieved} in the prompt{lora_tail}"),
+    (float("inf"), "more or cleaner training data ({more_data}), or a larger base model"),
 ]
 
 
@@ -386,7 +388,7 @@ def next_step(top_rung: float | None, has_knowledge: bool, curve: str | None = N
         return "a lever from the ladder: prompt first"
     retrieved = "passages from the knowledge base" if has_knowledge else "the most similar labelled train examples"
     measure = "run with --learning-curve to see how many training examples the target needs"
-    text = next((t for r, t in reversed(_NEXT) if top_rung >= r), _NEXT[0][1])
+    text = next(t for r, t in _NEXT if r > top_rung)
     return text.format(retrieved=retrieved, more_data=curve or measure,
                        lora_tail=f" ({curve})" if curve else f"; or {measure}")
 
@@ -461,8 +463,8 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
                                  extra_usd=extra, against_meets=state[against.name] == "meets")
         return Comparison(lever=r.name, against=against.name, metric=metric,
                           difference=MetricRecord(value=shown.value, ci_low=shown.low, ci_high=shown.high),
-                          test=shown.test, p_value=shown.p_value, significantly_better=one_sided.low > 0,
-                          significantly_worse=one_sided.high < 0, non_inferior=one_sided.low > -target.margin,
+                          test=shown.test, p_value=shown.p_value, significantly_better=shown.p_greater < 1 - conf,
+                          significantly_worse=shown.p_less < 1 - conf, non_inferior=one_sided.low > -target.margin,
                           message=msg)
 
     closest_pool = usable or list(ranked)

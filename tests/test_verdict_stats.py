@@ -22,7 +22,7 @@ from advisor.stats import (
     total_items_needed,
     wilson_interval,
 )
-from advisor.verdict_rules import assess, lever_state
+from advisor.verdict import assess, lever_state
 
 
 def _wilson_by_hand(k: int, n: int, conf: float) -> tuple[float, float]:
@@ -116,10 +116,10 @@ def test_trec_lora_figure_is_undecided_under_the_lower_bound_rule():
     values = [1.0] * 249 + [0.0] * 51
     lb = assess(values, 0.80, 0.95, "lower_bound")
     point = assess(values, 0.80, 0.95, "point")
-    assert point["state"] == "meets" and point["items_needed"] is None
-    assert lb["state"] == "undecided" and lb["lower_bound"] < 0.80 < lb["upper_bound"]
-    assert 300 < lb["items_needed"] < 1500
-    assert assess([1.0] * 87 + [0.0] * 213, 0.80, 0.95, "lower_bound")["state"] == "fails"
+    assert point.state == "meets" and point.more_items_needed is None
+    assert lb.state == "undecided" and lb.lower_bound < 0.80 < lb.upper_bound
+    assert 300 < lb.more_items_needed < 1500
+    assert assess([1.0] * 87 + [0.0] * 213, 0.80, 0.95, "lower_bound").state == "fails"
     with pytest.raises(ValueError, match="target.rule"):
         lever_state(0.9, 0.8, 0.95, 0.8, "best-guess")
 
@@ -151,7 +151,7 @@ def test_sixty_groups_each_four_of_five_right_do_not_meet_080():
     # Every group scores alike, so the design effect is floored at 1: Wilson on all 300 items.
     assert design_effect(values, groups) == 1.0
     assert low == pytest.approx(wilson_interval(240, 300, 0.90).low)
-    assert assess(values, 0.80, 0.95, "lower_bound", groups=groups)["state"] == "undecided"
+    assert assess(values, 0.80, 0.95, "lower_bound", groups=groups).state == "undecided"
 
 
 def test_design_effect_is_the_cluster_to_srs_variance_ratio_and_widens_the_interval():

@@ -3,6 +3,7 @@ and every sentence it writes about a comparison checked against the numbers it i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -20,7 +21,7 @@ from advisor.record import (
 )
 from advisor.report.scorecard import print_results
 from advisor.spec import Costs
-from advisor.stats import PairedDifference, metric_interval
+from advisor.stats import TEST_BOOTSTRAP, PairedDifference, metric_interval
 from advisor.verdict import (
     Baseline,
     LeverEvidence,
@@ -87,7 +88,9 @@ def test_a_far_lever_is_worse_by_more_than_the_margin_and_says_so():
 
 
 def _pd(value, low, high):
-    return PairedDifference(value, low, high, 0.95, None, 100, test="t", p_value=None)
+    # The test's one-sided p-values, as a test would give them beside these bounds.
+    return PairedDifference(value, low, high, 0.95, None, 100, p_value=0.5, p_less=0.01 if high < 0 else 0.5,
+                            p_greater=0.01 if low > 0 else 0.5, test="t")
 
 
 # (one-sided low, one-sided high, margin, extra cost): every combination the sentences distinguish.
@@ -97,11 +100,12 @@ CASES = [(lo, hi, m, x) for lo, hi in [(0.01, 0.05), (-0.02, 0.03), (-0.04, -0.0
 
 @pytest.mark.parametrize("low,high,margin,extra", CASES)
 def test_every_comparison_sentence_is_true_of_its_numbers(low, high, margin, extra):
-    shown = _pd((low + high) / 2, low - 0.01, high + 0.01)
-    msg = comparison_message("a", "b", shown, _pd((low + high) / 2, low, high), pct=95, margin=margin,
+    one_sided = _pd((low + high) / 2, low, high)
+    shown = dataclasses.replace(one_sided, low=low - 0.01, high=high + 0.01)  # the two-sided interval is wider
+    msg = comparison_message("a", "b", shown, one_sided, pct=95, margin=margin,
                              extra_usd=extra, against_meets=False)
     assert ("significantly better" in msg) == (low > 0)
-    assert ("significantly worse" in msg) == (high < 0 and not (extra is not None and extra <= 0 and margin > 0))
+    assert ("significantly worse" in msg) == (high < 0)
     claims_worse = bool(re.search(r"(?<!not )worse by more than the margin", msg))
     claims_within = "not worse by more than the margin" in msg
     cheaper_with_margin = extra is not None and extra <= 0 and margin > 0
@@ -109,8 +113,7 @@ def test_every_comparison_sentence_is_true_of_its_numbers(low, high, margin, ext
     assert claims_within == (cheaper_with_margin and low > -margin)
     if cheaper_with_margin and not claims_worse and not claims_within:
         assert "not shown to be within the margin" in msg  # the interval crosses −margin: neither is shown
-    if low <= 0 <= high and not cheaper_with_margin:
-        assert "not significant" in msg
+    assert ("not significant" in msg) == (low <= 0 <= high)
     assert ("cheaper" in msg) == (extra is not None and extra <= 0)
 
 
@@ -139,7 +142,7 @@ def test_a_perfect_small_eval_is_undecided_and_says_how_many_items_not_that_it_s
 def test_an_undecided_lever_no_better_than_guessing_keeps_the_question_open():
     # TREC's prompt at a target of 0.29: 22/80 right, undecided, and not shown above the majority label.
     prompt = [1.0] * 22 + [0.0] * 58
-    base_scores = [1.0] * 18 + [0.0] * 62
+    base_scores = [0.0] * 22 + [1.0] * 18 + [0.0] * 40  # right on other items: 40 discordant
     base = Baseline("majority-label", "ENTY", {"accuracy": MetricRecord(value=0.225, ci_low=0.14, ci_high=0.32)},
                     {"accuracy": base_scores}, ["ENTY"] * 80)
     v = _decide([_ev("prompt", 0, prompt, 2.0)], 0.29, baseline=base)
@@ -258,5 +261,5 @@ def test_a_set_level_target_gets_bootstrap_bounds_and_set_comparisons():
     assert v.levers["prompt"].no_better_than_baseline and v.levers["prompt"].state == "fails"
     assert v.levers["lora"].state == "meets" and v.lever == "lora"
     (c,) = v.record.comparisons
-    assert c.test == "paired bootstrap of macro-F1" and c.difference.value == pytest.approx(-0.8333, abs=1e-3)
+    assert c.test == TEST_BOOTSTRAP and c.difference.value == pytest.approx(-0.8333, abs=1e-3)
     assert any("no better than guessing" in r for r in v.record.reasons)
