@@ -278,7 +278,7 @@ class RunRecord(_Record):
     verdict: VerdictRecord
     scoring: ScoringRecord | None = None
     learning_curves: dict[str, CurveRecord] = Field(default_factory=dict)
-    audit: AuditRecord = Field(default_factory=AuditRecord)
+    audit: AuditRecord | None = None  # None: a run from before the audit
     provenance: Provenance | None = None
 
     def lever(self, name: str) -> LeverRecord:
@@ -368,9 +368,9 @@ def _upgrade_v1(old: dict[str, Any], file: Path | None) -> dict[str, Any]:
     rec = dict(old["recommendation"] or {})
     states = rec.get("states") or {}
     target = dict(old["target"])
-    target.setdefault("rule", rec.get("rule", "lower_bound"))
+    target.setdefault("rule", rec.get("rule", "point"))  # files from before the rule was recorded used the point rule
     target.setdefault("margin", rec.get("margin", 0.0))
-    target.setdefault("need", "")
+    target["need"] = target.get("need") or ""  # older files wrote null for no stated need
     model = (old.get("provenance") or {}).get("model", "")
     levers = []
     for lv in old["levers"]:
@@ -427,7 +427,7 @@ def _upgrade_v1(old: dict[str, Any], file: Path | None) -> dict[str, Any]:
                     "break_even": rec.get("break_even") or []},
         "scoring": scoring,
         "learning_curves": old.get("learning_curves") or {},
-        "audit": old.get("audit") or {},
+        "audit": old.get("audit"),
         "provenance": old.get("provenance"),
     }
     return new

@@ -28,8 +28,8 @@ def _sensitivity(cells: dict[str, Any] | None, metric: str) -> str:
         return "–"
     out = []
     for method, cell in cells.items():
-        value = cell.get(metric)
-        shown = "–" if value is None else f"{value:.3f}"
+        value = cell["value"]
+        shown = f"{value:.3f}"
         out.append(f"{method} {shown} {cell.get('state', '')}".rstrip())
     return ", ".join(out)
 

@@ -299,8 +299,9 @@ def volume_section(r: dict[str, Any]) -> Section:
                               else "never", str(b.get("message") or "")] for b in rows],
                             caption="Break-even volumes (the verdict's).", numeric=[False, False, True, False]))
     else:
-        blocks.append(Paragraph("No two levers' cost lines cross at a positive volume: the cheaper one stays "
-                                "cheaper at every volume.", "note"))
+        blocks.append(Paragraph("The verdict lists no break-even volume: it computes them between the levers "
+                                "that meet the target, and fewer than two do (or their cost lines never cross).",
+                                "note"))
     return Section("volume", "Cost against volume", blocks)
 
 

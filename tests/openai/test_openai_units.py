@@ -125,22 +125,34 @@ def test_cached_input_tokens_cost_the_cached_price_only_where_one_is_given():
 def test_scorecard_and_verdict_show_an_unknown_price_as_unknown():
     from rich.console import Console
 
-    from advisor.recommend import recommend
+    from advisor.record import (
+        ArtifactRecord,
+        CostRecord,
+        LeverRecord,
+        MetricRecord,
+        RunRecord,
+        TargetRecord,
+    )
     from advisor.report.scorecard import print_results
+    from advisor.spec import Costs
+    from advisor.verdict import LeverEvidence, decide
 
-    metrics = {"accuracy": {"value": 0.9, "ci_low": 0.85, "ci_high": 0.95}}
-    cost = {"setup_usd": 0.0, "per_1k_queries_usd": None, "latency_ms_p50": 300, "latency_ms_p95": 400,
-            "upkeep_usd_per_month": 0.0, "monthly_usd": None, "first_year_usd": None}
-    known = {**cost, "per_1k_queries_usd": 0.5, "monthly_usd": 50.0, "first_year_usd": 600.0}
-    rows = [{"name": "prompt@api", "rung": 0, "metrics": metrics, "cost": cost, "meets_target": True,
-             "confidence": 0.95, "n_eval": 100},
-            {"name": "prompt@local", "rung": 0, "metrics": metrics, "cost": known, "meets_target": True,
-             "confidence": 0.95, "n_eval": 100}]
-    verdict = recommend(rows, "accuracy", 0.8)
-    assert verdict.lever == "prompt@local" and verdict.ranking == ["prompt@local", "prompt@api"]
-    assert any("prompt@api: price unknown" in n for n in verdict.notes)
+    values = [1.0] * 95 + [0.0] * 5
+    metrics = {"accuracy": MetricRecord(value=0.95, ci_low=0.89, ci_high=0.98)}
+    cost = CostRecord(setup_usd=0.0, per_1k_queries_usd=None, latency_ms_p50=300, latency_ms_p95=400,
+                      upkeep_usd_per_month=0.0, monthly_usd=None, first_year_usd=None, tokens_in_mean=1,
+                      tokens_out_mean=1, compute_s_per_query=0, setup_seconds=0)
+    known = cost.model_copy(update={"per_1k_queries_usd": 0.5, "monthly_usd": 50.0, "first_year_usd": 600.0})
+    rows = [LeverEvidence("prompt@api", 0, "prompt", 100, metrics, cost, {"accuracy": values}, [None] * 100),
+            LeverEvidence("prompt@local", 0, "prompt", 100, metrics, known, {"accuracy": values}, [None] * 100)]
+    target = TargetRecord(metric="accuracy", threshold=0.8, confidence=0.95)
+    verdict = decide(target, rows, None, golds=[None] * 100)
+    assert verdict.lever == "prompt@local" and verdict.record.ranking == ["prompt@local", "prompt@api"]
+    assert any("prompt@api: price unknown" in n for n in verdict.record.notes)
     console = Console(record=True, width=120)
-    print_results(console, {"task": "t", "kind": "classification", "levers": rows, "queries_per_month": 1000,
-                            "target": {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95, "need": ""},
-                            "recommendation": verdict.as_dict()})
+    levers = [LeverRecord(name=r.name, lever="prompt", model=r.name.split("@")[1], rung=0, family="prompt",
+                          artifact=ArtifactRecord(identity="a", backend="b"), n_eval=100, metrics=metrics,
+                          cost=r.cost, verdict=verdict.levers[r.name]) for r in rows]
+    print_results(console, RunRecord(task="t", kind="classification", target=target,
+                                     costs=Costs(queries_per_month=1000), levers=levers, verdict=verdict.record))
     assert "unknown" in console.export_text()
