@@ -168,7 +168,7 @@ def build_adapter(
         loaded,
         identity=f"{loaded.identity}+{version}",
         model=merged,
-        usd_per_hour=getattr(base, "usd_per_hour", 0.0),
+        usd_per_hour=base.usd_per_hour,  # an HFBackend: `_local_model` checked it has weights here
     )
     return Artifact(
         lever=lever,
