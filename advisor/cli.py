@@ -100,7 +100,7 @@ def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
 
 def _check_lever_args(task: Any, values: tuple[str, ...]) -> None:
     """`--lever` values are checked before anything runs; an error names the argument, not task.yaml."""
-    from advisor.modelspec import plan_rows
+    from advisor.plan import plan_rows
     from advisor.registry import load_lever
 
     for value in values:
@@ -198,7 +198,7 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     from advisor.backends.openai import check_api_keys
     from advisor.data import load_dataset
     from advisor.knowledge.documents import load_knowledge
-    from advisor.modelspec import plan_rows
+    from advisor.plan import plan_rows
     from advisor.prompting import check_templates, check_variants
     from advisor.registry import lever_options, load_lever
 
@@ -269,7 +269,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
     console = Console()
     with _about(task):
         names = list(dict.fromkeys(n.split("@")[0] for n in (list(levers) or task.levers)))
-        indexers = [lv for lv in (load_lever(n) for n in names) if hasattr(lv, "index")]
+        indexers = [lv for lv in (load_lever(n) for n in names) if lv.index is not None]
         if not indexers:
             raise InputError(f"none of the levers {', '.join(names)} keeps an index (try --lever rag)",
                              field="levers")
@@ -278,7 +278,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
             try:
                 for lever in indexers:
                     options = lever_options(lever, task.lever_options.get(lever.name, {}))
-                    stats = lever.index(runner.context(lever), options)  # type: ignore[attr-defined]
+                    stats = lever.index(runner.context(lever), options)  # type: ignore[misc]
                     size = f", {stats['index_bytes'] / 1e6:.1f} MB on disk" if stats.get("index_bytes") else ""
                     console.print(
                         f"{lever.name}: {stats['total_chunks']} chunks in '{stats['collection']}': "

@@ -67,7 +67,7 @@ def _fastest(backend: Backend, request: Request) -> tuple[float, int, int]:
     a calibration by wall time on a machine at load 15 priced the TREC prompt lever at
     $1.71 per 1,000 queries). On a GPU, wall time (accelerators are not time-shared here).
     """
-    on_cpu = getattr(backend, "device", "cpu") == "cpu"
+    on_cpu = backend.device == "cpu"
     threads = 1
     torch: Any = None
     if on_cpu:
@@ -97,7 +97,7 @@ def calibration_key(backend: Backend) -> str:
     # An adapter merged into the base ("base+version") costs what the base costs per token.
     model = backend.identity.split("+", 1)[0]
     machine = [platform.node(), platform.machine(), platform.processor(), os.cpu_count()]
-    return stable_hash([machine, model, getattr(backend, "device", "cpu"), CALIBRATION_METHOD])[:16]
+    return stable_hash([machine, model, backend.device, CALIBRATION_METHOD])[:16]
 
 
 def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
@@ -110,7 +110,7 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
     """
     usd_per_second = backend.price_per_second_usd()
     # A served model (priced per server hour) runs elsewhere: this process's CPU time says nothing of it.
-    if usd_per_second <= 0 or getattr(backend, "remote", False):
+    if usd_per_second <= 0 or backend.remote:
         return None
     key = calibration_key(backend)
     path = cache_dir / "compute_calibration.json"
@@ -198,9 +198,9 @@ def lever_cost(
         basis = PRICE_BASIS_LOCAL
     else:
         priced = compute
-        tokens_usd = getattr(backend, "token_cost_usd", lambda p: 0.0)(predictions)  # None: price unknown
+        tokens_usd = backend.token_cost_usd(predictions)  # None: price unknown
         per_query = None if tokens_usd is None else compute * backend.price_per_second_usd() + tokens_usd / n
-        basis = getattr(backend, "price_basis", PRICE_BASIS_MEASURED)
+        basis = backend.price_basis or PRICE_BASIS_MEASURED
     engineer = upkeep_engineer_usd(artifact, costs)
     upkeep = artifact.upkeep_usd_per_month + engineer
     monthly = None if per_query is None else per_query * costs.queries_per_month + upkeep

@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from advisor.data import load_dataset
-from advisor.modelspec import ModelChoice, fine_tunes, plan_rows
+from advisor.modelspec import ModelChoice
+from advisor.plan import plan_run
 from advisor.pricing import resolve_price, token_cost_usd
-from advisor.prompting import with_limited_dev
-from advisor.registry import lever_options, load_levers
+from advisor.registry import fine_tunes
 from advisor.spec import Task
 from advisor.types import LeverContext, Request
 
@@ -59,15 +58,14 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
     from advisor.backends.hf import default_cache_dir
 
     cache_dir = cache_dir or default_cache_dir()
-    data = load_dataset(task, limit=limit)
-    task = with_limited_dev(task, limit)  # as the run does
-    names = lever_names or task.levers
-    levers = {lv.name: lv for lv in load_levers([n.split("@")[0] for n in names])}
+    # Planned as the run plans (the `--limit` rewrite, the rows), without the audit: nothing is run.
+    plan = plan_run(task, lever_names, limit, audit=False)
+    task, data = plan.task, plan.data
     out: list[RowEstimate] = []
     counters: dict[ModelChoice, tuple[Any, str, Any]] = {}
-    for row in plan_rows(task, names, levers):
-        lever = levers[row.lever]
-        options = lever_options(lever, task.lever_options.get(lever.name, {}))
+    for row in plan.rows:
+        lever = plan.levers[row.lever]
+        options = plan.options[lever.name]
         if row.model not in counters:
             counters[row.model] = _counter(task, row.model, cache_dir)
         count, method, backend = counters[row.model]

@@ -17,11 +17,12 @@ the environment variable that holds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.errors import InputError
+if TYPE_CHECKING:  # rows are planned in advisor/plan.py (Row, plan_rows)
+    from advisor.plan import Row
 
 ClassificationPath = Literal["auto", "first_token_logprobs", "json_schema_enum", "generate_and_map"]
 
@@ -161,55 +162,6 @@ def setting_field(task: Any, choice: ModelChoice, key: str | None = None) -> str
     if choice.alias is None:
         return "model"
     return f"models.{choice.alias}" + (".model" if isinstance(entry, ModelEntry) else "")
-
-
-def fine_tunes(lever: Any) -> bool:
-    """Whether a lever trains weights (it needs a local `hf:` model): family, else rung >= 3."""
-    family = getattr(lever, "family", None)
-    return family == "fine-tuning" if family else float(lever.rung) >= 3
-
-
-@dataclass(frozen=True)
-class Row:
-    """One (lever, model) pair: a row of the scorecard. `name` is `lever@alias` with several models."""
-
-    lever: str
-    model: ModelChoice
-    name: str
-
-
-def plan_rows(task: Any, lever_names: list[str], levers_by_name: dict[str, Any]) -> list[Row]:
-    """Expand `lever` / `lever@alias` entries into rows; errors (exit 2) name the bad entry.
-
-    `lever@alias` runs the lever on that model; a plain `lever` runs on every model that can run
-    it (a fine-tuning lever only on `hf:` models). Rows keep the order of `lever_names`.
-    """
-    models = resolve_models(task)
-    by_alias = {m.alias: m for m in models}
-    several = task.models is not None and len(models) > 1
-    rows: list[Row] = []
-    for entry in dict.fromkeys(lever_names):
-        name, _, alias = entry.partition("@")
-        lever = levers_by_name[name]
-        # An entry of task.yaml's `levers` is named with its line (a caller's own names, without).
-        where = task.where("levers", task.levers.index(entry)) if entry in task.levers else {}
-        if alias:
-            if alias not in by_alias:
-                known = ", ".join(a for a in by_alias if a) or "none (add a `models:` section)"
-                raise InputError(f"'{entry}' names model '{alias}', which `models:` does not define; "
-                                 f"defined: {known}", **where, field="levers")
-            chosen = [by_alias[alias]]
-        else:
-            chosen = [m for m in models if not (fine_tunes(lever) and m.scheme != "hf" and several)]
-        for m in chosen:
-            if fine_tunes(lever) and m.scheme != "hf":
-                what = f"'{m.label}' is {m.spec}" if m.label != m.spec else f"{m.spec} is an API model"
-                how = (f"run it on an hf: model, e.g. {name}@<hf alias>" if task.models is not None else
-                       f"set model: hf:<name>, or list models under `models:` and write {name}@<hf alias>")
-                raise InputError(f"lever '{name}' fine-tunes a model's weights, which needs a local 'hf:' model; "
-                                 f"{what} ({how})", **where, field="levers")
-            rows.append(Row(name, m, f"{name}@{m.alias}" if several else name))
-    return rows
 
 
 def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from advisor.types import Backend, Example, Request
 
 def answer_budget(backend: Backend, request: Request) -> int:
     """Tokens the answer needs after the prompt: the longest option plus its end, or the budget."""
-    counts = getattr(backend, "option_token_counts", None)
+    counts = backend.option_token_counts  # None: this backend cannot count option tokens
     if request.options and counts is not None:
         return max(counts(list(request.options)).values()) + 1
     return request.max_new_tokens
@@ -36,7 +36,7 @@ def needed_tokens(backend: Backend, request: Request) -> int:
 
 def context_window(backend: Backend) -> int | None:
     """The backend's context in tokens, None when unknown (then nothing can be checked)."""
-    return getattr(backend, "context_window", None)
+    return backend.context_window
 
 
 def _too_long(example: Example, backend: Backend, needed: int, window: int, lever: str) -> InputError:

@@ -142,14 +142,6 @@ def with_variant(task: Task, name: str) -> Task:
     return with_prompt(task, system=v.system, template=v.template)
 
 
-def with_limited_dev(task: Task, limit: int | None) -> Task:
-    """`task` with its dev split capped at `limit` items (`--limit`, a quick look), when the run
-    chooses anything on dev: a wording among variants, or a classification row's label ranking."""
-    if limit is None or task.prompt.dev_size <= limit or not (task.prompt.variants or task.kind == "classification"):
-        return task
-    return task.model_copy(update={"prompt": task.prompt.model_copy(update={"dev_size": limit})})
-
-
 def dev_split(task: Task, train: list[Example], size: int | None = None) -> tuple[list[Example], list[Example]]:
     """(dev, pool): `size` train examples (default `prompt.dev_size`) held out to choose prompts on.
 

@@ -112,7 +112,7 @@ def natural_method(lever: object) -> str:
     else `calibrated` (contextual calibration, for the base model's prompts)."""
     from advisor.types import DEFAULT_OPTION_RANKING
 
-    return getattr(lever, "option_ranking", None) or DEFAULT_OPTION_RANKING
+    return lever.option_ranking or DEFAULT_OPTION_RANKING  # type: ignore[attr-defined]
 
 
 def answers_by_method(prediction: Any) -> dict[str, str] | None:

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from advisor.errors import InputError
-from advisor.types import Lever
+from advisor.types import FAMILIES, Lever
 
 GROUP = "advisor.levers"
 
@@ -31,7 +31,10 @@ def load_lever(name: str) -> Lever:
     factory = eps[name].load()  # type: ignore[attr-defined]
     lever = factory()
     if not isinstance(lever, Lever):
-        raise InputError(f"lever '{name}' does not implement the Lever protocol", field="levers")
+        raise InputError(f"lever '{name}' is not an advisor.types.Lever (subclass it)", field="levers")
+    if lever.family not in FAMILIES:  # a declaration, checked once here so every reader can trust it
+        raise InputError(f"lever '{name}' declares family {lever.family!r}; one of {', '.join(FAMILIES)}",
+                         field="levers")
     return lever
 
 
@@ -52,20 +55,29 @@ def lever_options(lever: Lever, raw: dict[str, Any]) -> BaseModel:
         raise InputError(msg, field=f"lever_options.{lever.name}.{loc}") from None
 
 
-FAMILIES = ("prompt", "retrieval", "fine-tuning")
-
-
 def lever_family(lever_or_row: Any) -> str:
-    """"prompt", "retrieval" or "fine-tuning": a lever's (or results.json row's) own `family` when it
-    states one, else from its rung (< 2 prompt, < 3 retrieval, else fine-tuning).
+    """"prompt", "retrieval" or "fine-tuning": what a lever declares (`Lever.family`), or what a
+    results.json row records (`family`); a row written before rows recorded it, from its rung
+    (< 2 prompt, < 3 retrieval, else fine-tuning), which is what every built-in lever declares.
 
-    Raises ValueError for a stated family outside FAMILIES.
+    Raises ValueError for a family outside FAMILIES.
     """
-    get = lever_or_row.get if isinstance(lever_or_row, dict) else lambda k, d=None: getattr(lever_or_row, k, d)
-    family = get("family")
-    if family is not None:
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-        return str(family)
-    rung = float(get("rung", 99) if get("rung") is not None else 99)
-    return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"
+    if isinstance(lever_or_row, Lever):
+        family: Any = lever_or_row.family
+    elif isinstance(lever_or_row, dict):
+        family = lever_or_row.get("family")
+        if family is None:
+            rung = lever_or_row.get("rung")
+            rung = float(rung) if rung is not None else 99.0
+            return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"
+    else:  # a run's row object (advisor.runner.LeverResult) carries its rung, not yet its lever's family
+        rung = float(lever_or_row.rung)
+        return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    return str(family)
+
+
+def fine_tunes(lever: Lever) -> bool:
+    """Whether a lever trains weights (it needs a local `hf:` model): its declared family."""
+    return lever_family(lever) == "fine-tuning"

@@ -7,18 +7,17 @@
 from __future__ import annotations
 
 import json
-import platform
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from advisor.costs import LeverCost, lever_cost, token_price
-from advisor.data import Dataset, load_dataset, stable_hash
+from advisor.data import Dataset
+from advisor.events import NoProgress, ProgressFactory
+from advisor.execute import Backends, Predictor, run_params
+from advisor.plan import RunPlan, preflight
+from advisor.provenance import provenance
 from advisor.ranking import AUTO, natural_method
 from advisor.record import (
     ArtifactRecord,
@@ -32,12 +31,11 @@ from advisor.record import (
     ScoringRecord,
     TargetRecord,
 )
-from advisor.registry import lever_options, load_levers
-from advisor.report.progress import on_batch, status
+from advisor.registry import load_levers
 from advisor.scoring import Scores, parse_output, score
 from advisor.spec import Task
 from advisor.stats import Interval, bootstrap_statistic, metric_interval
-from advisor.store import RunStore, prediction_key
+from advisor.store import RunStore
 from advisor.types import (
     Artifact,
     Backend,
@@ -47,16 +45,9 @@ from advisor.types import (
     LeverContext,
     Prediction,
     Request,
+    RowAnswers,
 )
 from advisor.verdict import LeverEvidence, Verdict, decide, eval_groups, trivial_baseline
-
-ProgressFactory = Callable[[str, int], Callable[[int, int], None]]
-
-PACKAGES = ("advise", "torch", "transformers", "peft", "sentence-transformers", "chromadb", "openai")
-
-
-def _no_progress(description: str, total: int) -> Callable[[int, int], None]:
-    return lambda done, total: None
 
 
 @dataclass
@@ -121,47 +112,6 @@ class RunResult:
         return self.record.write(path)
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _git_state() -> dict[str, Any]:
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if commit.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, Any]:
-    return {
-        "model": task.model,
-        "task_file": str(task_file) if task_file else None,
-        "task_sha256": stable_hash(task.model_dump(mode="json"))[:16],
-        "prompt_sha256": stable_hash(task.prompt.model_dump())[:16],
-        "data": {**data.hashes(), "n_train": len(data.train), "n_eval": len(data.eval),
-                 "leakage_removed": data.leakage_removed,
-                 "near_leakage_removed": data.near_leakage_removed},
-        "versions": _versions(),
-        "git": _git_state(),
-        "platform": platform.platform(),
-        "argv": sys.argv,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
 def wording_warnings(task: Task, results: list[LeverResult]) -> list[str]:
     """A warning for every row whose prompt wording the run chose on dev instead of the task's own
     (`details.prompt_choice.test`, advisor/choice.py): its eval figure rests on that choice."""
@@ -192,7 +142,12 @@ def add_lever_metrics(scores: Scores, predictions: list[Prediction]) -> None:
 
 
 class Runner:
-    """One task, one run folder. Levers run in rung order; answers come from the store when cached."""
+    """One task, one run folder. Levers run in rung order; answers come from the store when cached.
+
+    The stages live in their own modules: the plan (`advisor.plan`: the `--limit` rewrite, the data
+    and its audit, the rows), the backends and the cached prediction path (`advisor.execute`), the
+    provenance (`advisor.provenance`). `plan`: a plan already made for `task` (its task is used).
+    """
 
     def __init__(
         self,
@@ -205,39 +160,40 @@ class Runner:
         latency_probe: int = 12,
         params: GenerationParams | None = None,
         console: Any = None,
+        plan: RunPlan | None = None,
     ) -> None:
         from advisor.backends.hf import default_cache_dir
-        from advisor.prompting import with_limited_dev
-
-        task = with_limited_dev(task, limit)  # `--limit` is a quick look: the dev split shrinks with it
-        self.task = task
-        self.workdir = workdir
-        self.cache_dir = cache_dir or default_cache_dir()
-        self.limit = limit
-        self.progress = progress or _no_progress
-        self.latency_probe = latency_probe
-        self.params = params or GenerationParams(max_new_tokens=task.prompt.max_new_tokens)
-        # The task's option ranking rides in the params (and so in every classification answer's key);
-        # under `auto` each lever row ranks by its natural method (`row_params`). Every answer records
-        # what each method picks (rank_all), so the row's method is chosen or checked without model time.
-        classify = task.kind == "classification"
-        self.params = replace(self.params, option_ranking=task.scoring.option_ranking if classify else None,
-                              rank_all=classify)
-        self.console = console
-        self._backend: Backend | None = None
-        self._backends: dict[Any, Backend] = {}  # by model (advisor.modelspec.ModelChoice)
-        self._budget: Any = None  # one RunBudget for every API model of the run
-        self.data = load_dataset(task, limit=limit)
-        from advisor.audit import apply_near_duplicate_policy, audit_task
 
         # The data audit runs before any model time is spent; its near-duplicate policy may shrink train.
-        self.audit = audit_task(task)
-        self.data = apply_near_duplicate_policy(self.data, self.audit, task.audit.near_duplicates)
+        self.plan = plan or RunPlan.load(task, limit)
+        self.task = self.plan.task  # `--limit` is a quick look: the dev split shrinks with it
+        self.data = self.plan.data
+        self.audit = self.plan.audit
+        self.workdir = workdir
+        self.cache_dir = cache_dir or default_cache_dir()
+        self.limit = self.plan.limit
+        self.progress: ProgressFactory = progress or NoProgress()
+        self.latency_probe = latency_probe
+        # Classification: the task's option ranking rides in the params (and so in every answer's key);
+        # each lever row ranks by its natural method (`row_params`), every method's pick recorded.
+        self.params = run_params(self.task, params)
+        self.console = console
+        self.backends = Backends(self.task, self.cache_dir, self.progress)
         # What this runner creates, so that `close` can take it away again when nothing was computed.
         self._made: list[Path] = []
         self._make_dirs(workdir)
         self._new_store = not (workdir / "advise.sqlite").exists()
         self.store = RunStore(workdir / "advise.sqlite")
+        self.predictor = Predictor(self.task, self.data, self.store, self.params, self.progress, latency_probe)
+
+    @property
+    def _backend(self) -> Backend | None:
+        """The task's model once loaded (tests and benches set their own before running)."""
+        return self.backends.base
+
+    @_backend.setter
+    def _backend(self, backend: Backend | None) -> None:
+        self.backends.base = backend
 
     def _make_dirs(self, path: Path) -> None:
         self._made += reversed([p for p in (path, *path.parents) if not p.exists()])
@@ -261,144 +217,47 @@ class Runner:
                 pass
 
     def base_backend(self) -> Backend:
-        if self._backend is None:
-            from advisor.backends import make_backend
-
-            # The first run on a machine also converts the embedded model (about 20 s): say so.
-            with status(self.progress, f"loading {self.task.model}"):
-                self._backend = make_backend(self.task, self.cache_dir)
-        return self._backend
+        return self.backends.base_backend()
 
     def backend_for(self, choice: Any) -> Backend:
         """The backend of one of the task's models (advisor.modelspec.ModelChoice), made once."""
-        if choice not in self._backends:
-            from advisor.backends import make_backend_for
-            from advisor.backends.openai import RunBudget
-
-            if self._budget is None:
-                self._budget = RunBudget(self.task.budget.max_requests, self.task.budget.max_usd)
-            advance = self.progress(f"loading {choice.spec}", 1)
-            self._backends[choice] = make_backend_for(self.task, choice, self.cache_dir, self._budget)
-            advance(1, 1)
-        return self._backends[choice]
+        return self.backends.backend_for(choice)
 
     def context(self, lever: Lever, row: Any = None) -> LeverContext:
         workdir = self.workdir / "levers" / (row.name if row else lever.name)
         self._make_dirs(workdir)
-        base = self.base_backend if row is None or row.model.alias is None else (lambda: self.backend_for(row.model))
         return LeverContext(task=self.task, data=self.data, workdir=workdir, cache_dir=self.cache_dir,
-                            base_backend=base, console=self.console, progress=self.progress,
-                            predict=self.predict)
+                            base_backend=self.backends.getter(row), console=self.console,
+                            progress=self.progress, predictor=self.predictor)
 
     def lever_options(self, lever: Lever) -> Any:
-        return lever_options(lever, self.task.lever_options.get(lever.name, {}))
+        return self.plan.lever_options(lever)
 
-    # -- predictions -----------------------------------------------------------------------------
+    # -- predictions (advisor.execute.Predictor) -------------------------------------------------
 
     def row_params(self, lever: Lever) -> GenerationParams:
-        """The generation parameters of one lever's answers. Classification: ranked by the lever's
-        natural method (advisor.ranking.natural_method) with every method's pick recorded
-        (rank_all), whatever `scoring.option_ranking` says: the row's method, chosen (auto) or
-        forced, is applied afterwards from the same answers (`rank_row`), so changing it
-        recomputes nothing."""
-        if self.params.option_ranking:
-            return replace(self.params, option_ranking=natural_method(lever))
-        return self.params
+        return self.predictor.row_params(lever)
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
                 what: str = "predicting", row: str | None = None,
-                build: Callable[[list[Example]], list[Request]] | None = None,
-                ) -> tuple[list[Prediction], list[str], int]:
-        """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
-
-        `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
-        `row`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
-        `build(examples) -> requests`: ask them otherwise than `lever.requests` (advisor.types.HeldOut).
-        """
-        row = row or lever.name
-        examples = self.data.eval if examples is None else examples
-        params = self.row_params(lever)
-        with status(self.progress, f"{row}: building {len(examples)} requests"):
-            requests = self.requests(lever, artifact, examples, build)
-        backend = artifact.backend
-        keys = [
-            prediction_key(backend=backend.identity, lever=lever.name, artifact=artifact.identity, request=r,
-                           params=params)
-            for r in requests
-        ]
-        found = self.store.get_predictions(keys)
-        first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a question asked twice is answered once
-        todo = [i for i, k in enumerate(keys) if k not in found and first[k] == i]
-        advance = self.progress(f"{row}: {what}", len(examples))
-        advance(len(examples) - len(todo), len(examples))
-        answers = getattr(backend, "answers", None)
-        if answers is not None:  # an API model: each answer is stored the moment it arrives
-            done = len(examples) - len(todo)
-            for j, g in answers([requests[i] for i in todo], params):
-                i = todo[j]
-                found[keys[i]] = self._prediction(requests[i], g)
-                self.store.put_predictions(row, backend.identity, [(keys[i], found[keys[i]])])
-                done += 1
-                advance(done, len(examples))
-            todo_local: list[int] = []
-        else:
-            todo_local = todo
-        chunk = max(self.params.batch_size * 4, 1)  # commit often enough that a kill loses little
-        for start in range(0, len(todo_local), chunk):
-            idx = todo[start : start + chunk]
-            batch = [requests[i] for i in idx]
-            # The bar moves per batch the backend finishes (batch_done); the store commits per chunk.
-            base, moved = len(examples) - len(todo) + start, [0]
-
-            def on_done(n: int, base: int = base, moved: list[int] = moved, cap: int = len(idx)) -> None:
-                moved[0] = min(moved[0] + n, cap)
-                advance(base + moved[0], len(examples))
-
-            with on_batch(on_done):
-                made = self._call(backend, batch, params)
-            items = [(keys[i], self._prediction(requests[i], g)) for i, g in zip(idx, made)]
-            self.store.put_predictions(row, backend.identity, items)
-            found.update(dict(items))
-            advance(len(examples) - len(todo) + start + len(idx), len(examples))
-        out = [self._for_request(found[k], r) for k, r in zip(keys, requests)]
-        forced = self.task.scoring.option_ranking if self.params.option_ranking else None
-        if forced and forced != AUTO:  # a forced method holds for every answer, dev ones included
-            from advisor.ranking import answers_by_method, with_method
-
-            out = [with_method(p, forced, lambda raw: parse_output(self.task, raw))
-                   if answers_by_method(p) is not None else p for p in out]
-        return out, keys, len(todo)
+                build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
+        """Predictions for every eval item (cached ones from the store), their keys, and how many
+        were new: `Predictor.predict`."""
+        return self.predictor.predict(lever, artifact, examples, what, row, build)
 
     def requests(self, lever: Lever, artifact: Artifact, examples: list[Any],
                  build: Callable[[list[Example]], list[Request]] | None = None) -> list[Request]:
-        """The lever's requests (or `build`'s), each checked against the model's context before any
-        is sent (too long: an error naming the item, or cut to fit under `prompt.on_overflow: truncate`)."""
-        from advisor.overflow import fit_requests
+        return self.predictor.requests(lever, artifact, examples, build)
 
-        make = build or (lambda exs: lever.requests(artifact, exs))
-        return fit_requests(artifact.backend, examples, make(examples), lambda ex: make([ex])[0],
-                            on_overflow=self.task.prompt.on_overflow, lever=lever.name)
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None,
+                  method: str | None = None) -> list[float]:
+        """Serving latency of the first N eval requests one at a time: `Predictor.latencies`."""
+        return self.predictor.latencies(lever, artifact, keys, row, method)
 
     def preflight(self, rows: list[Any] | None = None) -> None:
-        """Before any lever runs: every template renders (a null or missing field is named) and,
-        unless the task truncates, every eval item's plain prompt fits the context of every model
-        the run's rows (advisor.modelspec.Row) use."""
-        from advisor.overflow import fit_requests
-        from advisor.prompting import check_templates, make_request, render_messages
-
-        check_templates(self.task, self.data.train + self.data.eval)
-        if self.task.prompt.on_overflow != "error":
-            return
-        getters: dict[Any, Callable[[], Backend]] = {}
-        for row in rows or [None]:
-            if row is None or row.model.alias is None:
-                getters.setdefault(None, self.base_backend)
-            else:
-                getters.setdefault(row.model, lambda m=row.model: self.backend_for(m))
-        reqs = [make_request(self.task, ex, render_messages(self.task, ex)) for ex in self.data.eval]
-        for get in getters.values():
-            fit_requests(get(), self.data.eval, reqs, lambda ex: make_request(self.task, ex, render_messages(
-                self.task, ex)), on_overflow="error", lever="prompt")
+        """Before any lever runs: every template renders and, unless the task truncates, every eval
+        item's plain prompt fits the context of every model the run's rows (advisor.plan.Row) use."""
+        preflight(self.task, self.data, self.backends.getters(rows))
 
     def scoring_info(self, results: list[LeverResult], verdict: Verdict) -> dict[str, Any]:
         """How classification options were ranked, and how much the verdict rests on that.
@@ -421,7 +280,7 @@ class Runner:
         setting = self.task.scoring.option_ranking
         info: dict[str, Any] = {"option_ranking": setting}
         warnings: list[str] = []
-        counts = getattr(self._backend, "option_token_counts", None) if self._backend else None
+        counts = self._backend.option_token_counts if self._backend else None
         if counts is not None:
             info["option_tokens"] = counts(list(self.task.labels or []))
             warning = label_length_warning(info["option_tokens"], setting)
@@ -494,50 +353,6 @@ class Runner:
             info["warnings"] = warnings
         return info
 
-    @staticmethod
-    def _for_request(p: Prediction, request: Request) -> Prediction:
-        """A stored answer for this run's request: this run's example id and what it retrieved and
-        scored against the current gold (the answer, its tokens and its compute time stay as stored)."""
-        fresh = {k: v for k, v in request.context.items() if k != "prep_seconds"}
-        return replace(p, example_id=request.example_id, context={**p.context, **fresh})
-
-    def _call(self, backend: Backend, requests: list[Request], params: GenerationParams) -> list[Any]:
-        if all(r.options for r in requests):
-            return backend.score_options(requests, params)
-        return backend.generate(requests, params)
-
-    def _prediction(self, request: Request, g: Any) -> Prediction:
-        context = dict(request.context)
-        if g.option_scores is not None:
-            context["option_scores"] = g.option_scores
-        context.update(g.info)
-        # Work the lever did to build the request (retrieval) is part of the query's cost.
-        seconds = g.seconds + float(context.get("prep_seconds", 0.0))
-        return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
-                          seconds, context, tokens_in_cached=g.tokens_in_cached)
-
-    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None,
-                  method: str | None = None) -> list[float]:
-        """Serving latency: the first N eval requests one at a time, as a single user would send them,
-        ranked by the row's label-ranking `method` alone (as it would be served)."""
-        params = self.row_params(lever)
-        if params.option_ranking:
-            params = replace(params, option_ranking=method or params.option_ranking, rank_all=False)
-        n = min(self.latency_probe, len(keys))
-        probe_keys = [k + ":latency" for k in keys[:n]]
-        found = self.store.get_latencies(probe_keys) if probe_keys else {}
-        missing = [i for i, k in enumerate(probe_keys) if k not in found]
-        if missing:
-            advance = self.progress(f"{row or lever.name}: latency probe", len(missing))
-            for j, i in enumerate(missing):
-                start = time.perf_counter()  # building the request (retrieval) counts as latency too
-                self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]), params)
-                ms = (time.perf_counter() - start) * 1000
-                self.store.put_latency(probe_keys[i], row or lever.name, ms)
-                found[probe_keys[i]] = ms
-                advance(j + 1, len(missing))
-        return [found[k] for k in probe_keys]
-
     # -- scoring ---------------------------------------------------------------------------------
 
     def intervals(self, scores: Scores, golds: list[Any], preds: list[Any]) -> dict[str, Interval]:
@@ -584,12 +399,9 @@ class Runner:
         cost = lever_cost(artifact, artifact.backend, predictions,
                           self.latencies(lever, artifact, keys, name, method),
                           self.task.costs, price=token_price(artifact.backend, self.cache_dir))
-        record = getattr(lever, "record_metrics", None)  # e.g. an adapter store keeps its scores
-        if record:
-            record(self.context(lever, row), artifact, {k: iv.value for k, iv in metrics.items()})
-        choice = getattr(lever, "report_details", None)  # e.g. prompt variants' dev scores beside eval's
-        if choice:
-            scores.details.update(choice(artifact, {k: iv.value for k, iv in metrics.items()}))
+        values = {k: iv.value for k, iv in metrics.items()}
+        lever.record_metrics(self.context(lever, row), artifact, values)  # e.g. an adapter store keeps its scores
+        scores.details.update(lever.report_details(artifact, values))  # e.g. prompt variants' dev scores
         extra = row_facts(row, artifact.backend, predictions)
         if ranking is not None:
             extra["option_ranking"] = ranking
@@ -625,8 +437,7 @@ class Runner:
             return predictions, {
                 "method": setting, "natural": natural, "why": "forced", "held_out": None,
                 "reason": f"forced by scoring.option_ranking: {setting} (task.yaml or --set)"}
-        found = getattr(lever, "held_out", None)
-        held = found(self.context(lever, row), options, artifact) if found else None
+        held = lever.held_out(self.context(lever, row), options, artifact)
         if held is None or not held.examples:
             return [with_method(p, natural, parse) for p in predictions], {
                 "method": natural, "natural": natural, "why": "natural", "held_out": None,
@@ -699,7 +510,7 @@ class Runner:
             curve_fractions: tuple[float, ...] | None = None) -> RunResult:
         """Run the levers cheapest first; with `curve_fractions`, also the fine-tuning levers'
         learning curves, which the verdict reads before it advises what to try next."""
-        from advisor.modelspec import plan_rows
+        from advisor.plan import plan_rows
 
         names = lever_names or self.task.levers
         levers = load_levers([n.split("@")[0] for n in names])

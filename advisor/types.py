@@ -1,22 +1,24 @@
-"""The small core types every part of advise shares.
+"""The small core types every part of advise shares (a leaf: it imports no other advisor module).
 
 A lever turns a task into an `Artifact` (`prepare`), then turns examples into
-`Request`s (`requests`); the runner sends requests through the artifact's
-`Backend`, caches each answer, and scores them with the one shared scorer.
+`Request`s (`requests`); a `Predictor` (advisor/execute.py) sends requests through the
+artifact's `Backend`, caches each answer, and the run scores them with the one shared scorer.
+
+What a lever or a backend can do beyond the minimum is declared on its base class here
+(`Lever`, `Backend`), with a default, so no caller has to probe for it: a method every one
+answers has a neutral default (`lever.held_out(...)` is None when the lever holds no items
+out), and an optional capability is None on the base class and a method where it exists
+(`backend.answers is None`: answers come in batches; `lever.index is None`: no index).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol
 
-if TYPE_CHECKING:
-    from pydantic import BaseModel
-
-    from advisor.data import Dataset
-    from advisor.spec import Task
+from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
@@ -120,28 +122,58 @@ class GenerationParams:
         return base + f";option_ranking={self.option_ranking}" + (";rank_all" if self.rank_all else "")
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """Model access. Knows nothing about levers, tasks or caching."""
+OnBatch = Callable[[int], None]  # a backend's "n more requests answered" (advisor.events.OnBatch)
+
+
+class Backend:
+    """Model access. Knows nothing about levers, tasks or caching.
+
+    A backend subclasses this and overrides what it does; what it does not override says "not
+    supported" (or the local-compute answer) here, so callers read a declaration instead of
+    probing with getattr.
+    """
 
     identity: str  # model name + revision/content hash; part of every cache key
     # The model's positions (prompt + answer tokens), None when unknown. The runner checks every
     # request against it with `count_tokens` before any model time is spent.
-    context_window: int | None
+    context_window: int | None = None
+    device: str = "cpu"  # where the model computes ("cpu", "cuda"); an API model: "cpu" (not this machine's)
+    # Compute happens elsewhere (an API, a server priced per hour): never priced from this process's time.
+    remote: ClassVar[bool] = False
+    # The weights on this machine (a local model), which a fine-tuning lever trains; None for an API model.
+    loaded: Any = None
+    # What the per-query price assumes, in words (results.json `price_basis`); None: measured compute.
+    price_basis: str | None = None
+
+    # -- optional capabilities: None here, a method where a backend has it ----------------------
+    # answers(requests, params) -> iterator of (index into requests, Generation) as each arrives
+    # (an API model): the store keeps each answer the moment it comes.
+    answers: Callable[[list[Request], GenerationParams], Iterator[tuple[int, Generation]]] | None = None
+    # option_token_counts(options) -> {option: tokens as scored}: a local tokenizer's counts.
+    option_token_counts: Callable[[list[str]], dict[str, int]] | None = None
 
     def count_tokens(self, request: Request) -> int:
         """Prompt tokens of `request` as this backend sends it (chat template applied)."""
-        ...
+        raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
 
-    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]: ...
+    def generate(self, requests: list[Request], params: GenerationParams,
+                 on_batch: OnBatch | None = None) -> list[Generation]:
+        """One answer per request, in order; `on_batch(n)` after each batch of n is answered."""
+        raise NotImplementedError(f"{type(self).__name__} cannot generate")
 
-    def score_options(
-        self, requests: list[Request], params: GenerationParams
-    ) -> list[Generation]: ...
+    def score_options(self, requests: list[Request], params: GenerationParams,
+                      on_batch: OnBatch | None = None) -> list[Generation]:
+        """Each request's options ranked (`params.option_ranking`); `on_batch` as in `generate`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rank options")
 
     def price_per_second_usd(self) -> float:
         """What one second of this backend's compute costs; 0 when priced per token."""
-        ...
+        return 0.0
+
+    def token_cost_usd(self, predictions: list[Prediction]) -> float | None:
+        """The provider's token price of these answers in USD (0: no token price, compute is
+        priced instead; None: a price per token applies but is unknown)."""
+        return 0.0
 
 
 ProgressFn = Callable[[int, int], None]
@@ -164,30 +196,90 @@ class HeldOut:
     priced: bool = False
 
 
+class RowAnswers(NamedTuple):
+    """A predictor's answers to a list of examples: one prediction each (cached ones from the
+    store), their cache keys, and how many were computed now. Unpacks as the tuple it replaced."""
+
+    predictions: list[Prediction]
+    keys: list[str]
+    computed: int
+
+
+class Predictor(Protocol):
+    """The cached prediction path (advisor.execute.Predictor), handed to levers in their context."""
+
+    def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
+                what: str = "predicting", row: str | None = None,
+                build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
+        """Predictions for `examples` (default: the eval items), stored under `row` (default the
+        lever's name); `build(examples) -> requests` asks them otherwise than `lever.requests`."""
+        ...
+
+
 @dataclass
 class LeverContext:
     """What a lever gets to prepare itself: the task, a folder to keep artifacts, shared services."""
 
-    task: Task
-    data: Dataset  # train (eval inputs already removed) and eval
+    task: Any  # advisor.spec.Task
+    data: Any  # advisor.data.Dataset: train (eval inputs already removed) and eval
     workdir: Path
     cache_dir: Path
     base_backend: Callable[[], Backend]  # lazily loads the task's model
     console: Any = None  # rich Console for progress; None when quiet
-    progress: Callable[[str, int], ProgressFn] | None = None  # (description, total) -> advance fn
-    # (lever, artifact, examples, what) -> (predictions, cache keys, newly computed): the runner's cached
-    # path, for a lever that scores candidates on a dev split (prompt variants, prompt-search) during prepare.
-    predict: Callable[..., tuple[list[Prediction], list[str], int]] | None = None
+    # (description, total) -> advance fn; an advisor.events.Progress also shows steps without a count.
+    progress: Callable[[str, int], ProgressFn] | None = None
+    # The run's cached prediction path, for a lever that scores candidates on a dev split (prompt
+    # variants, prompt-search) during prepare. None outside a run.
+    predictor: Predictor | None = None
 
 
-@runtime_checkable
-class Lever(Protocol):
-    """A way to adapt a model to a task. Registered in the `advisor.levers` entry-point group."""
+Family = Literal["prompt", "retrieval", "fine-tuning"]
+FAMILIES: tuple[str, ...] = ("prompt", "retrieval", "fine-tuning")
 
-    name: str
-    rung: float  # position on the cost ladder: prompt 0, few-shot 1, prompt-search 1.5, rag 2, lora 3, lora-rag 4
-    options_model: type[BaseModel]  # validates this lever's `lever_options` entry
 
-    def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact: ...
+class Lever:
+    """A way to adapt a model to a task. Registered in the `advisor.levers` entry-point group.
 
-    def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]: ...
+    A lever subclasses this, declares `name`, `rung`, `family` and `options_model`, and implements
+    `prepare` and `requests`. Everything else has a default meaning "not supported" and is
+    overridden by the levers that can.
+    """
+
+    name: ClassVar[str]
+    rung: ClassVar[float]  # position on the cost ladder: prompt 0, few-shot 1, prompt-search 1.5, rag 2, lora 3, ...
+    family: ClassVar[str]  # one of FAMILIES: how the verdict groups it and which model it needs
+    options_model: ClassVar[type[BaseModel]]  # validates this lever's `lever_options` entry
+    # The label-ranking method its rows start from under `scoring.option_ranking: auto`; None:
+    # DEFAULT_OPTION_RANKING (LoRA levers: "sum", the objective their adapter was trained on).
+    option_ranking: ClassVar[str | None] = None
+    # -- optional capabilities: None here, a method where a lever has it ------------------------
+    # index(ctx, options) -> statistics: build or refresh the lever's retrieval index on its own
+    # (`advise index`).
+    index: Callable[[LeverContext, BaseModel], dict[str, Any]] | None = None
+    # prepare_on(ctx, options, train, eval_, leaked=0) -> Artifact: `prepare` on a given train list
+    # (a learning curve passes subsets).
+    prepare_on: Callable[..., Artifact] | None = None
+
+    def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
+        raise NotImplementedError(f"lever {self.name} does not implement prepare")
+
+    def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
+        raise NotImplementedError(f"lever {self.name} does not implement requests")
+
+    # -- capabilities every lever answers, with their "nothing to add" defaults -------------------
+
+    def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut | None:
+        """Train items the artifact never saw, on which the run may choose a setting; None: none."""
+        return None
+
+    def record_metrics(self, ctx: LeverContext, artifact: Artifact, metrics: dict[str, float]) -> None:
+        """Keep an artifact's eval figures beside it (an adapter store); by default nothing is kept."""
+        return None
+
+    def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
+        """Extra `details` for the row in results.json (e.g. prompt variants' dev scores); none by default."""
+        return {}
+
+    def artifacts(self, cache_dir: Path) -> list[dict[str, Any]]:
+        """The artifacts this lever keeps in the cache (`advise adapters`); none by default."""
+        return []

@@ -28,10 +28,10 @@ from pydantic import BaseModel, Field
 
 from advisor.data import remove_leakage, stable_hash
 from advisor.errors import InputError
+from advisor.events import status
 from advisor.prompting import answer_text, make_request, render_messages
-from advisor.report.progress import status
 from advisor.spec import Task
-from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Request
 from baselines import adapters
 from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, split_validation, train_lora
 from baselines.rag import RagOptions, prepare_retriever, rag_artifact, retrieval_requests
@@ -46,7 +46,7 @@ class LoraOptions(TrainConfig):
 def _local_model(ctx: LeverContext) -> tuple[Any, Any]:
     """The base backend and its loaded model; LoRA needs weights on this machine."""
     base = ctx.base_backend()
-    loaded = getattr(base, "loaded", None)
+    loaded = base.loaded  # None: an API model (advisor.types.Backend)
     if loaded is None:
         raise InputError(
             f"lora fine-tunes a local model, but the task uses '{ctx.task.model}'; "
@@ -168,7 +168,7 @@ def build_adapter(
         loaded,
         identity=f"{loaded.identity}+{version}",
         model=merged,
-        usd_per_hour=getattr(base, "usd_per_hour", 0.0),
+        usd_per_hour=base.usd_per_hour,  # an HFBackend: `_local_model` checked it has weights here
     )
     return Artifact(
         lever=lever,
@@ -204,11 +204,12 @@ def build_adapter(
     )
 
 
-class LoraLever:
+class LoraLever(Lever):
     """Fine-tune LoRA layers on the train split with the task's prompt as written."""
 
     name = "lora"
     rung = 3
+    family = "fine-tuning"
     options_model: type[BaseModel] = LoraOptions
     # Labels are ranked by their summed log-likelihood, the objective the adapter was trained on
     # (answer-only cross-entropy); contextual calibration would divide out what it learned.

@@ -36,7 +36,7 @@ from advisor.prompting import (
 )
 from advisor.scoring import score
 from advisor.spec import METRICS, Task
-from advisor.types import Artifact, Example, HeldOut, LeverContext, Prediction, Request
+from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Prediction, Request
 
 __all__ = ["FewShotLever", "ZeroShotLever", "answer_text", "make_request", "render_messages", "render_user"]
 
@@ -100,7 +100,7 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
     e.g. shots shown), then to the one tried first. Eval is never looked at.
     Raises AdviseError outside a runner (no cached prediction path in `ctx`).
     """
-    if ctx.predict is None:
+    if ctx.predictor is None:
         raise AdviseError(f"{lever.name}: scoring prompt candidates needs the runner's prediction store")
     start = time.perf_counter()
     metric = ctx.task.target.metric
@@ -114,7 +114,7 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
     computed = 0
     for i, (name, artifact) in enumerate(candidates.items()):
         what = f"dev {i + 1}/{len(candidates)} ({name})"
-        preds, _, new = ctx.predict(lever, artifact, dev, what)
+        preds, _, new = ctx.predictor.predict(lever, artifact, dev, what)
         outputs[name] = [p.output for p in preds]
         scored = score(ctx.task, golds, outputs[name])
         scores[name] = scored.aggregate[metric]
@@ -165,7 +165,7 @@ class ZeroShotOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ZeroShotLever:
+class ZeroShotLever(Lever):
     """The task's prompt as written, nothing else."""
 
     name = "prompt"
@@ -245,7 +245,7 @@ def pick_fixed(task: Task, pool: list[Example], k: int) -> list[Example]:
     return picked
 
 
-class FewShotLever:
+class FewShotLever(Lever):
     """k labelled train examples as earlier chat turns."""
 
     name = "prompt-few-shot"

@@ -36,7 +36,7 @@ from advisor.prompting import (
     with_variant,
 )
 from advisor.spec import Task
-from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Request
 from baselines.prompt import DevChoice, choose_on_dev, cost_of
 
 
@@ -106,11 +106,12 @@ PROPOSER_SYSTEM = (
 )
 
 
-class InstructionProposer:
+class InstructionProposer(Lever):
     """Asks a model for instruction wordings from solved train examples. A pseudo-lever, so its
     answers go through the runner's cached path (a rerun asks nothing) under their own name."""
 
     name = "prompt-search-proposer"
+    family = "prompt"
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         task: Task = artifact.state["task"]
@@ -141,7 +142,7 @@ def propose_instructions(ctx: LeverContext, opts: ProposerOptions, pool: list[Ex
                          seed: int) -> tuple[list[str], float, float]:
     """Instruction wordings from the proposer model, each written from its own seeded sample of the pool
     (never dev, never eval), and their compute seconds and cost. Empty and repeated answers are dropped."""
-    assert ctx.predict is not None
+    assert ctx.predictor is not None
     rng = random.Random(f"proposer:{seed}")
     samples = [rng.sample(pool, min(opts.examples, len(pool))) for _ in range(opts.proposals)]
     backend = _proposer_backend(ctx, opts.model)
@@ -149,7 +150,7 @@ def propose_instructions(ctx: LeverContext, opts: ProposerOptions, pool: list[Ex
     artifact = Artifact(lever=InstructionProposer.name, identity=ident, backend=backend,
                         state={"task": ctx.task, "options": opts, "samples": samples})
     slots = [Example(f"proposal-{i}", str(i), None, {}, "proposer", str(i)) for i in range(opts.proposals)]
-    preds, _, _ = ctx.predict(InstructionProposer(), artifact, slots, "proposing instructions")
+    preds, _, _ = ctx.predictor.predict(InstructionProposer(), artifact, slots, "proposing instructions")
     out: list[str] = []
     for p in preds:
         text = p.raw.strip()[:2000]
@@ -158,7 +159,7 @@ def propose_instructions(ctx: LeverContext, opts: ProposerOptions, pool: list[Ex
     return (out, *cost_of(backend, preds))
 
 
-class PromptSearchLever:
+class PromptSearchLever(Lever):
     """The best (instruction, demonstrations) of a seeded random search, chosen on dev."""
 
     name = "prompt-search"

@@ -23,7 +23,7 @@ from advisor.data import assert_no_eval, stable_hash
 from advisor.errors import InputError
 from advisor.prompting import answer_text, make_request, render_messages, render_user
 from advisor.spec import Task
-from advisor.types import Artifact, Example, HeldOut, LeverContext, Request
+from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Request
 
 
 class RagOptions(BaseModel):
@@ -184,11 +184,12 @@ def retrieval_requests(task: Task, retriever: Retriever, examples: list[Example]
     return out
 
 
-class RagLever:
+class RagLever(Lever):
     """Retrieval-augmented prompting over a Chroma index."""
 
     name = "rag"
     rung = 2
+    family = "retrieval"
     options_model = RagOptions
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:

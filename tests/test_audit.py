@@ -23,7 +23,7 @@ from advisor.cli import main
 from advisor.report.scorecard import print_results
 from advisor.runner import Runner
 from advisor.spec import load_task
-from advisor.types import Generation, GenerationParams, Request
+from advisor.types import Backend, Generation, GenerationParams, Request
 
 CLASSIFY = """\
 name: planted
@@ -216,7 +216,7 @@ def test_cli_exit_codes_and_json(planted):
     assert broken.exit_code == 2 and "eval.jsonl:2" in broken.output and "Traceback" not in broken.output
 
 
-class _FirstOption:
+class _FirstOption(Backend):
     """Answers every classification request with its first option; no model (bookkeeping test)."""
 
     identity = "first-option@1"
@@ -224,10 +224,10 @@ class _FirstOption:
     def price_per_second_usd(self) -> float:
         return 0.0
 
-    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def score_options(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
         return [Generation(r.options[0], 5, 1, 0.001, [0.0] * len(r.options)) for r in requests]
 
-    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def generate(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
         raise AssertionError("classification ranks options")
 
 

@@ -8,11 +8,12 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from rich.console import Console
 
-from advisor.report.progress import ProgressReporter, RecentRate, batch_done, format_seconds, on_batch, status
+from advisor.report.progress import ProgressReporter, RecentRate, format_seconds, status
 
 
 def _plain(every: float = 0.0) -> tuple[ProgressReporter, io.StringIO]:
@@ -82,19 +83,75 @@ def test_a_long_step_without_a_count_is_announced_and_its_end_reported():
     assert "building 12 requests" not in text
 
 
-def test_status_is_a_no_op_for_a_bare_progress_callable():
+def test_status_shows_a_step_on_a_progress_and_is_a_no_op_for_a_bare_callable():
+    shown, ran = [], []
+
+    class Recorder:
+        def __call__(self, description, total):
+            return lambda done, total, description=None: None
+
+        @contextmanager
+        def status(self, text):
+            shown.append(text)
+            yield
+
+    with status(Recorder(), "lora: merging adapter"):
+        ran.append("progress")
     with status(lambda description, total: (lambda done, total: None), "anything"):
-        pass  # levers get plain callables from tests and older runners
+        ran.append("bare")  # levers get plain callables from tests
+    with status(None, "anything"):
+        ran.append("none")
+    assert shown == ["lora: merging adapter"] and ran == ["progress", "bare", "none"]
 
 
-def test_backend_batches_move_the_bar_through_on_batch():
-    moved = []
-    batch_done(4)  # outside any on_batch: ignored
-    with on_batch(moved.append):
-        batch_done(8)
-        batch_done(3)
-    batch_done(5)
-    assert moved == [8, 3]
+def test_backend_batches_move_the_bar_through_the_callback_they_are_given(tmp_path, write_jsonl):
+    from advisor.execute import Predictor, run_params
+    from advisor.spec import load_task
+    from advisor.store import RunStore
+    from advisor.types import Artifact, Backend, Generation, Lever, Request
+
+    write_jsonl(tmp_path / "train.jsonl", [{"input": f"t{i}", "output": "A"} for i in range(4)])
+    write_jsonl(tmp_path / "eval.jsonl", [{"input": f"e{i}", "output": "AB"[i % 2]} for i in range(5)])
+    (tmp_path / "task.yaml").write_text(
+        "name: bars\nkind: classification\nlabels: [A, B]\ndata: {train: train.jsonl, eval: eval.jsonl}\n"
+        "prompt: {template: '{{ input }}'}\ntarget: {metric: accuracy, threshold: 0.5}\nlevers: [prompt]\n")
+    task = load_task(tmp_path / "task.yaml")
+
+    class Ask(Lever):
+        name, rung, family = "ask", 0, "prompt"
+
+        def requests(self, artifact, examples):
+            return [Request(ex.id, [{"role": "user", "content": ex.input}], options=["A", "B"]) for ex in examples]
+
+    class TwoAtATime(Backend):
+        identity = "two-at-a-time@1"
+
+        def score_options(self, requests, params, on_batch=None):
+            out = []
+            for i in range(0, len(requests), 2):
+                out += [Generation("A", 3, 1, 0.0, [0.0, -1.0]) for _ in requests[i : i + 2]]
+                if on_batch is not None:
+                    on_batch(len(requests[i : i + 2]))
+            return out
+
+    moves = []
+
+    def progress(description, total):
+        return lambda done, total, description=description: moves.append((description, done, total))
+
+    from advisor.data import load_dataset
+
+    store = RunStore(tmp_path / "advise.sqlite")
+    try:
+        predictor = Predictor(task, load_dataset(task), store, run_params(task), progress, latency_probe=0)
+        predictions, _, computed = predictor.predict(Ask(), Artifact("ask", "v1", TwoAtATime()))
+        again = predictor.predict(Ask(), Artifact("ask", "v1", TwoAtATime()))
+    finally:
+        store.close()
+    assert computed == 5 and [p.output for p in predictions] == ["A"] * 5 and again.computed == 0
+    # The bar moves per batch the backend reports (2, 2, 1), then once more when the chunk is stored.
+    bar = [(done, total) for d, done, total in moves if d == "ask: predicting"]
+    assert bar == [(0, 5), (2, 5), (4, 5), (5, 5), (5, 5), (5, 5)]
 
 
 def test_format_seconds():

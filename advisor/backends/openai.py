@@ -32,7 +32,7 @@ from advisor.backends.classify_api import (
 from advisor.errors import AdviseError, BackendError, InputError
 from advisor.modelspec import ModelChoice, OpenAISettings, Price, resolve_models, setting_field
 from advisor.pricing import CONTEXT_WINDOWS, price_basis, token_cost_usd
-from advisor.types import Generation, GenerationParams, Prediction, Request
+from advisor.types import Backend, Generation, GenerationParams, OnBatch, Prediction, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_AFTER_LIMIT_S = 120  # the openai client waits at most this long on Retry-After; beyond it, we stop
@@ -154,7 +154,7 @@ def local_tokenizer(name: str, cache_dir: Any = None) -> Any:
     return AutoTokenizer.from_pretrained(str(resolve_model_path(name, cache_dir)))
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """Chat completions with bounded concurrency; answers come back as they arrive.
 
     Raises InputError (exit 2) for a missing key variable, BackendError (exit 2) when the server
@@ -415,9 +415,15 @@ class OpenAIBackend:
         if stop is not None:
             raise stop
 
-    def generate(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
-        out: dict[int, Generation] = dict(self.answers(requests, params))
+    def generate(self, requests: list[Request], params: GenerationParams,
+                 on_batch: OnBatch | None = None) -> list[Generation]:
+        out: dict[int, Generation] = {}
+        for i, g in self.answers(requests, params):
+            out[i] = g
+            if on_batch is not None:
+                on_batch(1)
         return [out[i] for i in range(len(requests))]
 
-    def score_options(self, requests: list[Request], params: GenerationParams) -> list[Generation]:
-        return self.generate(requests, params)
+    def score_options(self, requests: list[Request], params: GenerationParams,
+                      on_batch: OnBatch | None = None) -> list[Generation]:
+        return self.generate(requests, params, on_batch)

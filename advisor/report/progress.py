@@ -16,8 +16,9 @@ moves (stage, done/total, rate, time left), a heartbeat while a step runs withou
 when it ends. Time left comes from the recent rate (the last `window` seconds), not the mean
 since the start: cached items that fill a bar at once and a slow first batch both mislead a mean.
 
-Backends report finished batches with `batch_done(n)`; the runner turns those into bar moves
-with `on_batch(callback)`, so a bar moves per batch while the store still commits per chunk.
+It implements `advisor.events.Progress` (the protocol levers, backends and the runner are
+handed; nothing there imports this module). Backends report finished batches to an `on_batch`
+callback they are given, which the predictor turns into bar moves (advisor/execute.py).
 """
 
 from __future__ import annotations
@@ -27,9 +28,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import IO, Any, Literal
 
 from rich.console import Console
@@ -44,7 +44,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-Advance = Callable[..., None]  # advance(done, total, description=None)
+from advisor.events import Advance, status
+
+__all__ = ["ProgressReporter", "RecentRate", "format_seconds", "make_progress", "status"]
+
 Mode = Literal["rich", "plain", "quiet"]
 
 PLAIN_EVERY_S = 10.0  # plain lines per stage at most this often (ADVISE_PROGRESS_EVERY overrides)
@@ -52,34 +55,6 @@ RATE_WINDOW_S = 60.0  # the "recent rate" behind time left
 HEARTBEAT_MIN_S = 1.0  # a stage that does not move is re-announced at most this often
 STATUS_AFTER_S = 2.0  # a step without a count is announced once it has run this long
 STATUS_EVERY_FACTOR = 3  # ... and then re-announced every 3 intervals (30 s by default)
-
-_ON_BATCH: ContextVar[Callable[[int], None] | None] = ContextVar("advise_on_batch", default=None)
-
-
-def batch_done(n: int) -> None:
-    """Called by a backend after each batch of `n` requests; moves the current bar, if any."""
-    callback = _ON_BATCH.get()
-    if callback is not None:
-        callback(n)
-
-
-@contextmanager
-def on_batch(callback: Callable[[int], None]) -> Iterator[None]:
-    """Route `batch_done(n)` calls made inside this block to `callback(n)`."""
-    token = _ON_BATCH.set(callback)
-    try:
-        yield
-    finally:
-        _ON_BATCH.reset(token)
-
-
-def status(progress: Any, text: str) -> Any:
-    """`progress.status(text)` when the progress factory has one, else a no-op context.
-
-    Levers get a bare `(description, total)` callable from older runners and from tests.
-    """
-    fn = getattr(progress, "status", None)
-    return fn(text) if fn is not None else nullcontext()
 
 
 def format_seconds(seconds: float) -> str:

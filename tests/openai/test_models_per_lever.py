@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from advisor.errors import InputError
-from advisor.modelspec import plan_rows, resolve_models
+from advisor.modelspec import resolve_models
+from advisor.plan import plan_rows
 from advisor.registry import load_levers
 from advisor.runner import Runner
 from advisor.spec import load_task
