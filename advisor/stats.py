@@ -316,6 +316,35 @@ def _t_test(d: np.ndarray, se: float, df: float) -> tuple[float, float, float]:
     return min(1.0, 2 * min(less, greater)), less, greater
 
 
+def _grouped_se(d: np.ndarray, codes: np.ndarray) -> float:
+    """Cluster-robust standard error of mean(d), never below the one that ignores the groups."""
+    srs = float(d.var(ddof=1)) / d.size if d.size > 1 else 0.0
+    return math.sqrt(max(_cluster_variance(d, codes), srs))
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], *,
+                groups: Sequence[Any] | None = None) -> tuple[float, float, float, str]:
+    """(two-sided p, p that a is worse, p that a is better, test name) of paired scores.
+
+    The test `paired_difference` reports, without its interval (no resampling: what a gate
+    over many levers and simulations needs). Raises ValueError as `paired_difference` does.
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size != y.size or x.size == 0:
+        raise ValueError(f"paired scores need the same non-zero number of items, got {x.size} and {y.size}")
+    d = x - y
+    codes = _groups_index(groups, d.size)
+    if codes is not None:
+        k = int(codes.max()) + 1
+        if k < 2:
+            return 1.0, 1.0, 1.0, TEST_NONE
+        return (*_t_test(d, _grouped_se(d, codes), k - 1), TEST_CLUSTER_T)
+    if _binary(x) and _binary(y):
+        return mcnemar_exact(x, y), mcnemar_exact(x, y, "less"), mcnemar_exact(x, y, "greater"), TEST_MCNEMAR
+    se = float(d.std(ddof=1)) / math.sqrt(d.size) if d.size > 1 else 0.0
+    return (*_t_test(d, se, d.size - 1), TEST_PAIRED_T)
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95, *,
                       groups: Sequence[Any] | None = None, seed: int = 0,
                       n_resamples: int = 2000) -> PairedDifference:
@@ -323,49 +352,39 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
 
     `a`, `b`: shape (n,), aligned item by item (same example ids, same order); `groups`:
     one label per item or None. Returns mean(a) - mean(b), a two-sided interval at
-    `confidence` and p-values (see PairedDifference):
+    `confidence` and p-values (see PairedDifference; the test alone is `paired_test`):
 
     - no groups, binary scores: a paired percentile bootstrap interval (scipy) and the exact
       McNemar test (`mcnemar_exact`);
-    - no groups, other scores: the same interval and a paired t-test (scipy `ttest_1samp`);
+    - no groups, other scores: the same interval and a paired t-test (n - 1 df);
     - groups: a cluster-robust t-test of the mean difference, i.e. a t-test on the group
       totals of the differences with the ratio-estimator standard error and k - 1 degrees of
-      freedom (k groups; statsmodels' OLS with `cov_type="cluster"` gives the same numbers),
-      and the interval from the same t and standard error, so interval and test agree. The
-      standard error is never below the one that ignores the groups (design effect >= 1, as
-      in `metric_interval`). Chosen over a cluster-bootstrap p-value because it is
-      deterministic, costs one pass over the items, and its k - 1 df keep it calibrated
-      with tens of groups where a percentile bootstrap is too narrow. No McNemar p here:
-      McNemar assumes independent pairs. With fewer than 2 groups nothing can be tested:
-      the interval is the range of the differences and every p is 1.
+      freedom (k groups; statsmodels' OLS with `cov_type="cluster"`, `use_t=True` gives the
+      same numbers, see tests/test_verdict_stats.py), and the interval from the same t and
+      standard error, so interval and test agree. The standard error is never below the
+      one that ignores the groups (design effect >= 1, as in `metric_interval`). Chosen
+      over a cluster-bootstrap p-value because it is deterministic, costs one pass over
+      the items, and its k - 1 df keep it calibrated with tens of groups where a
+      percentile bootstrap is too narrow (bench/verdict_calibration.py). No McNemar p
+      here: McNemar assumes independent pairs. With fewer than 2 groups nothing can be
+      tested: the interval is the range of the differences and every p is 1.
 
     Raises ValueError when the lengths differ or there are no items.
     """
+    p, less, greater, test = paired_test(a, b, groups=groups)
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.size != y.size or x.size == 0:
-        raise ValueError(f"paired scores need the same non-zero number of items, got {x.size} and {y.size}")
     d = x - y
-    n = int(d.size)
+    n, mean = int(d.size), float(d.mean())
     codes = _groups_index(groups, n)
     if codes is not None:
         k = int(codes.max()) + 1
         if k < 2:
-            return PairedDifference(float(d.mean()), float(d.min()), float(d.max()), confidence, None, n,
-                                    1.0, 1.0, 1.0, TEST_NONE)
-        srs = float(d.var(ddof=1)) / n if n > 1 else 0.0
-        se = math.sqrt(max(_cluster_variance(d, codes), srs))
-        p, less, greater = _t_test(d, se, k - 1)
-        half = float(sps.t.ppf(0.5 + confidence / 2, k - 1)) * se
-        return PairedDifference(float(d.mean()), float(d.mean() - half), float(d.mean() + half), confidence, None, n,
-                                p, less, greater, TEST_CLUSTER_T)
+            return PairedDifference(mean, float(d.min()), float(d.max()), confidence, None, n, p, less, greater, test)
+        half = float(sps.t.ppf(0.5 + confidence / 2, k - 1)) * _grouped_se(d, codes)
+        return PairedDifference(mean, mean - half, mean + half, confidence, None, n, p, less, greater, test)
     low, high = _scipy_bootstrap(d, None, confidence, seed, n_resamples)
-    if _binary(x) and _binary(y):
-        p = mcnemar_exact(x, y)
-        return PairedDifference(float(d.mean()), low, high, confidence, p, n, p,
-                                mcnemar_exact(x, y, "less"), mcnemar_exact(x, y, "greater"), TEST_MCNEMAR)
-    se = float(d.std(ddof=1)) / math.sqrt(n) if n > 1 else 0.0
-    p, less, greater = _t_test(d, se, n - 1)
-    return PairedDifference(float(d.mean()), low, high, confidence, None, n, p, less, greater, TEST_PAIRED_T)
+    mcnemar = p if test == TEST_MCNEMAR else None
+    return PairedDifference(mean, low, high, confidence, mcnemar, n, p, less, greater, test)
 
 
 def paired_statistic_difference(n: int, difference: Callable[[np.ndarray], float], confidence: float = 0.95, *,
@@ -404,6 +423,11 @@ def holm(p_values: Mapping[str, float], alpha: float) -> dict[str, bool]:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if not p_values:
         return {}
+    if len(p_values) == 1:  # Holm over one hypothesis is the test itself (and skips the gc.collect below)
+        return {k: float(p) <= alpha for k, p in p_values.items()}
+    # multipletests runs gc.collect() on every Holm call (~90 ms with scipy and statsmodels
+    # loaded); a caller looping over thousands of families (the calibration bench) can
+    # gc.freeze() first.
     from statsmodels.stats.multitest import multipletests
 
     names = list(p_values)
@@ -494,21 +518,6 @@ def total_items_needed(value: float, threshold: float, confidence: float = 0.95,
                                                         ratio=0, alternative="larger"))
         n_eff = max(2, math.ceil(approx - 1e-9))
     return int(math.ceil(n_eff * deff - 1e-9))
-
-
-def items_needed(value: float, threshold: float, std_error: float, n: int, confidence: float = 0.95,
-                 power: float = POWER) -> int | None:
-    """Deprecated: use `total_items_needed` (a library power calculation, checked by simulation).
-
-    Kept, unchanged, only while advisor/verdict_rules.py still calls it: n * ((z_conf +
-    z_power) * se / gap)^2 from the observed standard error, which is 0 for 20 of 20 right
-    (so None) and optimistic at 249 of 300 against 0.80 (973 items give 78% power, not 80%).
-    """
-    gap = abs(value - threshold)
-    if gap < 1e-12 or std_error <= 0 or n < 1:
-        return None
-    z = sps.norm.ppf(confidence) + sps.norm.ppf(power)
-    return int(np.ceil(n * (z * std_error / gap) ** 2))
 
 
 def std_error(values: Sequence[float], groups: Sequence[Any] | None = None) -> float:

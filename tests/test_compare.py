@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -124,3 +126,151 @@ def test_a_rows_own_label_ranking_method_is_named_when_it_differs(tmp_path):
     out = json.loads(CliRunner().invoke(main, ["compare", str(run(tmp_path / "a", "sum")),
                                                str(run(tmp_path / "b", "calibrated")), "--json"]).output)
     assert out["differences"] == ["lora: label ranking sum -> calibrated"]
+
+
+# -- issue 28: eval groups, the target metric, Holm -------------------------------------------
+
+from advisor.types import Example, Prediction  # noqa: E402
+
+
+def _grouped_run(folder: Path, eval_file: Path, per_lever: dict[str, list[Any]], recommended: str | None,
+                 *, metric: str = "accuracy", golds: list[str] | None = None) -> Path:
+    """A run folder whose store also holds run_items (eval example beside its answer), the way
+    `advise run` writes them, with each item's source line in `eval_file`."""
+    records = [json.loads(line) for line in eval_file.read_text().splitlines()]
+    examples = [Example(id=r["id"], input=r["input"], output=r["output"], fields=r, source=f"{eval_file}:{i + 1}",
+                        hash="h") for i, r in enumerate(records)]
+    ids = [ex.id for ex in examples]
+    store = RunStore(folder / "advise.sqlite")
+    run_id = store.start_run("t")
+    for lever, answers in per_lever.items():
+        if golds is None:  # answers are per-item accuracy scores
+            scores, outputs = answers, [ex.output if v == 1.0 else "wrong" for ex, v in zip(examples, answers)]
+        else:
+            outputs = answers
+            scores = [1.0 if o == g else 0.0 for o, g in zip(answers, golds)]
+        store.put_item_scores(run_id, lever, ids, {"accuracy": scores})
+        store.put_run_items(run_id, lever, examples,
+                            [Prediction(i, o, str(o), 0, 0, 0.0) for i, o in zip(ids, outputs)])
+    results = {"task": "t", "kind": "classification",
+               "target": {"metric": metric, "threshold": 0.8, "confidence": 0.95, "need": ""},
+               "levers": [{"name": n, "metrics": {}} for n in per_lever], "recommendation": {"lever": recommended}}
+    store.finish_run(run_id, "done", results)
+    store.close()
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def _eval_file(path: Path, n_groups: int, size: int, grouped: bool = True,
+               golds: list[str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n_groups * size):
+        rec: dict[str, Any] = {"id": f"q{i}", "input": f"question {i}", "output": golds[i] if golds else "yes"}
+        if grouped:
+            rec["group"] = f"passage-{i // size}"
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_pairs_items_with_their_eval_groups(tmp_path):
+    """Two passages of forty, all five questions on each flipped: exact McNemar on the items says
+    p = 2/2^10 and failed the gate; with the groups it is 2 changed groups of 40, not evidence."""
+    a_scores = [1.0] * 200
+    b_scores = [0.0] * 10 + [1.0] * 190
+    grouped = _eval_file(tmp_path / "data" / "eval.jsonl", 40, 5)
+    a = _grouped_run(tmp_path / "a", grouped, {"lora": a_scores}, "lora")
+    b = _grouped_run(tmp_path / "b", grouped, {"lora": b_scores}, "lora")
+    res = CliRunner().invoke(main, ["compare", str(a), str(b), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    lora = out["levers"][0]
+    assert out["groups"]["n_groups"] == 40 and "40 eval groups" in out["groups"]["note"]
+    assert lora["mcnemar_p"] is None and lora["test"].startswith("cluster-robust")
+    assert 0.05 < lora["p_worse"] < 0.15 and not lora["regressed"]
+    assert lora["difference"]["ci_low"] < 0 < lora["difference"]["ci_high"]
+    # The same items without groups in the eval file: McNemar, and the gate fails.
+    flat = _eval_file(tmp_path / "flat" / "eval.jsonl", 40, 5, grouped=False)
+    a2 = _grouped_run(tmp_path / "a2", flat, {"lora": a_scores}, "lora")
+    b2 = _grouped_run(tmp_path / "b2", flat, {"lora": b_scores}, "lora")
+    res = CliRunner().invoke(main, ["compare", str(a2), str(b2), "--json"])
+    out = json.loads(res.output)
+    assert res.exit_code == 1 and out["groups"]["n_groups"] is None
+    assert out["levers"][0]["mcnemar_p"] == pytest.approx(2 / 2**10)
+    # An eval file changed since the run is not guessed at: paired as independent, and said so.
+    grouped.write_text(grouped.read_text().replace("question 3\"", "question three\""))
+    out = json.loads(CliRunner().invoke(main, ["compare", str(a), str(b), "--json"]).output)
+    assert out["groups"]["n_groups"] is None and "no longer holds item q3" in out["groups"]["note"]
+    text = CliRunner().invoke(main, ["compare", str(a), str(b)]).output
+    assert "groups: eval groups unknown" in text
+
+
+def test_a_macro_f1_target_is_gated_on_macro_f1_not_accuracy(tmp_path):
+    """Same accuracy (180/200 in both), but B now misses every item of a rare label: macro-F1
+    falls from 0.867 to 0.647. The gate watched accuracy and passed; it must fail."""
+    golds = ["a"] * 160 + ["b"] * 20 + ["c"] * 20
+    pred_a = ["b"] * 20 + ["a"] * 140 + ["b"] * 20 + ["c"] * 20
+    pred_b = ["a"] * 160 + ["b"] * 20 + ["a"] * 20
+    ev = _eval_file(tmp_path / "data" / "eval.jsonl", 200, 1, grouped=False, golds=golds)
+    a = _grouped_run(tmp_path / "a", ev, {"lora": pred_a}, "lora", metric="macro_f1", golds=golds)
+    b = _grouped_run(tmp_path / "b", ev, {"lora": pred_b}, "lora", metric="macro_f1", golds=golds)
+    res = CliRunner().invoke(main, ["compare", str(a), str(b), "--json"])
+    assert res.exit_code == 1, res.output
+    lora = json.loads(res.output)["levers"][0]
+    from advisor.scoring import macro_f1
+
+    assert lora["metric"] == "macro_f1" and lora["test"] == "paired bootstrap"
+    assert lora["a"] == pytest.approx(macro_f1(golds, pred_a, ["a", "b", "c"]))
+    assert lora["b"] == pytest.approx(macro_f1(golds, pred_b, ["a", "b", "c"]))
+    assert lora["difference"]["value"] == pytest.approx(lora["b"] - lora["a"]) and lora["regressed"]
+    # Without stored answers a set-level target cannot be recomputed: refused, not swapped for accuracy.
+    plain_a = _stored_run(tmp_path / "pa", {"lora": GOOD}, "lora")
+    plain_b = _stored_run(tmp_path / "pb", {"lora": GOOD}, "lora")
+    for folder in (plain_a, plain_b):
+        results = json.loads((folder / "results.json").read_text())
+        results["target"]["metric"] = "macro_f1"
+        (folder / "results.json").write_text(json.dumps(results))
+    res = CliRunner().invoke(main, ["compare", str(plain_a), str(plain_b)])
+    assert res.exit_code == 2 and "set statistic" in res.output
+
+
+def test_the_gate_is_holm_over_the_levers_it_checks():
+    """Five unchanged levers each tested at 5% failed 23% of unchanged runs; Holm holds 5%."""
+    from advisor.compare import gate, regression_gate
+
+    p = {"prompt": 0.03, "rag": 0.2, "lora": 0.5, "few": 0.04, "lr": 0.9}
+    assert gate(p, 0.95) == {k: False for k in p}  # each below 0.05 alone; none survives Holm
+    assert gate({"prompt": 0.005, "rag": 0.2}, 0.95) == {"prompt": True, "rag": False}
+    rng = np.random.default_rng(1)
+    same = {f"lever{i}": (rng.random(300) < 0.8).astype(float) for i in range(5)}
+    assert not any(regression_gate(same, same).values())
+    worse = {k: v.copy() for k, v in same.items()}
+    worse["lever0"][np.flatnonzero(worse["lever0"] == 1)[:40]] = 0.0
+    assert regression_gate(same, worse) == {"lever0": True, **{f"lever{i}": False for i in range(1, 5)}}
+    with pytest.raises(ValueError, match="missing"):
+        regression_gate(same, {"lever0": same["lever0"]})
+
+
+def test_unchanged_reruns_under_intra_group_correlation_fail_the_gate_at_most_at_its_level():
+    """Field finding: pairing without groups under intra-group correlation 0.3 failed 18.6% of
+    unchanged levers. 1,000 simulated unchanged reruns, latent-normal: item difficulty (variance
+    0.4) shared by both runs, a run-specific shift per group of 5 (0.3: the intra-group
+    correlation of a run's latent scores) and item noise (0.3); 80% right. The gate fails at
+    most 5% + 3 Monte-Carlo standard errors; ignoring the groups fails about twice as often."""
+    from advisor.compare import regression_gate
+    from advisor.stats import paired_test
+
+    rng = np.random.default_rng(2028)
+    groups = np.repeat(np.arange(60), 5)
+    cut = -0.8416  # P(latent > cut) = 0.80
+    fails = naive = 0
+    sims = 1000
+    for _ in range(sims):
+        shared = rng.normal(0, np.sqrt(0.4), 300)
+        runs = [(shared + rng.normal(0, np.sqrt(0.3), 60)[groups] + rng.normal(0, np.sqrt(0.3), 300) > cut)
+                .astype(float) for _ in range(2)]
+        fails += regression_gate({"x": runs[0]}, {"x": runs[1]}, 0.95, groups=groups)["x"]
+        naive += paired_test(runs[1], runs[0])[1] < 0.05  # exact McNemar, groups ignored
+    assert fails / sims <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / sims), fails / sims
+    assert naive / sims > 0.08, naive / sims  # the scenario bites: ignoring the groups fails more often
