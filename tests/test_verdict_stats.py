@@ -13,7 +13,6 @@ from advisor.stats import (
     TEST_MCNEMAR,
     design_effect,
     holm,
-    items_needed,
     mcnemar_exact,
     metric_interval,
     one_sided_bounds,
@@ -102,13 +101,6 @@ def test_cluster_bootstrap_with_perfectly_correlated_groups():
     other = [1.0 - v for v in values]
     d = paired_difference(values, other, 0.95, groups=groups, seed=3)
     assert d.value == pytest.approx(0.4) and d.high - d.low > 0.5
-
-
-def test_items_needed_is_the_normal_approximation_power_calculation():
-    se = math.sqrt(0.83 * 0.17 / 300)
-    z = sps.norm.ppf(0.95) + sps.norm.ppf(0.80)
-    assert items_needed(0.83, 0.80, se, 300, 0.95) == math.ceil(300 * (z * se / 0.03) ** 2)
-    assert items_needed(0.80, 0.80, se, 300) is None
 
 
 def test_trec_lora_figure_is_undecided_under_the_lower_bound_rule():
