@@ -124,7 +124,7 @@ def test_eval_examples_never_reach_a_prompt_as_shots(tiny):
     backend = CountingBackend()
     result = _run(tiny, backend)
     assert result.data.leakage_removed == ["leak"]
-    assert result.provenance["data"]["leakage_removed"] == ["leak"]
+    assert result.record.provenance.data.leakage_removed == ["leak"]
     eval_inputs = {f"q: eval {i}" for i in range(10)}
     for request in backend.seen:
         shown = [m["content"].lower() for m in request.messages[:-1] if m["role"] == "user"]
