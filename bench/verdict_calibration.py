@@ -44,7 +44,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +142,7 @@ def _exact_coverage(truth: float) -> float:
                      if (iv := metric_interval(np.r_[np.ones(k), np.zeros(N_ITEMS - k)], 0.95)).low <= truth <= iv.high))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _state_at_count(k: int) -> str:
     x = np.r_[np.ones(k), np.zeros(N_ITEMS - k)]
     return str(assess(x, THRESHOLD, CONFIDENCE, "lower_bound", seed=0)["state"])
