@@ -286,7 +286,7 @@ def print_comparison(console: Any, out: dict[str, Any]) -> None:
     metrics = sorted({c["metric"] for c in out["levers"]})
     table = Table(title=f"{', '.join(metrics)}: B − A per lever, paired by example id", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    for col in ("lever", "n", "A", "B", f"B − A ({pct}% CI)", "p (B worse)", "change"):
+    for col in ("lever", "n", "A", "B", f"B − A ({pct}% CI)", "p worse", "change"):
         table.add_column(col, justify="left" if col in {"lever", "change"} else "right", no_wrap=True)
     for c in out["levers"]:
         d = c["difference"]
@@ -300,7 +300,7 @@ def print_comparison(console: Any, out: dict[str, Any]) -> None:
     table.caption = ("* gated: " + ("RUN_A's recommended lever" if out["recommended_in_a"] else
                                     "every lever (RUN_A recommended none)")
                      + f"; significant: Holm at {alpha:g} over the gated levers (others: over every lever)"
-                     + f"; one-sided p from: {', '.join(tests)}")
+                     + f"; p worse: one-sided p that B is worse than A, from: {', '.join(tests)}")
     table.caption_justify = "left"
     console.print(table)
     console.print("FAIL: a gated lever regressed significantly" if out["regressed"] else
