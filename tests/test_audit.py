@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from advisor.audit import audit_task, items_needed
+from advisor.audit import audit_task, items_for_label_recall
 from advisor.audit.render import audit_summary
 from advisor.audit.similar import all_pairs_jaccard, near_pairs, shingles
 from advisor.cli import main
@@ -101,7 +101,7 @@ def test_planted_classification_problems_are_each_found_with_file_and_line(plant
     assert few is not None
     hum = [ex for ex in few.examples if ex["text"].startswith("HUM")]
     assert hum and hum[0]["a"] == _where(planted, "eval", "one-hum") and "1 eval item" in hum[0]["text"]
-    assert f"each needs {items_needed(0.15, 0.95)}" in few.message and items_needed(0.15, 0.95) == 43
+    assert f"each needs {items_for_label_recall(0.15, 0.95)}" in few.message and items_for_label_recall(0.15, 0.95) == 43
     unseen = report.find("label-unseen-in-train")
     assert unseen is not None and unseen.count == 1 and unseen.examples[0]["text"].startswith("HUM")
     assert report.counts["labels"]["eval"]["HUM"] == 1

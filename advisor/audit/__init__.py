@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.audit.checks import audit_task, items_needed
+from advisor.audit.checks import audit_task, items_for_label_recall
 from advisor.audit.report import AuditReport, Finding
 from advisor.data import Dataset
 
-__all__ = ["AuditReport", "Finding", "apply_near_duplicate_policy", "audit_task", "items_needed"]
+__all__ = ["AuditReport", "Finding", "apply_near_duplicate_policy", "audit_task", "items_for_label_recall"]
 
 
 def apply_near_duplicate_policy(data: Dataset, report: AuditReport, policy: str) -> Dataset:

@@ -216,7 +216,7 @@ def _conflict_findings(conflicts: list[tuple[str, Record, Record, str]], out: _C
                 "every lever is capped by them", rows)
 
 
-def items_needed(half_width: float, confidence: float) -> int:
+def items_for_label_recall(half_width: float, confidence: float) -> int:
     """Eval items one label needs for its recall's interval to be at most ± `half_width`:
     n = z² · p(1−p) / h² at the worst case p = 0.5 (normal approximation), z for `confidence`."""
     z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
@@ -233,7 +233,7 @@ def _balance_checks(task: Task, train: list[Record], eval_: list[Record], out: _
     out.add("balance", "info", f"class balance — {summary} (largest/smallest train class {ratio:.1f}×)", [],
             count=len(labels))
     conf, h = task.target.confidence, task.audit.label_half_width
-    need = items_needed(h, conf)
+    need = items_for_label_recall(h, conf)
     z = NormalDist().inv_cdf(1 - (1 - conf) / 2)
     eval_file = str(task.path(task.data.eval))
     first = {lb: next((r.where for r in eval_ if str(r.output) == lb), eval_file) for lb in labels}
