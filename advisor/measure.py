@@ -30,7 +30,7 @@ class LeverResult:
 
     name: str  # the row: `lever` or `lever@alias`
     rung: float
-    family: str  # as the lever declares it (advisor.registry.lever_family)
+    family: str  # as the lever declares it (`Lever.family`, checked by advisor.registry.load_lever)
     options: dict[str, Any]
     artifact: Artifact
     predictions: list[Prediction]

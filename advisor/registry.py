@@ -55,29 +55,6 @@ def lever_options(lever: Lever, raw: dict[str, Any]) -> BaseModel:
         raise InputError(msg, field=f"lever_options.{lever.name}.{loc}") from None
 
 
-def lever_family(lever_or_row: Any) -> str:
-    """"prompt", "retrieval" or "fine-tuning": what a lever declares (`Lever.family`), or what a
-    results.json row records (`family`); a row written before rows recorded it, from its rung
-    (< 2 prompt, < 3 retrieval, else fine-tuning), which is what every built-in lever declares.
-
-    Raises ValueError for a family outside FAMILIES.
-    """
-    if isinstance(lever_or_row, Lever):
-        family: Any = lever_or_row.family
-    elif isinstance(lever_or_row, dict):
-        family = lever_or_row.get("family")
-        if family is None:
-            rung = lever_or_row.get("rung")
-            rung = float(rung) if rung is not None else 99.0
-            return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"
-    else:  # a run's row object (advisor.runner.LeverResult) carries its rung, not yet its lever's family
-        rung = float(lever_or_row.rung)
-        return "prompt" if rung < 2 else "retrieval" if rung < 3 else "fine-tuning"
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    return str(family)
-
-
 def fine_tunes(lever: Lever) -> bool:
     """Whether a lever trains weights (it needs a local `hf:` model): its declared family."""
-    return lever_family(lever) == "fine-tuning"
+    return lever.family == "fine-tuning"

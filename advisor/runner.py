@@ -219,9 +219,7 @@ class Runner:
         extra = row_facts(row, artifact.backend, predictions)
         if ranking is not None:
             extra["option_ranking"] = ranking
-        from advisor.registry import lever_family
-
-        return LeverResult(name, lever.rung, lever_family(lever), options.model_dump(mode="json"), artifact,
+        return LeverResult(name, lever.rung, lever.family, options.model_dump(mode="json"), artifact,
                            predictions, scores, metrics, cost, computed, extra=extra)
 
     def score_artifact(self, lever: Lever, artifact: Artifact) -> float:
