@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 from rich.console import Console
@@ -83,8 +84,37 @@ def test_a_long_step_without_a_count_is_announced_and_its_end_reported():
 
 
 def test_status_is_a_no_op_for_a_bare_progress_callable():
-    with status(lambda description, total: (lambda done, total: None), "anything"):
-        pass  # levers get plain callables from tests and older runners
+    # Levers get plain (description, total) callables from tests and older runners: the block runs,
+    # the callable is never called (no bar opens), and an error in the block passes through.
+    calls, ran = [], []
+
+    def bare(description, total):
+        calls.append((description, total))
+        return lambda done, total: None
+
+    with status(bare, "anything"):
+        ran.append(True)
+    assert ran == [True] and calls == []
+    with pytest.raises(KeyError):
+        with status(bare, "anything"):
+            raise KeyError("inside")
+    assert calls == []
+    # A progress factory that has `status` gets the text, around the block.
+    seen = []
+
+    class WithStatus:
+        def __call__(self, description, total):
+            return bare(description, total)
+
+        @contextmanager
+        def status(self, text):
+            seen.append(("start", text))
+            yield
+            seen.append(("end", text))
+
+    with status(WithStatus(), "lora: loading the adapter"):
+        seen.append("block")
+    assert seen == [("start", "lora: loading the adapter"), "block", ("end", "lora: loading the adapter")]
 
 
 def test_backend_batches_move_the_bar_through_on_batch():

@@ -108,8 +108,12 @@ def test_prompt_family_is_preferred_whatever_the_cost_and_guessing_is_never_reco
     assert {b["cheaper"] for b in v.break_even} == {"rag"}
     rows[1]["no_better_than_baseline"] = True
     v = recommend(rows, "accuracy", 0.8, rule="lower_bound")
-    assert v.lever == "rag"
-    assert any("no better than guessing" in r for r in v.reasons) or v.ranking[0] == "rag"
+    assert v.lever == "rag"  # the preferred prompt-family lever is passed over: no better than guessing
+    rows[0]["no_better_than_baseline"] = True
+    v = recommend(rows, "accuracy", 0.8, rule="lower_bound")
+    assert v.lever is None  # both meet the target, neither beats guessing: nothing is recommended
+    guessing = [r.split(":")[0] for r in v.reasons if "is no better than guessing" in r]
+    assert sorted(guessing) == ["prompt-few-shot", "rag"]
 
 
 def test_majority_label_baseline_flags_a_lever_no_better_than_guessing(tmp_path, write_jsonl):
