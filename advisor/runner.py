@@ -222,23 +222,28 @@ class Runner:
         return LeverResult(name, lever.rung, lever.family, options.model_dump(mode="json"), artifact,
                            predictions, scores, metrics, cost, computed, extra=extra)
 
-    def score_artifact(self, lever: Lever, artifact: Artifact) -> float:
-        """The target metric of an artifact on the eval set (answers cached like any others)."""
-        predictions, _, _ = self.predict(lever, artifact)
+    def score_artifact(self, lever: Lever, artifact: Artifact, row: str | None = None) -> float:
+        """The target metric of an artifact on the eval set (answers cached like any others, stored
+        under `row`, the scorecard row, else the lever's name)."""
+        predictions, _, _ = self.predict(lever, artifact, row=row)
         scores = score(self.task, [ex.output for ex in self.data.eval], [p.output for p in predictions])
         return scores.aggregate[self.task.target.metric]
 
-    def learning_curves(self, lever_names: list[str], fractions: tuple[float, ...]) -> dict[str, Any]:
-        """For each named lever that can (`learning_curve`), metric against train size and a fit."""
+    def learning_curves(self, row_names: list[str], fractions: tuple[float, ...]) -> dict[str, Any]:
+        """Metric against train size and a fit (advisor.curves) for each named row whose lever trains
+        on subsets, keyed by row name. `row_names`: `lever`, or `lever@alias` with several models,
+        each measured on its own row's model."""
+        from advisor.curves import has_curve, measure_curve
+        from advisor.modelspec import plan_rows
+
+        wanted = list(dict.fromkeys(n.split("@")[0] for n in row_names))
+        levers = {lv.name: lv for lv in load_levers(wanted) if has_curve(lv)}
         out: dict[str, Any] = {}
-        for lever in load_levers(lever_names):
-            curve_fn = getattr(lever, "learning_curve", None)
-            if curve_fn is None:
-                continue
-            options = self.lever_options(lever)
-            curve = curve_fn(self.context(lever), options, fractions,
-                             lambda art, lever=lever: self.score_artifact(lever, art))
-            out[lever.name] = curve.as_dict()
+        for row in plan_rows(self.task, [n for n in row_names if n.split("@")[0] in levers], levers):
+            lever = levers[row.lever]
+            curve = measure_curve(lever, self.context(lever, row), self.lever_options(lever), fractions,
+                                  score=lambda art, lever=lever, row=row: self.score_artifact(lever, art, row.name))
+            out[row.name] = curve.as_dict()
         return out
 
     def run(self, lever_names: list[str] | None = None, task_file: Path | None = None,

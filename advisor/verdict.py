@@ -528,9 +528,17 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
     name = top_row.name if top_row.name in curves else closest.name  # the top rung's curve, else the closest's
     said_curve = curves.get(name)
     step = next_step(top, has_knowledge, f"{name}'s learning curve: {said_curve.message}" if said_curve else None)
-    reason = (f"No lever meets the target {metric} ≥ {_f(threshold)}: every one fails it at {pct}% confidence "
-              f"(its one-sided upper bound is below the target). The closest is {closest.name} at {_f(m.value)} "
-              f"({_f(m.ci_low)}–{_f(m.ci_high)}). Next: {step}.")
+    guessing = [r.name for r in ranked if state[r.name] == "meets"]  # met, but no better than the baseline
+    if guessing:
+        lead = (f"No lever can be recommended: {', '.join(guessing)} {'meets' if len(guessing) == 1 else 'meet'} "
+                f"the target {metric} ≥ {_f(threshold)} but {'is' if len(guessing) == 1 else 'are'} not "
+                "significantly better than the trivial baseline (no better than guessing), and every other "
+                "lever fails it")
+    else:
+        lead = (f"No lever meets the target {metric} ≥ {_f(threshold)}: every one fails it at {pct}% confidence "
+                "(its one-sided upper bound is below the target)")
+    reason = (f"{lead}. The closest is {closest.name} at {_f(m.value)} ({_f(m.ci_low)}–{_f(m.ci_high)}). "
+              f"Next: {step}.")
     return Verdict(verdicts, VerdictRecord(outcome="none", reason=reason, closest=closest.name, next_step=step,
                                            ranking=names, notes=notes, comparisons=comparisons, break_even=pairs,
                                            reasons=reasons))

@@ -8,19 +8,17 @@ the base with the adapter merged in, behind the same `HFBackend`, so
 classification goes through the same `score_options` and the rest through the
 same `generate` as the prompt levers; the shared scorer is untouched.
 
-`learning_curve` trains at fractions of the train split and says how many
-examples the target would need, or that more data of this kind will not help.
+`prepare_on` trains on a given subset of the train split: `advisor.curves.measure_curve`
+uses it to train at fractions of the split and say how many examples the target would
+need, or that more data of this kind will not help.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
-import math
-import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -220,20 +218,16 @@ class LoraLever(Lever):
         return [render_messages(ctx.task, ex) for ex in examples]
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
-        data = ctx.data
-        return self.prepare_on(ctx, options, data.train, data.eval, leaked=len(data.leakage_removed))
+        return self.prepare_on(ctx, options, ctx.data.train, leaked=len(ctx.data.leakage_removed))
 
     def prepare_on(
-        self,
-        ctx: LeverContext,
-        options: BaseModel,
-        train: list[Example],
-        eval_: list[Example],
-        leaked: int = 0,
+        self, ctx: LeverContext, options: BaseModel, subset: list[Example], *, leaked: int = 0
     ) -> Artifact:
-        """`prepare` on a given train list (the learning curve passes subsets)."""
+        """`prepare` on a given list of train examples (a learning curve's subsets, advisor.curves);
+        any whose input is also an eval input is left out. `leaked`: eval inputs removed before
+        (the dataset's own leakage count), added to the artifact's `leakage_removed`."""
         assert isinstance(options, TrainConfig)
-        train, removed_ids = remove_leakage(train, eval_)
+        train, removed_ids = remove_leakage(subset, ctx.data.eval)
         removed = len(removed_ids)
         state = self.prepare_state(ctx, options)
         with status(ctx.progress, f"{self.name}: building {len(train)} training prompts"):
@@ -289,16 +283,6 @@ class LoraLever(Lever):
             lever=self.name,
             eval_hash=ctx.data.hashes()["eval"],
         )
-
-    def learning_curve(
-        self,
-        ctx: LeverContext,
-        options: BaseModel,
-        fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
-        score_fn: Callable[[Artifact], float] | None = None,
-    ) -> LearningCurve:
-        """See `learning_curve` (module level); trains this lever at each fraction."""
-        return learning_curve(ctx, options, fractions, score_fn, lever=self)
 
 
 # -- lora + rag ----------------------------------------------------------------------------------
@@ -359,176 +343,3 @@ class LoraRagLever(LoraLever):
         # As in training (`training_messages`): a train item never retrieves itself.
         return lambda examples: retrieval_requests(artifact.state["task"], artifact.state["extra"], examples,
                                                    exclude_self=True)
-
-
-# -- learning curve ------------------------------------------------------------------------------
-
-
-@dataclass
-class CurvePoint:
-    fraction: float
-    n_train: int
-    metric: float
-    adapter: str
-    train_seconds: float
-
-
-@dataclass
-class LearningCurve:
-    """Metric against train-set size, the fitted curve, and what reaching the target would take."""
-
-    metric: str
-    threshold: float
-    points: list[CurvePoint]
-    model: str  # "power" (metric = a - b * n^-c), "log-linear" (a + b * ln n) or "flat"
-    params: dict[str, float]
-    flat: bool
-    n_needed: int | None  # train examples the fit says reach the threshold; None: not reachable
-    message: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, n: float) -> float:
-        p = self.params
-        if self.model == "power":
-            return p["a"] - p["b"] * n ** -p["c"]
-        if self.model == "log-linear":
-            return p["a"] + p["b"] * math.log(n)
-        return p.get("a", float("nan"))
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def fit_curve(
-    ns: list[int], metrics: list[float], threshold: float, n_eval: int | None = None, flat_tol: float = 0.01
-) -> dict[str, Any]:
-    """Fit metric(n); return model, params, flat, n_needed and a one-line message.
-
-    Flat when the metric rises by less than the eval set's noise (one binomial standard error
-    at `n_eval` items, at least `flat_tol`) or falls. Otherwise a power law a - b n^-c (b > 0,
-    a <= 1; c on a grid, a and b by least squares) when there are 3 or more sizes, else or
-    when no power law fits, log-linear a + b ln n.
-    """
-    import numpy as np
-
-    order = np.argsort(ns)
-    n = np.asarray(ns, dtype=float)[order]
-    y = np.asarray(metrics, dtype=float)[order]
-    have = int(n[-1])
-
-    def result(model: str, params: dict[str, float], needed: int | None, message: str) -> dict[str, Any]:
-        return {
-            "model": model,
-            "params": params,
-            "flat": model == "flat",
-            "n_needed": needed,
-            "message": message,
-        }
-
-    if y[-1] >= threshold:
-        hit = int(min(k for k, v in zip(n, y) if v >= threshold))
-        return result(
-            "log-linear", _loglinear(n, y), hit, f"the target is met already with {hit} train examples"
-        )
-    p = float(np.clip(y[-1], 0.0, 1.0))
-    noise = max(flat_tol, math.sqrt(p * (1 - p) / n_eval) if n_eval else 0.0)
-    rise = float(y[-1] - y[0])
-    if len(n) < 2 or rise < noise or _loglinear(n, y)["b"] <= 0:
-        return result(
-            "flat",
-            {"a": float(y.mean())},
-            None,
-            f"the curve is flat ({y[0]:.3f} -> {y[-1]:.3f} from {int(n[0])} to {have} examples, within the "
-            f"eval noise of +-{noise:.3f}): more examples of this kind are unlikely to reach the target; "
-            "change the prompt, the data or the model",
-        )
-    fit = None
-    for c in np.geomspace(0.05, 3.0, 120) if len(n) >= 3 else ():
-        X = np.stack([np.ones_like(n), -(n**-c)], axis=1)
-        (a, b), *_ = np.linalg.lstsq(X, y, rcond=None)
-        if b <= 0 or a > 1.0:
-            continue
-        sse = float(((X @ np.array([a, b]) - y) ** 2).sum())
-        if fit is None or sse < fit[0]:
-            fit = (sse, float(a), float(b), float(c))
-    if fit is not None:
-        _, a, b, c = fit
-        params = {"a": a, "b": b, "c": c}
-        if a <= threshold:
-            return result(
-                "power",
-                params,
-                None,
-                f"the fitted curve levels off at {a:.3f}, below the target {threshold}: "
-                "more data of this kind is unlikely to reach it",
-            )
-        needed = math.ceil((b / (a - threshold)) ** (1 / c))
-        return result("power", params, needed, _needed_message(needed, have))
-    params = _loglinear(n, y)
-    needed = math.ceil(math.exp(min((threshold - params["a"]) / params["b"], 700.0)))
-    return result("log-linear", params, needed, _needed_message(needed, have))
-
-
-def _loglinear(n: Any, y: Any) -> dict[str, float]:
-    import numpy as np
-
-    if len(n) < 2:
-        return {"a": float(y[0]), "b": 0.0}
-    b, a = np.polyfit(np.log(n), y, 1)
-    return {"a": float(a), "b": float(b)}
-
-
-def _needed_message(needed: int, have: int) -> str:
-    times = needed / max(have, 1)
-    if times > 100:
-        return f"the fit says about {needed:,} train examples ({times:,.0f}x today's): out of reach"
-    return f"the fit says about {needed:,} train examples reach the target ({times:.1f}x today's {have})"
-
-
-def learning_curve(
-    ctx: LeverContext,
-    options: BaseModel,
-    fractions: tuple[float, ...] = (0.25, 0.5, 1.0),
-    score_fn: Callable[[Artifact], float] | None = None,
-    lever: LoraLever | None = None,
-) -> LearningCurve:
-    """Train at fractions of the train split, score each, fit metric(n), say what the target needs.
-
-    `score_fn(artifact) -> float` scores an artifact on the eval split with the shared scorer
-    (build its requests with `lever.requests(artifact, eval_examples)`). Subsets are nested
-    (a seeded draw), so a larger subset holds every smaller one; the fraction 1.0 reuses the
-    adapter `prepare` made.
-
-        curve = learning_curve(ctx, LoraOptions(), score_fn=lambda art: accuracy_of(art))
-        curve.n_needed, curve.message
-    """
-    if score_fn is None:
-        raise ValueError("`score_fn` should score an artifact on the eval split, got None.")
-    if not fractions or any(not 0 < f <= 1 for f in fractions):
-        raise ValueError(f"`fractions` should lie in (0, 1], got {fractions}.")
-    lever = lever or LoraLever()
-    options = (
-        options if isinstance(options, lever.options_model) else lever.options_model.model_validate(options)
-    )
-    data = ctx.data
-    train, _ = remove_leakage(data.train, data.eval)
-    # A seeded draw order; each subset keeps the file order, so the full fraction is the same
-    # training data as `prepare` and reuses its adapter.
-    rank = {
-        i: r
-        for r, i in enumerate(
-            random.Random(getattr(options, "seed", 0)).sample(range(len(train)), len(train))
-        )
-    }
-    points = []
-    for f in sorted(set(fractions)):
-        size = max(1, round(f * len(train)))
-        subset = [ex for i, ex in enumerate(train) if rank[i] < size]
-        artifact = lever.prepare_on(ctx, options, subset, data.eval)
-        value = float(score_fn(artifact))
-        lever.record_metrics(ctx, artifact, {ctx.task.target.metric: value})
-        points.append(CurvePoint(f, len(subset), value, artifact.info["adapter"], artifact.setup_seconds))
-        del artifact  # one merged model at a time
-    target = ctx.task.target
-    fit = fit_curve([p.n_train for p in points], [p.metric for p in points], target.threshold, len(data.eval))
-    return LearningCurve(metric=target.metric, threshold=target.threshold, points=points, **fit)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,11 +96,35 @@ def test_help_shows_whole_command_descriptions_and_batch_size():
     assert "--batch-size" in run_help and "Requests the model answers together" in run_help
 
 
-def test_license_is_an_spdx_string():
-    # The build warned that a TOML table here is deprecated; an SPDX string needs setuptools>=77.
-    text = (ROOT / "pyproject.toml").read_text()  # tomllib is 3.11+; the project supports 3.10
-    assert re.search(r'^license = "Apache-2.0"$', text, re.M)
-    assert re.search(r'^requires = \["setuptools>=77"\]$', text, re.M)
+def test_the_build_declares_an_spdx_license_without_a_deprecation_warning(tmp_path):
+    """The build backend, run on the project's pyproject.toml, writes `License-Expression: Apache-2.0`
+    and says nothing deprecated (a TOML table under `license` is deprecated since setuptools 77);
+    the build requires a setuptools that understands an SPDX string."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    src = tmp_path / "src"
+    for package in ("advisor", "baselines"):
+        (src / package).mkdir(parents=True)
+        (src / package / "__init__.py").write_text("")
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).write_text((ROOT / name).read_text())
+    out = tmp_path / "meta"
+    out.mkdir()
+    code = ("import sys, setuptools.build_meta as b; "
+            "print(b.prepare_metadata_for_build_wheel(sys.argv[1]))")
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", code, str(out)], cwd=src, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    said = (proc.stdout + proc.stderr).lower()
+    assert "deprecat" not in said, said
+    meta = (out / proc.stdout.strip().splitlines()[-1] / "METADATA").read_text()
+    assert re.search(r"^License-Expression: Apache-2.0$", meta, re.M)
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    requires = [Requirement(r) for r in read_configuration(ROOT / "pyproject.toml")["build-system"]["requires"]]
+    (tools,) = [r for r in requires if r.name == "setuptools"]
+    assert not tools.specifier.contains(Version("76.9")) and tools.specifier.contains(Version("77.0"))
 
 
 def _rows() -> list[dict]:

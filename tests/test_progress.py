@@ -83,25 +83,38 @@ def test_a_long_step_without_a_count_is_announced_and_its_end_reported():
     assert "building 12 requests" not in text
 
 
-def test_status_shows_a_step_on_a_progress_and_is_a_no_op_for_a_bare_callable():
-    shown, ran = [], []
+def test_status_is_a_no_op_for_a_bare_progress_callable():
+    # Levers get plain (description, total) callables from tests and older runners: the block runs,
+    # the callable is never called (no bar opens), and an error in the block passes through.
+    calls, ran = [], []
 
-    class Recorder:
+    def bare(description, total):
+        calls.append((description, total))
+        return lambda done, total: None
+
+    with status(bare, "anything"):
+        ran.append(True)
+    assert ran == [True] and calls == []
+    with pytest.raises(KeyError):
+        with status(bare, "anything"):
+            raise KeyError("inside")
+    assert calls == []
+    # A progress factory that has `status` gets the text, around the block.
+    seen = []
+
+    class WithStatus:
         def __call__(self, description, total):
-            return lambda done, total, description=None: None
+            return bare(description, total)
 
         @contextmanager
         def status(self, text):
-            shown.append(text)
+            seen.append(("start", text))
             yield
+            seen.append(("end", text))
 
-    with status(Recorder(), "lora: merging adapter"):
-        ran.append("progress")
-    with status(lambda description, total: (lambda done, total: None), "anything"):
-        ran.append("bare")  # levers get plain callables from tests
-    with status(None, "anything"):
-        ran.append("none")
-    assert shown == ["lora: merging adapter"] and ran == ["progress", "bare", "none"]
+    with status(WithStatus(), "lora: loading the adapter"):
+        seen.append("block")
+    assert seen == [("start", "lora: loading the adapter"), "block", ("end", "lora: loading the adapter")]
 
 
 def test_backend_batches_move_the_bar_through_the_callback_they_are_given(tmp_path, write_jsonl):

@@ -203,9 +203,18 @@ def test_prompt_family_is_preferred_whatever_the_cost_and_guessing_is_never_reco
     base = Baseline("majority-label", "x", {"accuracy": MetricRecord(value=0.95, ci_low=0.92, ci_high=0.97)},
                     {"accuracy": good}, ["x"] * 400)
     v = _decide(rows, 0.8, baseline=base)
-    assert all(x.no_better_than_baseline for x in v.levers.values())
-    assert v.lever is None and v.record.outcome == "none" != None or v.lever is None
-    assert all("no better than guessing" in r for r in v.record.reasons if r.startswith(("rag:", "prompt-few-shot:")))
+    assert all(x.no_better_than_baseline and x.state == "meets" for x in v.levers.values())
+    assert v.lever is None and v.record.outcome == "none"  # both meet, neither beats guessing: nothing
+    assert v.record.reason.startswith("No lever can be recommended: rag, prompt-few-shot meet the target")
+    guessing = [r.split(":")[0] for r in v.record.reasons if "is no better than guessing" in r]
+    assert sorted(guessing) == ["prompt-few-shot", "rag"]
+    # Only the preferred prompt-family row guesses: the retrieval row that meets is recommended instead.
+    base = Baseline("majority-label", "x", {"accuracy": MetricRecord(value=0.9, ci_low=0.85, ci_high=0.93)},
+                    {"accuracy": good}, ["x"] * 400)
+    rows = [_ev("rag", 2, [1.0] * 400, 5.0), _ev("prompt-few-shot", 1, good, 50.0)]
+    v = _decide(rows, 0.8, baseline=base)
+    assert v.levers["prompt-few-shot"].no_better_than_baseline and not v.levers["rag"].no_better_than_baseline
+    assert v.lever == "rag"
 
 
 def _record(rows, v, threshold):

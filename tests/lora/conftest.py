@@ -54,9 +54,10 @@ def pairs() -> list[tuple[list[dict[str, str]], str]]:
 
 
 def _write_task(folder: Path, *, leaked: int = 0, lever_options: dict | None = None, levers=("lora",),
-                knowledge: list[dict] | None = None):
+                knowledge: list[dict] | None = None, models: dict[str, str] | None = None):
     """A tiny classification task on disk; `leaked` eval questions are copied into train (re-spaced, re-cased);
-    `knowledge` documents ({id, text}) go to knowledge.jsonl."""
+    `knowledge` documents ({id, text}) go to knowledge.jsonl; `models` (alias -> spec): several models
+    instead of the default `model:`."""
     from advisor.spec import Task
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,6 +73,7 @@ def _write_task(folder: Path, *, leaked: int = 0, lever_options: dict | None = N
         data["knowledge"] = "knowledge.jsonl"
     return Task.model_validate(
         {
+            **({"models": models} if models else {}),
             "name": "tiny-trec",
             "kind": "classification",
             "labels": LABELS,
