@@ -234,7 +234,7 @@ class Runner:
         on subsets, keyed by row name. `row_names`: `lever`, or `lever@alias` with several models,
         each measured on its own row's model."""
         from advisor.curves import has_curve, measure_curve
-        from advisor.modelspec import plan_rows
+        from advisor.plan import plan_rows
 
         wanted = list(dict.fromkeys(n.split("@")[0] for n in row_names))
         levers = {lv.name: lv for lv in load_levers(wanted) if has_curve(lv)}
