@@ -649,7 +649,7 @@ class Runner:
                                    set_statistic={m: stat(m) for m in methods}, n=n)
         method = choice.chosen
         if not held.priced:  # answers asked only for this choice are part of setting the lever up
-            from baselines.prompt import cost_of
+            from advisor.leverkit.dev_choice import cost_of
 
             secs, usd = cost_of(artifact.backend, preds)
             artifact.setup_seconds += secs
