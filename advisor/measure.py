@@ -175,7 +175,7 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
                                set_statistic={m: stat(m) for m in methods}, n=n)
     method = choice.chosen
     if not held.priced:  # answers asked only for this choice are part of setting the lever up
-        from baselines.prompt import cost_of
+        from advisor.leverkit.dev_choice import cost_of
 
         secs, usd = cost_of(artifact.backend, preds)
         artifact.setup_seconds += secs

@@ -147,6 +147,15 @@ def resolve_models(task: Any) -> list[ModelChoice]:
     return out
 
 
+def settings_for_embeddings(task: Any) -> OpenAISettings:
+    """The server an `openai:<model>` embedder reaches: the task's first `openai:` model's settings,
+    else its `openai:` section, else the defaults ($OPENAI_BASE_URL, else the OpenAI API)."""
+    for choice in resolve_models(task):
+        if choice.scheme == "openai":
+            return choice.settings
+    return task.openai or OpenAISettings()
+
+
 def setting_field(task: Any, choice: ModelChoice, key: str | None = None) -> str:
     """The task.yaml key a model's setting was written under, for errors: `key` (an OpenAISettings
     field) from the model's own `models:` entry, else the `openai:` section, else the model itself.

@@ -27,12 +27,12 @@ from pydantic import BaseModel, Field
 from advisor.data import remove_leakage, stable_hash
 from advisor.errors import InputError
 from advisor.events import status
+from advisor.leverkit.retrieval import RagOptions, prepare_retriever, rag_artifact, retrieval_requests
 from advisor.prompting import answer_text, make_request, render_messages
 from advisor.spec import Task
 from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Request
 from baselines import adapters
 from baselines.lora_train import StepInfo, TrainConfig, clear_checkpoints, split_validation, train_lora
-from baselines.rag import RagOptions, prepare_retriever, rag_artifact, retrieval_requests
 
 Messages = list[dict[str, str]]
 

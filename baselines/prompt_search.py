@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advisor.data import assert_no_eval, stable_hash
 from advisor.errors import InputError
+from advisor.leverkit.dev_choice import DevChoice, choose_on_dev, cost_of
 from advisor.prompting import (
     answer_text,
     check_variants,
@@ -37,7 +38,6 @@ from advisor.prompting import (
 )
 from advisor.spec import Task
 from advisor.types import Artifact, Example, HeldOut, Lever, LeverContext, Request
-from baselines.prompt import DevChoice, choose_on_dev, cost_of
 
 
 class ProposerOptions(BaseModel):

@@ -30,7 +30,14 @@ from advisor.backends.classify_api import (
     rank_top_logprobs,
 )
 from advisor.errors import AdviseError, BackendError, InputError
-from advisor.modelspec import ModelChoice, OpenAISettings, Price, resolve_models, setting_field
+from advisor.modelspec import (
+    ModelChoice,
+    OpenAISettings,
+    Price,
+    resolve_models,
+    setting_field,
+    settings_for_embeddings,
+)
 from advisor.pricing import CONTEXT_WINDOWS, price_basis, token_cost_usd
 from advisor.types import Backend, Generation, GenerationParams, OnBatch, Prediction, Request
 
@@ -81,8 +88,6 @@ def check_api_keys(task: Any, embedders: list[str] | None = None) -> list[str]:
     """What `advise validate` says of the keys of the task's `openai:` models (and `openai:<model>`
     embedders), sending nothing: InputError, as the run would raise it, for a key that is needed and
     missing; a note for each variable that is unset where a self-served server may need no key."""
-    from advisor.backends.openai_embeddings import settings_for_embeddings
-
     uses = [(f"{c.spec}", c.settings, setting_field(task, c, "api_key_env"))
             for c in resolve_models(task) if c.scheme == "openai"]
     uses += [(f"embedding {name}", settings_for_embeddings(task), "openai.api_key_env")

@@ -15,16 +15,9 @@ from typing import Any
 import numpy as np
 
 from advisor.errors import BackendError
-from advisor.modelspec import OpenAISettings, resolve_models
+from advisor.modelspec import OpenAISettings, settings_for_embeddings
 
 BATCH = 64  # texts per request
-
-
-def settings_for_embeddings(task: Any) -> OpenAISettings:
-    for choice in resolve_models(task):
-        if choice.scheme == "openai":
-            return choice.settings
-    return task.openai or OpenAISettings()
 
 
 class OpenAIEmbedder:

@@ -96,8 +96,8 @@ def test_lever_trains_once_then_reuses_the_versioned_adapter(make_task, make_con
 def test_lora_rag_trains_with_retrieved_examples_but_never_an_example_itself(
     make_task, make_context, tmp_path
 ):
+    from advisor.leverkit.retrieval import RagOptions, prepare_retriever
     from advisor.prompting import render_user
-    from baselines.rag import RagOptions, prepare_retriever
 
     task = make_task(tmp_path / "task", levers=("lora-rag",),
                      lever_options={"lora-rag": {**TINY, "max_steps": 2, "rag": {"source": "examples", "k": 2}}})  # fmt: skip

@@ -1,0 +1,1 @@
+"""Machinery several levers share: choosing on dev (`dev_choice`), retrieval (`retrieval`)."""
