@@ -42,27 +42,31 @@ def _count(db: Path, lever: str) -> int:
 def test_run_writes_results_and_a_second_run_recomputes_nothing(trec_small, tmp_path):
     out = tmp_path / "run"
     first = _run("run", str(trec_small), "--out", str(out), "--limit", "12", "--latency-probe", "3",
-                 "--json", str(tmp_path / "copy.json"))
+                 "--json-out", str(tmp_path / "copy.json"))
     assert first.exit_code == 0, first.output
     assert "Recommendation" in first.output
     results = json.loads((out / "results.json").read_text())
     assert json.loads((tmp_path / "copy.json").read_text())["levers"] == results["levers"]
     assert results["task"] == "trec-question-type"
-    assert results["target"] == {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95,
-                                 "need": results["target"]["need"]}
+    assert results["schema_version"] == 2
+    assert results["target"] == {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95, "rule": "lower_bound",
+                                 "margin": 0.0, "need": results["target"]["need"]}
     assert [lv["name"] for lv in results["levers"]] == ["prompt", "prompt-few-shot"]
     for lv in results["levers"]:
         m = lv["metrics"]["accuracy"]
         assert 0.0 <= m["ci_low"] <= m["value"] <= m["ci_high"] <= 1.0
         assert lv["n_eval"] == 12 and lv["computed_predictions"] == 12
-        assert lv["meets_target"] == (lv["state"] == "meets")  # the lower-bound rule (target.rule default)
+        v = lv["verdict"]  # the lower-bound rule (target.rule default)
+        assert v["state"] == ("meets" if v["lower_bound"] >= 0.8 else "fails" if v["upper_bound"] < 0.8 else
+                              "undecided")
         c = lv["cost"]
         # Setup: scoring the 12 dev items (train) every label-ranking method is checked on.
         assert lv["option_ranking"]["held_out"]["n"] == 12 and c["setup_usd"] > 0 and c["per_1k_queries_usd"] > 0
         assert 0 < c["latency_ms_p50"] <= c["latency_ms_p95"]
         assert set(lv["metrics"]) == {"accuracy", "macro_f1"}
-    rec = results["recommendation"]
-    assert set(rec) >= {"lever", "reason"} and rec["reason"]
+    rec = results["verdict"]
+    assert rec["outcome"] in {"recommend", "undecided", "none"} and rec["reason"]
+    assert (rec["lever"] is not None) == (rec["outcome"] == "recommend")
     prov = results["provenance"]
     assert prov["model"] == "hf:smollm2-135m-instruct"
     assert prov["versions"]["torch"] and prov["data"]["eval"] and prov["data"]["n_eval"] == 12
@@ -145,7 +149,7 @@ def test_learning_curve_is_shown_and_the_verdict_reads_it(trec_small, tmp_path):
     assert curve["points"][-1]["adapter"] == lever["artifact"]["adapter"]
     assert curve["points"][-1]["metric"] == pytest.approx(lever["metrics"]["accuracy"]["value"])
     assert "lora: learning curve (accuracy, target 0.99)" in r.output and curve["message"][:40] in r.output
-    rec = results["recommendation"]
+    rec = results["verdict"]
     assert rec["lever"] is None and "lora's learning curve: " + curve["message"] in rec["next_step"]
     assert "--learning-curve" not in rec["next_step"]
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from advisor.cli import main
 from advisor.store import RunStore
+from tests.record_factory import lever_entry, record
 
 IDS = [f"eval-{i}" for i in range(200)]
 
@@ -26,10 +27,7 @@ def _stored_run(folder: Path, per_lever: dict[str, list[float]], recommended: st
     run_id = store.start_run("t")
     for lever, values in per_lever.items():
         store.put_item_scores(run_id, lever, IDS, {"accuracy": values})
-    results = {"task": "t", "kind": "classification",
-               "target": {"metric": "accuracy", "threshold": 0.8, "confidence": 0.95, "need": ""},
-               "levers": [{"name": n, "metrics": {"accuracy": {"value": sum(v) / len(v)}}} for n, v in per_lever.items()],
-               "recommendation": {"lever": recommended}, **extra}
+    results = record([lever_entry(n, sum(v) / len(v)) for n, v in per_lever.items()], recommended, **extra)
     store.finish_run(run_id, "done", results)
     store.close()
     (folder / "results.json").write_text(json.dumps(results))
@@ -84,7 +82,8 @@ def test_items_are_matched_by_example_id_not_by_position(tmp_path):
 
 
 def _prov(eval_hash: str, n_eval: int, ranking: str = "calibrated") -> dict[str, object]:
-    return {"provenance": {"model": "hf:m", "prompt_sha256": "p1", "data": {"eval": eval_hash, "n_eval": n_eval}},
+    return {"provenance": {"model": "hf:m", "prompt_sha256": "p1", "task_sha256": "t1", "created": "2026-01-01T00:00:00Z",
+                           "data": {"eval": eval_hash, "n_eval": n_eval, "n_train": 10}},
             "scoring": {"option_ranking": ranking}}
 
 
@@ -152,9 +151,7 @@ def _grouped_run(folder: Path, eval_file: Path, per_lever: dict[str, list[Any]],
         store.put_item_scores(run_id, lever, ids, {"accuracy": scores})
         store.put_run_items(run_id, lever, examples,
                             [Prediction(i, o, str(o), 0, 0, 0.0) for i, o in zip(ids, outputs)])
-    results = {"task": "t", "kind": "classification",
-               "target": {"metric": metric, "threshold": 0.8, "confidence": 0.95, "need": ""},
-               "levers": [{"name": n, "metrics": {}} for n in per_lever], "recommendation": {"lever": recommended}}
+    results = record([lever_entry(n, 0.5, metric=metric) for n in per_lever], recommended, metric=metric)
     store.finish_run(run_id, "done", results)
     store.close()
     (folder / "results.json").write_text(json.dumps(results))

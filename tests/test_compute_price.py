@@ -63,8 +63,9 @@ def test_a_busy_loop_hogging_the_cores_leaves_prices_and_ranking_unchanged(trec_
     res = CliRunner().invoke(__import__("advisor.cli", fromlist=["main"]).main,
                              ["compare", str(tmp_path / "quiet"), str(tmp_path / "busy")])
     assert res.exit_code == 0, res.output
-    assert all(lv["state"] in {"meets", "fails", "undecided"} and lv["family"] == "prompt" for lv in busy["levers"])
-    assert busy["baseline"]["name"] == "majority-label" and busy["recommendation"]["rule"] == "lower_bound"
+    assert all(lv["verdict"]["state"] in {"meets", "fails", "undecided"} and lv["family"] == "prompt"
+               for lv in busy["levers"])
+    assert busy["baseline"]["name"] == "majority-label" and busy["target"]["rule"] == "lower_bound"
 
 
 class _Backend:

@@ -342,13 +342,14 @@ def test_label_length_calibrated_by_default_flips_fewer_items_than_summed_likeli
     assert "warning: labels differ a lot in length" in long_output
     # Long spelling: 12/16 under calibrated is undecided against 0.8; summed likelihood's 8/16 fails. The
     # verdict rests on the method, and the run says so.
-    assert long_["levers"][0]["state"] == "undecided"
+    assert long_["levers"][0]["verdict"]["state"] == "undecided"
     assert rests.startswith("prompt: the verdict rests on the label-ranking method: undecided, place 1 of 1 at "
                             "accuracy 0.750 under calibrated; under ")
     assert "sum 0.500 (fails)" in rests
     s_alt, l_alt = short["scoring"]["sensitivity"]["prompt"], long_["scoring"]["sensitivity"]["prompt"]
     assert set(l_alt) == {"calibrated_prefix", "mean", "sum", "first_token"}
-    assert l_alt["calibrated_prefix"]["accuracy"] == s_alt["calibrated_prefix"]["accuracy"] == 9 / 16
+    assert l_alt["calibrated_prefix"]["value"] == s_alt["calibrated_prefix"]["value"] == 9 / 16
+    assert l_alt["calibrated_prefix"]["metric"] == "accuracy"
     assert l_alt["calibrated_prefix"]["n_eval"] == 16 and l_alt["calibrated_prefix"]["changed"] > 0
     assert long_["levers"][0]["metrics"]["accuracy"]["value"] == 12 / 16
     # --latency-probe 0 sent no latency probe: the latency is unknown, never 0 ms.

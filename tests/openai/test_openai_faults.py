@@ -144,7 +144,7 @@ def test_a_planted_key_reaches_no_file_the_run_wrote(llama_server, make_task, tm
         task = make_task(_settings(proxy.url, api_key_env="ADVISE_PLANTED_KEY"), n_eval=4)
         env = {"ADVISE_PLANTED_KEY": secret, "ADVISE_CACHE": str(cache)}
         proc = run_cli(["run", str(task), "--out", str(tmp_path / "run"), "--latency-probe", "1",
-                        "--json", str(tmp_path / "copy.json")], env=env)
+                        "--json-out", str(tmp_path / "copy.json")], env=env)
         assert proc.returncode == 0, proc.stderr
         # The key did go to the server (so the test would see it if it leaked anywhere)...
         assert any({k.lower(): v for k, v in h.items()}.get("authorization") == f"Bearer {secret}"
