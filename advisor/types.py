@@ -91,7 +91,7 @@ class Artifact:
     setup_usd: float = 0.0
     upkeep_usd_per_month: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)  # shown in reports and provenance
-    state: Any = None  # lever-private (e.g. a retriever); never serialized
+    private: Any = None  # the lever's own (e.g. a retriever); never serialized
 
 
 # How `score_options` ranks a request's options (see advisor/ranking.py, `rank_options`):

@@ -239,7 +239,7 @@ class LoraLever(Lever):
         )
         # The validation split train_lora carves from these pairs (same indices): never trained on.
         _, val_idx = split_validation(len(train), options)
-        artifact.state = {"task": ctx.task, "extra": state, "validation": [train[i] for i in val_idx]}
+        artifact.private = {"task": ctx.task, "extra": state, "validation": [train[i] for i in val_idx]}
         return self.finish(ctx, options, artifact, state)
 
     def finish(self, ctx: LeverContext, options: BaseModel, artifact: Artifact, state: Any) -> Artifact:
@@ -255,13 +255,13 @@ class LoraLever(Lever):
         return None
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        task: Task = artifact.state["task"]
+        task: Task = artifact.private["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
 
     def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
         """The adapter's validation split: train items it was never trained on (early stopping
         read their loss), asked the way eval items are."""
-        return HeldOut("validation", list(artifact.state.get("validation") or []), build=self.held_out_requests(artifact))
+        return HeldOut("validation", list(artifact.private.get("validation") or []), build=self.held_out_requests(artifact))
 
     def held_out_requests(self, artifact: Artifact) -> Callable[[list[Example]], list[Request]] | None:
         """How validation items are asked when it differs from `requests` (lora-rag: without retrieving themselves)."""
@@ -337,9 +337,9 @@ class LoraRagLever(LoraLever):
         return artifact
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        return retrieval_requests(artifact.state["task"], artifact.state["extra"], examples)
+        return retrieval_requests(artifact.private["task"], artifact.private["extra"], examples)
 
     def held_out_requests(self, artifact: Artifact) -> Callable[[list[Example]], list[Request]] | None:
         # As in training (`training_messages`): a train item never retrieves itself.
-        return lambda examples: retrieval_requests(artifact.state["task"], artifact.state["extra"], examples,
+        return lambda examples: retrieval_requests(artifact.private["task"], artifact.private["extra"], examples,
                                                    exclude_self=True)

@@ -70,7 +70,7 @@ class ZeroShotLever(Lever):
             ident += [variant, ctx.task.prompt.variants[variant].model_dump()]
         info: dict[str, Any] = {"shots": 0, **({"variant": variant} if ctx.task.prompt.variants else {})}
         return Artifact(lever=self.name, identity=stable_hash(ident)[:16], backend=ctx.base_backend(),
-                        state={"task": with_variant(ctx.task, variant)}, info=info)
+                        private={"task": with_variant(ctx.task, variant)}, info=info)
 
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
         if not ctx.task.prompt.variants:
@@ -81,17 +81,17 @@ class ZeroShotLever(Lever):
         choice = choose_on_dev(ctx, self, candidates, dev, default="default")
         artifact = candidates[choice.chosen]
         artifact.setup_seconds, artifact.setup_usd = choice.seconds, choice.usd
-        artifact.state["choice"] = choice
+        artifact.private["choice"] = choice
         return artifact
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        task: Task = artifact.state["task"]
+        task: Task = artifact.private["task"]
         return [make_request(task, ex, render_messages(task, ex)) for ex in examples]
 
     def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
         """The dev split (train items; with variants, the ones the wording was chosen on)."""
         dev, _ = dev_split(ctx.task, ctx.data.train)
-        return HeldOut("dev", dev, priced="choice" in artifact.state)
+        return HeldOut("dev", dev, priced="choice" in artifact.private)
 
     def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
         """results.json `details.prompt_variants` (every wording's dev score) and `details.prompt_choice`."""
@@ -99,10 +99,10 @@ class ZeroShotLever(Lever):
 
 
 def _choice_details(artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
-    choice: DevChoice | None = artifact.state.get("choice")
+    choice: DevChoice | None = artifact.private.get("choice")
     if choice is None:
         return {}
-    metric = artifact.state["task"].target.metric
+    metric = artifact.private["task"].target.metric
     return {"prompt_variants": _variant_rows(choice),
             "prompt_choice": {"chosen": choice.chosen, "tie_break": choice.extra["tie_break"],
                               **({"test": choice.extra["test"]} if "test" in choice.extra else {}),
@@ -154,12 +154,12 @@ class FewShotLever(Lever):
             extra = [] if name == "default" else [name, ctx.task.prompt.variants[name].model_dump()]
             candidates[name] = dataclasses.replace(
                 base, identity=stable_hash([base.identity, *extra])[:16] if extra else base.identity,
-                state={**base.state, "task": with_variant(ctx.task, name)}, info={**base.info, "variant": name})
+                private={**base.private, "task": with_variant(ctx.task, name)}, info={**base.info, "variant": name})
         choice = choose_on_dev(ctx, self, candidates, dev, default="default")
         artifact = candidates[choice.chosen]
         artifact.setup_seconds += choice.seconds
         artifact.setup_usd += choice.usd
-        artifact.state["choice"] = choice
+        artifact.private["choice"] = choice
         return artifact
 
     def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
@@ -174,10 +174,10 @@ class FewShotLever(Lever):
         shown = set(artifact.info.get("shot_ids") or [])
         dev = [ex for ex in dev if ex.id not in shown]
         build = None
-        if "similar" in artifact.state:
+        if "similar" in artifact.private:
             def build(examples: list[Example]) -> list[Request]:
                 return self._requests(artifact, examples, exclude_self=True)
-        return HeldOut("dev", dev, build=build, priced="choice" in artifact.state)
+        return HeldOut("dev", dev, build=build, priced="choice" in artifact.private)
 
     def _prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
         assert isinstance(options, FewShotOptions)
@@ -206,20 +206,20 @@ class FewShotLever(Lever):
             info["shot_ids"] = [s.id for s in shots]
             ident = [self.name, options.model_dump(), [s.hash for s in shots]]
         return Artifact(lever=self.name, identity=stable_hash(ident)[:16], backend=ctx.base_backend(),
-                        state=state, info=info)
+                        private=state, info=info)
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
         return self._requests(artifact, examples)
 
     def _requests(self, artifact: Artifact, examples: list[Example], exclude_self: bool = False) -> list[Request]:
-        task: Task = artifact.state["task"]
+        task: Task = artifact.private["task"]
         seconds = 0.0
-        if "similar" in artifact.state:
-            retriever = artifact.state["similar"]
+        if "similar" in artifact.private:
+            retriever = artifact.private["similar"]
             hits, seconds = retriever.retrieve(examples, exclude_self)
             shot_lists = [retriever.shots(found) for found in hits]
         else:
-            shot_lists = [artifact.state["shots"]] * len(examples)
+            shot_lists = [artifact.private["shots"]] * len(examples)
         return [
             make_request(task, ex, render_messages(task, ex, shots), shots=[s.id for s in shots],
                          **({"prep_seconds": seconds} if seconds else {}))

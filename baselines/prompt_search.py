@@ -114,9 +114,9 @@ class InstructionProposer(Lever):
     family = "prompt"
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        task: Task = artifact.state["task"]
-        opts: ProposerOptions = artifact.state["options"]
-        samples: list[list[Example]] = artifact.state["samples"]
+        task: Task = artifact.private["task"]
+        opts: ProposerOptions = artifact.private["options"]
+        samples: list[list[Example]] = artifact.private["samples"]
         out = []
         for ex in examples:  # one pseudo-example per proposal; its index picks the sample shown
             shown = "\n\n".join(f"Input: {s.input}\nOutput: {answer_text(task, s.output)}"
@@ -148,7 +148,7 @@ def propose_instructions(ctx: LeverContext, opts: ProposerOptions, pool: list[Ex
     backend = _proposer_backend(ctx, opts.model)
     ident = stable_hash(["proposer", opts.model_dump(), [[s.hash for s in sm] for sm in samples]])[:16]
     artifact = Artifact(lever=InstructionProposer.name, identity=ident, backend=backend,
-                        state={"task": ctx.task, "options": opts, "samples": samples})
+                        private={"task": ctx.task, "options": opts, "samples": samples})
     slots = [Example(f"proposal-{i}", str(i), None, {}, "proposer", str(i)) for i in range(opts.proposals)]
     preds, _, _ = ctx.predictor.predict(InstructionProposer(), artifact, slots, "proposing instructions")
     out: list[str] = []
@@ -170,7 +170,7 @@ class PromptSearchLever(Lever):
     def _artifact(self, ctx: LeverContext, task: Task, cand: Candidate, instruction_text: dict[str, Any]) -> Artifact:
         ident = stable_hash([self.name, instruction_text, [s.hash for s in cand.shots]])[:16]
         return Artifact(lever=self.name, identity=ident, backend=ctx.base_backend(),
-                        state={"task": task, "shots": list(cand.shots)},
+                        private={"task": task, "shots": list(cand.shots)},
                         info={"instruction": cand.instruction, "shots": len(cand.shots),
                               "shot_ids": [s.id for s in cand.shots]})
 
@@ -199,7 +199,7 @@ class PromptSearchLever(Lever):
         choice.usd += propose_usd
         chosen.setup_seconds, chosen.setup_usd = choice.seconds, choice.usd
         choice.extra.update(candidates=cands, proposed=proposed)
-        chosen.state["choice"] = choice
+        chosen.private["choice"] = choice
         return chosen
 
     def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
@@ -209,16 +209,16 @@ class PromptSearchLever(Lever):
         return HeldOut("dev", dev, priced=True)
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        task: Task = artifact.state["task"]
-        shots: list[Example] = artifact.state["shots"]
+        task: Task = artifact.private["task"]
+        shots: list[Example] = artifact.private["shots"]
         return [make_request(task, ex, render_messages(task, ex, shots), shots=[s.id for s in shots])
                 for ex in examples]
 
     def report_details(self, artifact: Artifact, eval_metrics: dict[str, float]) -> dict[str, Any]:
         """results.json `details.search`: budget, every candidate's dev score, the chosen one's dev and
         eval scores and their gap (how much the search flattered itself), and the search's cost."""
-        choice: DevChoice = artifact.state["choice"]
-        task: Task = artifact.state["task"]
+        choice: DevChoice = artifact.private["choice"]
+        task: Task = artifact.private["task"]
         cands: list[Candidate] = choice.extra["candidates"]
         by_name = {c.name: c for c in cands}
         best = by_name[choice.chosen]

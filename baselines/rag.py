@@ -42,7 +42,7 @@ class RagLever(Lever):
         return {**r.stats.__dict__, "collection": r.index.collection_name, "index_bytes": r.index.size_bytes()}
 
     def requests(self, artifact: Artifact, examples: list[Example]) -> list[Request]:
-        return retrieval_requests(artifact.state.task, artifact.state, examples)
+        return retrieval_requests(artifact.private.task, artifact.private, examples)
 
     def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut:
         """The prompt levers' dev split of train; retrieving similar train examples for a dev item
@@ -51,4 +51,4 @@ class RagLever(Lever):
 
         dev, _ = dev_split(ctx.task, ctx.data.train)
         return HeldOut("dev", dev, build=lambda examples: retrieval_requests(
-            artifact.state.task, artifact.state, examples, exclude_self=True))
+            artifact.private.task, artifact.private, examples, exclude_self=True))

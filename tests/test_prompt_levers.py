@@ -58,7 +58,7 @@ def test_similar_selection_retrieves_near_train_examples_from_a_reused_index(tre
 
     opts = {"lever_options": {"prompt-few-shot": {"k": 3, "selection": "similar"}}}
     lv = _predictions(trec_small, tmp_path / "a", hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
-    retriever = lv.artifact.state["similar"]
+    retriever = lv.artifact.private["similar"]
     assert retriever.stats.embedded_chunks == 60  # the whole train pool, once
     pool = retriever.pool
     eval_by_id = {ex.id: ex for ex in load_dataset(load_task(trec_small)).eval}
@@ -78,5 +78,5 @@ def test_similar_selection_retrieves_near_train_examples_from_a_reused_index(tre
         assert p.context["shots"][-1] == ids[int((vectors @ q).argmax())]
     # A second run (new run folder, same cache) finds the index up to date: nothing re-embedded.
     again = _predictions(trec_small, tmp_path / "b", hf_backend, opts, ["prompt-few-shot"])["prompt-few-shot"]
-    assert again.artifact.state["similar"].stats.embedded_chunks == 0
+    assert again.artifact.private["similar"].stats.embedded_chunks == 0
     assert [p.context["shots"] for p in again.predictions] == [p.context["shots"] for p in lv.predictions]

@@ -55,7 +55,7 @@ def _documents_from_examples(pool: list[Example], task: Task) -> list[Any]:
 
 
 class Retriever:
-    """A synced index plus what to do with its hits; lives in Artifact.state."""
+    """A synced index plus what to do with its hits; lives in Artifact.private."""
 
     def __init__(self, ctx: LeverContext, options: RagOptions, source: str, name: str) -> None:
         from advisor.backends.openai_embeddings import make_embedder
@@ -208,5 +208,5 @@ def rag_artifact(ctx: LeverContext, options: RagOptions, retriever: Retriever, n
         setup_usd=setup_usd + full_seconds * hourly / 3600,
         upkeep_usd_per_month=costs.reindex_per_month * full_seconds * hourly / 3600,
         info={**info, "setup_basis": basis},
-        state=retriever,
+        private=retriever,
     )
