@@ -2,8 +2,8 @@
 
     backends = Backends(task, cache_dir, progress)        # backends.getter(row)() loads a row's model
     predictor = Predictor(task, data, store, run_params(task), progress)
-    predictions, keys, computed = predictor.predict(lever, artifact, row="prompt")
-    latencies_ms = predictor.latencies(lever, artifact, keys, row="prompt")
+    predictions, keys, computed = predictor.predict(lever, artifact, row_name="prompt")
+    latencies_ms = predictor.latencies(lever, artifact, keys, row_name="prompt")
 
 Every answer is stored in the run store (advisor/store.py) under a key of backend, lever,
 artifact, request and generation parameters, so asking again costs nothing. A lever that
@@ -124,15 +124,15 @@ class Predictor:
         return self.params
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
-                what: str = "predicting", row: str | None = None,
+                what: str = "predicting", row_name: str | None = None,
                 build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
 
         `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
-        `row`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
+        `row_name`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
         `build(examples) -> requests`: ask them otherwise than `lever.requests` (advisor.types.HeldOut).
         """
-        row = row or lever.name
+        row = row_name or lever.name
         examples = self.data.eval if examples is None else examples
         params = self.row_params(lever)
         with status(self.progress, f"{row}: building {len(examples)} requests"):
@@ -194,7 +194,7 @@ class Predictor:
         return fit_requests(artifact.backend, examples, make(examples), lambda ex: make([ex])[0],
                             on_overflow=self.task.prompt.on_overflow, lever=lever.name)
 
-    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None,
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row_name: str | None = None,
                   method: str | None = None) -> list[float]:
         """Serving latency: the first N eval requests one at a time, as a single user would send them,
         ranked by the row's label-ranking `method` alone (as it would be served)."""
@@ -206,12 +206,12 @@ class Predictor:
         found = self.store.get_latencies(probe_keys) if probe_keys else {}
         missing = [i for i, k in enumerate(probe_keys) if k not in found]
         if missing:
-            advance = self.progress(f"{row or lever.name}: latency probe", len(missing))
+            advance = self.progress(f"{row_name or lever.name}: latency probe", len(missing))
             for j, i in enumerate(missing):
                 start = time.perf_counter()  # building the request (retrieval) counts as latency too
                 self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]), params)
                 ms = (time.perf_counter() - start) * 1000
-                self.store.put_latency(probe_keys[i], row or lever.name, ms)
+                self.store.put_latency(probe_keys[i], row_name or lever.name, ms)
                 found[probe_keys[i]] = ms
                 advance(j + 1, len(missing))
         return [found[k] for k in probe_keys]

@@ -153,7 +153,7 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
             "reason": f"{natural}, the lever's natural method; it has no held-out train items to check it on"}
     n = len(held.examples)
     preds, _, _ = predictor.predict(lever, artifact, held.examples, f"label ranking on {n} {held.split} items",
-                               row=name, build=held.build)
+                               row_name=name, build=held.build)
     answers = [answers_by_method(p) for p in preds]
     methods = [natural, *(m for m in OPTION_RANKINGS if m != natural and all(a and m in a for a in answers))]
     golds = [ex.output for ex in held.examples]

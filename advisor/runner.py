@@ -167,20 +167,20 @@ class Runner:
         return self.predictor.row_params(lever)
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
-                what: str = "predicting", row: str | None = None,
+                what: str = "predicting", row_name: str | None = None,
                 build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
         """Predictions for every eval item (cached ones from the store), their keys, and how many
         were new: `Predictor.predict`."""
-        return self.predictor.predict(lever, artifact, examples, what, row, build)
+        return self.predictor.predict(lever, artifact, examples, what, row_name, build)
 
     def requests(self, lever: Lever, artifact: Artifact, examples: list[Any],
                  build: Callable[[list[Example]], list[Request]] | None = None) -> list[Request]:
         return self.predictor.requests(lever, artifact, examples, build)
 
-    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row: str | None = None,
+    def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row_name: str | None = None,
                   method: str | None = None) -> list[float]:
         """Serving latency of the first N eval requests one at a time: `Predictor.latencies`."""
-        return self.predictor.latencies(lever, artifact, keys, row, method)
+        return self.predictor.latencies(lever, artifact, keys, row_name, method)
 
     def preflight(self, rows: list[Any] | None = None) -> None:
         """Before any lever runs: every template renders and, unless the task truncates, every eval
@@ -196,7 +196,7 @@ class Runner:
         name = row.name if row else lever.name
         options = self.lever_options(lever)
         artifact = lever.prepare(self.context(lever, row), options)
-        predictions, keys, computed = self.predict(lever, artifact, row=name)
+        predictions, keys, computed = self.predict(lever, artifact, row_name=name)
         ranking = None
         if self.task.kind == "classification":
             predictions, ranking = rank_row(self.task, self.predictor, lever, self.context(lever, row), options,
@@ -222,10 +222,10 @@ class Runner:
         return LeverResult(name, lever.rung, lever.family, options.model_dump(mode="json"), artifact,
                            predictions, scores, metrics, cost, computed, extra=extra)
 
-    def score_artifact(self, lever: Lever, artifact: Artifact, row: str | None = None) -> float:
+    def score_artifact(self, lever: Lever, artifact: Artifact, row_name: str | None = None) -> float:
         """The target metric of an artifact on the eval set (answers cached like any others, stored
-        under `row`, the scorecard row, else the lever's name)."""
-        predictions, _, _ = self.predict(lever, artifact, row=row)
+        under `row_name`, the scorecard row, else the lever's name)."""
+        predictions, _, _ = self.predict(lever, artifact, row_name=row_name)
         scores = score(self.task, [ex.output for ex in self.data.eval], [p.output for p in predictions])
         return scores.aggregate[self.task.target.metric]
 

@@ -209,7 +209,7 @@ class Predictor(Protocol):
     """The cached prediction path (advisor.execute.Predictor), handed to levers in their context."""
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
-                what: str = "predicting", row: str | None = None,
+                what: str = "predicting", row_name: str | None = None,
                 build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
         """Predictions for `examples` (default: the eval items), stored under `row` (default the
         lever's name); `build(examples) -> requests` asks them otherwise than `lever.requests`."""
