@@ -224,19 +224,6 @@ def lever_cost(
     )
 
 
-def price_basis_note(levers: list[dict[str, Any]]) -> str:
-    """One sentence for a report's cost table: what each row's per-query price assumes (results.json
-    `price_basis`, grouped by basis); empty for rows recorded before it was."""
-    groups: dict[str, list[str]] = {}
-    for lv in levers:
-        basis = (lv.get("cost") or {}).get("price_basis")
-        if basis:
-            groups.setdefault(basis, []).append(lv["name"])
-    if len(groups) == 1:
-        return f"Per-query price: {next(iter(groups))}."
-    return " ".join(f"Per-query price of {', '.join(names)}: {basis}." for basis, names in groups.items())
-
-
 def first_year_at(cost: dict[str, Any], queries_per_month: float) -> float | None:
     """First-year cost in USD of a results.json cost record at another monthly volume."""
     per_1k = cost.get("per_1k_queries_usd")

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from advisor.costs import PRICE_BASIS_LOCAL, TokenPrice, lever_cost, price_basis_note, upkeep_engineer_usd
+from advisor.costs import PRICE_BASIS_LOCAL, TokenPrice, lever_cost, upkeep_engineer_usd
+from advisor.report.fmt import price_basis_note
 from advisor.spec import Costs
 from advisor.types import Artifact, GenerationParams, Prediction, Request
 

@@ -1,8 +1,8 @@
 """A stored run as plain data for the reports: results.json plus the per-item answers in advise.sqlite.
 
-`load_run(run_dir)` reads the run folder (no model, no task data); `build_document(run)` (in
-`advisor.report.sections`) turns it into sections of paragraphs, tables and charts that the HTML
-and markdown renderers print as they are, so both carry the same text and numbers.
+`load_run(run_dir)` reads the run folder (no model, no task data); `build_document(run)` turns it
+into sections of paragraphs, tables and charts (`advisor.report.blocks`) that the HTML and markdown
+renderers print as they are, so both carry the same text and numbers.
 """
 
 from __future__ import annotations
@@ -16,73 +16,14 @@ from typing import Any
 
 from advisor.errors import InputError
 from advisor.record import RunRecord, load_record, results_path
+from advisor.report.blocks import Document, Heading, Paragraph, Section, Table
+from advisor.report.fmt import cut, show_value
 
 # Per kind, the per-item metric that says whether an item failed when the target metric has no
 # per-item score (macro-F1 is a set-level figure).
 ITEM_METRIC = {"classification": "accuracy", "extraction": "exact_match", "generation": "exact_match",
                "qa": "exact_match"}
 FAILURES_SHOWN = 10
-
-
-# -- the blocks a section is made of ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-    style: str = "p"  # p | note | warn | lead (a CSS class from this fixed set, never from data)
-    kind: str = "paragraph"
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: list[str]
-    kind: str = "bullets"
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: list[str]
-    rows: list[list[str]]
-    caption: str | None = None
-    numeric: list[bool] = field(default_factory=list)  # right-aligned columns
-    row_styles: list[str] = field(default_factory=list)  # per row: "" | meets | fails | undecided | baseline
-    kind: str = "table"
-
-
-@dataclass(frozen=True)
-class Chart:
-    name: str  # file stem: <name>.svg beside the report
-    title: str
-    svg: str  # the whole SVG document as matplotlib wrote it (checked by charts.check_svg)
-    caption: str
-    kind: str = "chart"
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    kind: str = "heading"  # a sub-heading (h3) inside a section
-
-
-Block = Paragraph | Bullets | Table | Chart | Heading
-
-
-@dataclass
-class Section:
-    id: str  # anchor, from a fixed set
-    title: str
-    blocks: list[Block] = field(default_factory=list)
-
-
-@dataclass
-class Document:
-    title: str
-    subtitle: str
-    sections: list[Section]
-
-    def charts(self) -> list[Chart]:
-        return [b for s in self.sections for b in s.blocks if isinstance(b, Chart)]
 
 
 # -- the stored run ---------------------------------------------------------------------------------
@@ -190,3 +131,63 @@ def sample_failures(task: str, lever: str, failures: list[dict[str, Any]], k: in
 
     chosen = sorted(failures, key=key)[:k]
     return sorted(chosen, key=lambda r: r["position"])
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def failures_section(r: dict[str, Any], run: StoredRun) -> Section:
+    if run.items is None:
+        return Section("failures", "Failures", [Paragraph(f"No failures to show: {run.items_missing}.", "note")])
+    blocks: list[Any] = [Paragraph(
+        f"For each lever, up to {FAILURES_SHOWN} eval items it got wrong, chosen by a hash of the item (the same "
+        f"items every time this run is rendered), in eval order. Long texts are cut at {300} characters.", "note")]
+    for lv in r["levers"]:
+        items = run.items.get(lv["name"])
+        blocks.append(Heading(lv["name"]))
+        if items is None:
+            blocks.append(Paragraph("No per-item answers stored for this lever.", "note"))
+            continue
+        shown = sample_failures(r["task"], lv["name"], items.failures)
+        blocks.append(Paragraph(f"{len(items.failures)} of {items.n_items} items scored below 1 on "
+                                f"{items.metric}; {len(shown)} shown.", "note"))
+        if shown:
+            blocks.append(Table(["item", "input", "gold", "output"],
+                                [[f"{f['example_id']} ({f['source']})", cut(f["input"]), cut(show_value(f["gold"])),
+                                  cut(f["raw"] if f["raw"].strip() else show_value(f["output"]))] for f in shown],
+                                row_styles=["failure"] * len(shown)))
+    return Section("failures", "Failures, a sample per lever", blocks)
+
+
+def build_document(run: StoredRun) -> Document:
+    """The whole report as sections, in reading order."""
+    # Sections draw charts (matplotlib): imported here, so reading a stored run stays light.
+    from advisor.report.levers import levers_section
+    from advisor.report.sections import (
+        cost_quality_section,
+        data_section,
+        provenance_section,
+        ranking_section,
+        scorecard_section,
+        task_section,
+        verdict_section,
+        volume_section,
+    )
+
+    r = run.results
+    rec = r["verdict"]
+    verdict = {"recommend": rec.get("lever"), "undecided": "undecided, more eval items needed",
+               "none": "no lever meets the target"}[rec["outcome"]]
+    sections = [
+        task_section(r),
+        verdict_section(r),
+        scorecard_section(r),
+        *([ranking] if (ranking := ranking_section(r)) else []),
+        cost_quality_section(r),
+        volume_section(r),
+        levers_section(r),
+        failures_section(r, run),
+        data_section(r),
+        provenance_section(r),
+    ]
+    return Document(f"{r['task']}: which lever to use", f"Recommendation: {verdict}", sections)

@@ -12,8 +12,8 @@ from importlib.resources import files
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from advisor.report.blocks import Document
 from advisor.report.charts import check_svg, strip_prolog
-from advisor.report.document import Document
 
 _TEMPLATES = files("advisor.report") / "templates"
 

@@ -1,20 +1,12 @@
-"""Per-lever sections of the report: what each lever measured in detail, and a sample of its failures."""
+"""The report's per-lever section: what each lever measured in detail (its failures, read from the
+store, are `advisor.report.document.failures_section`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from advisor.report.document import (
-    FAILURES_SHOWN,
-    Bullets,
-    Heading,
-    Paragraph,
-    Section,
-    StoredRun,
-    Table,
-    sample_failures,
-)
-from advisor.report.sections import cut, interval, num, show_value
+from advisor.report.blocks import Bullets, Heading, Paragraph, Section, Table
+from advisor.report.fmt import cut, interval, num, show_value
 
 # Keys of `details` rendered by a dedicated table; any other scalar detail is listed as it is.
 _KNOWN_DETAILS = {"per_label", "confusion", "per_field", "prompt_variants", "search"}
@@ -112,26 +104,3 @@ def levers_section(r: dict[str, Any]) -> Section:
     for lv in r["levers"]:
         blocks += _lever_blocks(r, lv)
     return Section("levers", "Each lever in detail", blocks)
-
-
-def failures_section(r: dict[str, Any], run: StoredRun) -> Section:
-    if run.items is None:
-        return Section("failures", "Failures", [Paragraph(f"No failures to show: {run.items_missing}.", "note")])
-    blocks: list[Any] = [Paragraph(
-        f"For each lever, up to {FAILURES_SHOWN} eval items it got wrong, chosen by a hash of the item (the same "
-        f"items every time this run is rendered), in eval order. Long texts are cut at {300} characters.", "note")]
-    for lv in r["levers"]:
-        items = run.items.get(lv["name"])
-        blocks.append(Heading(lv["name"]))
-        if items is None:
-            blocks.append(Paragraph("No per-item answers stored for this lever.", "note"))
-            continue
-        shown = sample_failures(r["task"], lv["name"], items.failures)
-        blocks.append(Paragraph(f"{len(items.failures)} of {items.n_items} items scored below 1 on "
-                                f"{items.metric}; {len(shown)} shown.", "note"))
-        if shown:
-            blocks.append(Table(["item", "input", "gold", "output"],
-                                [[f"{f['example_id']} ({f['source']})", cut(f["input"]), cut(show_value(f["gold"])),
-                                  cut(f["raw"] if f["raw"].strip() else show_value(f["output"]))] for f in shown],
-                                row_styles=["failure"] * len(shown)))
-    return Section("failures", "Failures, a sample per lever", blocks)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from advisor.report.document import Bullets, Chart, Document, Heading, Paragraph, Table
+from advisor.report.blocks import Bullets, Chart, Document, Heading, Paragraph, Table
 
 # Characters with an inline meaning in CommonMark/GFM anywhere in a line (an underscore only at a
 # word's edge: GFM never reads intraword underscores as emphasis, so `macro_f1` stays readable).

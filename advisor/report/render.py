@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import InputError
-from advisor.report.document import load_run
+from advisor.report.document import build_document, load_run
 from advisor.report.html import render_html
 from advisor.report.markdown import render_markdown
-from advisor.report.sections import build_document
 
 FORMATS = ("html", "md")
 _SUFFIXES = {".html": "html", ".htm": "html", ".md": "md"}

@@ -1,4 +1,9 @@
-"""The rich terminal scorecard: one row per lever, then the verdict."""
+"""The rich terminal scorecard: one row per lever, then the verdict.
+
+Figures are written by advisor/report/fmt.py, as report.html and report.md write them: a number to
+three decimals, an interval as "0.830 (0.787–0.870)", dollars as `usd` writes them, an unknown
+price as "–" (never $0).
+"""
 
 from __future__ import annotations
 
@@ -11,22 +16,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from advisor.costs import price_basis_note
 from advisor.record import RunRecord
+from advisor.report.fmt import interval, latency_ms, num, pct, price_basis_note, signed, usd
 from advisor.spec import METRICS
-
-
-def _interval(m: dict[str, float]) -> str:
-    if m["ci_low"] == m["ci_high"] == m["value"]:
-        return f"{m['value']:.3f}"
-    return f"{m['value']:.3f} ({m['ci_low']:.2f}–{m['ci_high']:.2f})"
-
-
-def _usd(x: float | None) -> str:
-    if x is None:  # an unknown price is unknown, never $0
-        return "unknown"
-    return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
-
 
 STATE_MARK = {"meets": ("✓", "bold green"), "fails": ("✗", "red"), "undecided": ("?", "yellow")}
 
@@ -65,10 +57,9 @@ def _target_table(results: dict[str, Any]) -> Table | None:
     levers = results["levers"]
     if not levers:
         return None
-    pct = int(round(100 * target["confidence"]))
     rule = target["rule"]
     table = _table(f"against the target ({'lower bound' if rule == 'lower_bound' else 'point estimate'} rule, "
-                   f"one-sided {pct}% bounds)")
+                   f"one-sided {pct(target['confidence'])} bounds)")
     for name in ("lever", "state", "0 ─── interval ─── 1", "bounds", "more items"):
         table.add_column(name, justify="right" if name in {"bounds", "more items"} else "left", no_wrap=True)
     rows = list(levers)
@@ -78,7 +69,7 @@ def _target_table(results: dict[str, Any]) -> Table | None:
         v = lv["verdict"]
         need = v["more_items_needed"]
         table.add_row(lv["name"], _state(lv), interval_bar(m["ci_low"], m["value"], m["ci_high"], target["threshold"]),
-                      f"{v['lower_bound']:.3f}–{v['upper_bound']:.3f}",
+                      f"{num(v['lower_bound'])}–{num(v['upper_bound'])}",
                       f"~{need:,}" if need is not None else "–")
     if base and target["metric"] in base["metrics"]:
         m = base["metrics"][target["metric"]]
@@ -98,20 +89,19 @@ def scorecard(results: dict[str, Any]) -> Group:
     others = [m for m in METRICS[results["kind"]] if m != metric]
     # Figures a lever measured itself (retrieval recall, MRR) get a column when any lever has them.
     others += sorted({m for lv in results["levers"] for m in lv["metrics"] if m.startswith("retrieval_")})
-    pct = int(round(100 * target["confidence"]))
-    quality = _table(f"{results['task']}: quality (target {metric} ≥ {target['threshold']:.2f})")
+    quality = _table(f"{results['task']}: quality (target {metric} ≥ {num(target['threshold'], 2)})")
     quality.add_column("lever", no_wrap=True)
     # Two-line headers ("token\nf1") keep the widest table (five levers, retrieval columns) inside
     # an 80-column terminal; the names stay those of results.json.
-    quality.add_column(f"{metric}\n({pct}% CI)", justify="right", no_wrap=True)
+    quality.add_column(f"{metric}\n({pct(target['confidence'])} CI)", justify="right", no_wrap=True)
     for m in others:
         name = m.removeprefix("retrieval_")
         quality.add_column(name.replace("_", "\n", 1).replace("@", "\n@", 1), justify="right", no_wrap=True)
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
     cost = _table(f"cost at {results['costs']['queries_per_month']:,} queries/month")
-    cost.caption = ("$/1k q: per 1,000 queries; latency: one request at a time, in ms. "
-                    + price_basis_note(results["levers"])).strip()
+    cost.caption = ("$/1k q: per 1,000 queries; latency: one request at a time, in ms. '–': not known (e.g. no "
+                    "price for the model). " + price_basis_note(results["levers"])).strip()
     cost.caption_justify = "left"
     # Short headers: the table fits an 80-column terminal with the longest lever name.
     for name in ("lever", "$/1k q", "$/mo", "setup $", "upkeep $/mo", "1st year $", "p50/p95 ms"):
@@ -121,19 +111,19 @@ def scorecard(results: dict[str, Any]) -> Group:
         ok = _state(lv)
         quality.add_row(
             lv["name"],
-            _interval(lv["metrics"][metric]),
-            *[f"{lv['metrics'][m]['value']:.3f}" if m in lv["metrics"] else "–" for m in others],
+            interval(lv["metrics"].get(metric)),
+            *[num((lv["metrics"].get(m) or {}).get("value")) for m in others],
             str(lv["n_eval"]),
             ok,
         )
         cost.add_row(
             lv["name"],
-            _usd(c["per_1k_queries_usd"]),
-            _usd(c["monthly_usd"]),
-            _usd(c["setup_usd"]),
-            _usd(c["upkeep_usd_per_month"]),
-            _usd(c["first_year_usd"]),
-            "–" if c.get("latency_ms_p50") is None else f"{c['latency_ms_p50']:.0f} / {c['latency_ms_p95']:.0f}",
+            usd(c["per_1k_queries_usd"]),
+            usd(c["monthly_usd"]),
+            usd(c["setup_usd"]),
+            usd(c["upkeep_usd_per_month"]),
+            usd(c["first_year_usd"]),
+            latency_ms(c),
         )
     against = _target_table(results)
     return Group(quality, *([against] if against is not None else []), cost)
@@ -143,12 +133,12 @@ def curve_tables(results: dict[str, Any]) -> list[Any]:
     """One table per measured learning curve: train size against the target metric, and what the fit says."""
     out: list[Any] = []
     for lever, curve in (results.get("learning_curves") or {}).items():
-        table = _table(f"{lever}: learning curve ({curve['metric']}, target {curve['threshold']:.2f})")
+        table = _table(f"{lever}: learning curve ({curve['metric']}, target {num(curve['threshold'], 2)})")
         for name in ("fraction", "examples", curve["metric"], "train s", "adapter"):
             table.add_column(name, justify="left" if name == "adapter" else "right", no_wrap=True)
         for p in curve["points"]:
-            table.add_row(f"{p['fraction']:.2f}", str(p["n_train"]), f"{p['metric']:.3f}",
-                          f"{p['train_seconds']:.0f}", p["adapter"])
+            table.add_row(num(p["fraction"], 2), str(p["n_train"]), num(p["metric"]),
+                          num(p["train_seconds"], 0), p["adapter"])
         out += [table, Text(f"{lever}: {curve['message']}.", style="bold"), Text("")]
     return out
 
@@ -168,14 +158,13 @@ def prompt_choice_tables(results: dict[str, Any]) -> list[Any]:
         for name in ("candidate", "shots", "dev", *([f"dev\n{tie}"] if tie else []), "chosen"):
             table.add_column(name, justify="left" if name == "candidate" else "right", no_wrap=True)
         for r in rows:
-            extra = [f"{r.get('dev_metrics', {}).get(tie, float('nan')):.3f}"] if tie else []
-            table.add_row(r.get("instruction", r.get("name", "")), str(r.get("shots", "–")), f"{r['dev_score']:.3f}",
+            extra = [num(r.get("dev_metrics", {}).get(tie))] if tie else []
+            table.add_row(r.get("instruction", r.get("name", "")), str(r.get("shots", "–")), num(r["dev_score"]),
                           *extra, "✓" if r["chosen"] else "")
-        gap = summary["dev_eval_gap"]
         out += [table, Text(
-            f"{lv['name']}: chosen on dev {summary['dev_score']:.3f}, on eval {summary['eval_score']:.3f} "
-            f"(gap {gap:+.3f}); choosing cost {summary['setup_seconds']:.0f} s of compute "
-            f"(${summary['setup_usd']:.4f}), counted as setup.", style="bold"), Text("")]
+            f"{lv['name']}: chosen on dev {num(summary['dev_score'])}, on eval {num(summary['eval_score'])} "
+            f"(gap {signed(summary['dev_eval_gap'])}); choosing cost {num(summary['setup_seconds'], 0)} s of "
+            f"compute (${usd(summary['setup_usd'])}), counted as setup.", style="bold"), Text("")]
     return out
 
 
@@ -212,7 +201,7 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
     metric = results["target"].get("metric")
     if base and metric in base.get("metrics", {}):
         body.append(Text(f"Trivial baseline ({base['name']}: {json.dumps(base['answer'])}) scores "
-                         f"{metric} {base['metrics'][metric]['value']:.3f} at no cost.", style="dim"))
+                         f"{metric} {num(base['metrics'][metric]['value'])} at no cost.", style="dim"))
     need = results["target"].get("need")
     if need:
         body.append(Text(f"Target set by: {need}", style="dim"))

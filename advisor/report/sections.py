@@ -12,7 +12,7 @@ import re
 import shlex
 from typing import Any
 
-from advisor.costs import price_basis_note
+from advisor.report.blocks import Bullets, Chart, Heading, Paragraph, Section, Table
 from advisor.report.charts import (
     CostLine,
     QualityPoint,
@@ -20,57 +20,15 @@ from advisor.report.charts import (
     pareto_frontier,
     volume_svg,
 )
-from advisor.report.document import (
-    Bullets,
-    Chart,
-    Document,
-    Heading,
-    Paragraph,
-    Section,
-    StoredRun,
-    Table,
-)
+from advisor.report.fmt import cut, interval, latency_ms, num, pct, price_basis_note, show_value, usd
 from advisor.spec import METRICS
 
-CELL_CHARS = 300  # longer inputs and outputs are cut in the failures table (the store has them whole)
 _STATE_TEXT = {"meets": "✓ meets", "fails": "✗ fails", "undecided": "? undecided"}
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|auth)", re.I)
 _SECRET_VALUE = re.compile(r"\b(sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
 
 
-# -- formatting -----------------------------------------------------------------------------------
-
-
-def num(x: Any, digits: int = 3) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else "–"
-
-
-def usd(x: Any) -> str:
-    """Dollars: cents above $1, four decimals below; '–' for a price the run did not know."""
-    if not isinstance(x, (int, float)) or isinstance(x, bool):
-        return "–"
-    return f"{x:,.2f}" if x >= 1 or x == 0 else f"{x:.4f}"
-
-
-def interval(m: dict[str, Any] | None) -> str:
-    if not m:
-        return "–"
-    if m.get("ci_low") == m.get("ci_high") == m.get("value"):
-        return num(m.get("value"))
-    return f"{num(m.get('value'))} ({num(m.get('ci_low'))}–{num(m.get('ci_high'))})"
-
-
-def cut(text: str, limit: int = CELL_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def show_value(v: Any) -> str:
-    """A gold or parsed output as one line of text: strings as they are, the rest as compact JSON."""
-    import json
-
-    if v is None:
-        return "(none)"
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, sort_keys=True)
+# -- helpers --------------------------------------------------------------------------------------
 
 
 def redact_command(argv: list[str]) -> str:
@@ -88,10 +46,6 @@ def _cost(lv: dict[str, Any], key: str) -> Any:
     return (lv.get("cost") or {}).get(key)
 
 
-def _pct(confidence: Any) -> str:
-    return f"{round(100 * confidence)}%" if isinstance(confidence, (int, float)) else "95%"
-
-
 # -- sections -------------------------------------------------------------------------------------
 
 
@@ -101,7 +55,7 @@ def task_section(r: dict[str, Any]) -> Section:
     n_eval = max((lv.get("n_eval") or 0 for lv in levers), default=0)
     blocks: list[Any] = [
         Paragraph(f"{r['task']}: a {r['kind']} task. Target: {t['metric']} ≥ {num(t['threshold'], 2)}, "
-                  f"judged at {_pct(t.get('confidence'))} confidence on {n_eval} held-out eval items, "
+                  f"judged at {pct(t.get('confidence'))} confidence on {n_eval} held-out eval items, "
                   f"priced at {r['costs']['queries_per_month']:,} queries a month.", "lead"),
     ]
     need = t.get("need")
@@ -183,18 +137,16 @@ def scorecard_section(r: dict[str, Any]) -> Section:
         quality_rows.append([f"baseline: {base.get('name', '?')}", interval(m.get(metric)),
                              *[num((m.get(o) or {}).get("value")) for o in others], "–", "for comparison"])
         styles.append("baseline")
-    pct = _pct(t.get("confidence"))
-    quality = Table(["lever", f"{metric} ({pct} interval)", *others, "n", "target"], quality_rows,
+    level = pct(t.get("confidence"))
+    quality = Table(["lever", f"{metric} ({level} interval)", *others, "n", "target"], quality_rows,
                     caption=f"Quality on the eval set; target {metric} ≥ {num(t['threshold'], 2)}.",
                     numeric=[False, True, *[True] * len(others), True, False], row_styles=styles)
     cost_rows = []
     for lv in r["levers"]:
         c = lv.get("cost") or {}
-        latency = (f"{num(c.get('latency_ms_p50'), 0)} / {num(c.get('latency_ms_p95'), 0)}"
-                   if c.get("latency_ms_p50") is not None else "–")
         cost_rows.append([lv["name"], usd(c.get("per_1k_queries_usd")), usd(c.get("monthly_usd")),
                           usd(c.get("first_year_usd")), usd(c.get("setup_usd")), usd(c.get("upkeep_usd_per_month")),
-                          latency])
+                          latency_ms(c)])
     cost = Table(["lever", "$ per 1k queries", "$ per month", "first year $", "setup $", "upkeep $/month",
                   "latency p50 / p95 ms"], cost_rows,
                  caption=f"Cost at {r['costs']['queries_per_month']:,} queries a month; first year = setup + 12 "
@@ -385,27 +337,3 @@ def ranking_section(r: dict[str, Any]) -> Section | None:
     blocks += [Paragraph(w, style="warn") for w in warnings]
     title = "Label ranking and the choices the verdict rests on" if rows else "Choices the verdict rests on"
     return Section("ranking", title, blocks)
-
-
-def build_document(run: StoredRun) -> Document:
-    """The whole report as sections, in reading order."""
-    from advisor.report.levers import failures_section, levers_section
-
-    r = run.results
-    rec = r["verdict"]
-    verdict = {"recommend": rec.get("lever"), "undecided": "undecided, more eval items needed",
-               "none": "no lever meets the target"}[rec["outcome"]]
-    sections = [
-        task_section(r),
-        verdict_section(r),
-        scorecard_section(r),
-        *([ranking] if (ranking := ranking_section(r)) else []),
-        cost_quality_section(r),
-        volume_section(r),
-        levers_section(r),
-        failures_section(r, run),
-        data_section(r),
-        provenance_section(r),
-    ]
-    return Document(f"{r['task']}: which lever to use", f"Recommendation: {verdict}", sections)
-

@@ -155,4 +155,10 @@ def test_scorecard_and_verdict_show_an_unknown_price_as_unknown():
                           cost=r.cost, verdict=verdict.levers[r.name]) for r in rows]
     print_results(console, RunRecord(task="t", kind="classification", target=target,
                                      costs=Costs(queries_per_month=1000), levers=levers, verdict=verdict.record))
-    assert "unknown" in console.export_text()
+    text = console.export_text()
+    # The cost row writes an unknown price as the report does, "–" (never 0.00), and the caption says
+    # what "–" means; the verdict names it as unknown.
+    cost_row = next(line.split() for line in text.splitlines() if line.startswith(" prompt@api") and "/" in line)
+    assert cost_row == ["prompt@api", "–", "–", "0.00", "0.00", "–", "300", "/", "400"], cost_row
+    words = " ".join(text.split())  # rich wraps a caption to its table's width
+    assert "'–': not known (e.g. no price for the model)" in words and "prompt@api: price unknown" in words
