@@ -15,6 +15,7 @@ from typing import Any
 from advisor.costs import LeverCost
 from advisor.data import Dataset
 from advisor.execute import Predictor
+from advisor.plan import Row
 from advisor.ranking import AUTO, natural_method
 from advisor.record import ArtifactRecord, CostRecord, LeverRecord, LeverVerdict, MetricRecord
 from advisor.scoring import Scores, parse_output, score
@@ -291,3 +292,21 @@ def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], v
         info["warnings"] = warnings
     return info
 
+
+def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str, Any]:
+    """What results.json adds to a lever row: lever, model, how labels were chosen, the price used."""
+    if row is None:
+        return {}
+    out: dict[str, Any] = {"lever": row.lever, "model": row.model.label}
+    paths = [p.context["classification_path"] for p in predictions if "classification_path" in p.context]
+    if paths:
+        out["classification_path"] = max(set(paths), key=paths.count)
+        out["unmappable"] = sum(1 for p in predictions if p.context.get("unmappable"))
+    elif any(p.context.get("option_scores") is not None for p in predictions):
+        out["classification_path"] = "option_loglik"
+    if hasattr(backend, "price_source"):  # an API backend: the price it was charged at
+        from advisor.pricing import describe
+
+        out["price"] = describe(backend.price, backend.price_source)
+        out["token_estimate"] = backend.token_method
+    return out

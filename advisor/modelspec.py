@@ -17,12 +17,9 @@ the environment variable that holds it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-if TYPE_CHECKING:  # rows are planned in advisor/plan.py (Row, plan_rows)
-    from advisor.plan import Row
 
 ClassificationPath = Literal["auto", "first_token_logprobs", "json_schema_enum", "generate_and_map"]
 
@@ -171,22 +168,3 @@ def setting_field(task: Any, choice: ModelChoice, key: str | None = None) -> str
     if choice.alias is None:
         return "model"
     return f"models.{choice.alias}" + (".model" if isinstance(entry, ModelEntry) else "")
-
-
-def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str, Any]:
-    """What results.json adds to a lever row: lever, model, how labels were chosen, the price used."""
-    if row is None:
-        return {}
-    out: dict[str, Any] = {"lever": row.lever, "model": row.model.label}
-    paths = [p.context["classification_path"] for p in predictions if "classification_path" in p.context]
-    if paths:
-        out["classification_path"] = max(set(paths), key=paths.count)
-        out["unmappable"] = sum(1 for p in predictions if p.context.get("unmappable"))
-    elif any(p.context.get("option_scores") is not None for p in predictions):
-        out["classification_path"] = "option_loglik"
-    if hasattr(backend, "price_source"):
-        from advisor.pricing import describe
-
-        out["price"] = describe(backend.price, backend.price_source)
-        out["token_estimate"] = backend.token_method
-    return out

@@ -22,6 +22,7 @@ from advisor.measure import (
     plain_json,
     rank_row,
     ranking_sensitivity,
+    row_facts,
     wording_warnings,
 )
 from advisor.plan import RunPlan, preflight
@@ -191,8 +192,6 @@ class Runner:
 
     def run_lever(self, lever: Lever, run_id: int, row: Any = None) -> LeverResult:
         """Prepare, predict, score and price one lever; `row` (advisor.modelspec.Row) picks its model."""
-        from advisor.modelspec import row_facts
-
         name = row.name if row else lever.name
         options = self.lever_options(lever)
         artifact = lever.prepare(self.context(lever, row), options)
