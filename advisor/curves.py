@@ -4,9 +4,10 @@
     curve.n_needed, curve.message        # e.g. 1,600 examples; or "flat: more data of this kind won't help"
 
 This module drives the measurement: it draws the nested train subsets, asks the lever to train on
-each (`prepare_on`, the one thing a lever offers for a curve), scores each artifact through the
-`score` callable it is given (the runner's cached, shared scorer; this module imports no runner),
-and fits metric(n). results.json `learning_curves[row]` is `LearningCurve.as_dict()`.
+each (`prepare_on`: what a lever offers for a curve, with `record_metrics` to keep each point's
+score beside its artifact; see `TrainsOnSubsets`), scores each artifact through the `score`
+callable it is given (the runner's cached, shared scorer; this module imports no runner), and fits
+metric(n). results.json `learning_curves[row]` is `LearningCurve.as_dict()`.
 """
 
 from __future__ import annotations

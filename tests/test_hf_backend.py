@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from advisor.types import OPTION_RANKINGS, GenerationParams, Request
+from tests.naive_ranking import first_token_pick, sums, token_logps
 
 pytestmark = pytest.mark.slow
 
@@ -23,33 +24,9 @@ def _requests(system=SYSTEM):
                     options=LABELS) for i, q in enumerate(QUESTIONS)]
 
 
-def _naive_token_logps(backend, request):
-    """Per option, [(token id, log P(token | prompt, earlier tokens))] over option + eos, one full
-    forward pass per option: the slow, obvious way."""
-    tok, model = backend.tokenizer, backend.model
-    prompt = backend.prompt_ids(request.messages)
-    out = []
-    for option in request.options:
-        cont = tok.encode(option, add_special_tokens=False) + [tok.eos_token_id]
-        with torch.inference_mode():
-            logp = torch.log_softmax(model(torch.tensor([prompt + cont])).logits[0].float(), -1)
-        out.append([(c, logp[len(prompt) - 1 + k, c].item()) for k, c in enumerate(cont)])
-    return out
-
-
 def _naive_scores(backend, request):
-    """log P(option + eos | prompt) per option."""
-    return [sum(lp for _, lp in tokens) for tokens in _naive_token_logps(backend, request)]
-
-
-def _naive_first_token_pick(tokens, options):
-    """first_token's formula by hand, from `_naive_token_logps`: the first token with the highest
-    log-probability picks a group (the options starting with it); the option with the highest whole
-    log-likelihood in it wins. Returns (the pick, each option's first-token log-probability)."""
-    top = max(range(len(tokens)), key=lambda j: tokens[j][0][1])
-    group = [j for j in range(len(tokens)) if tokens[j][0][0] == tokens[top][0][0]]
-    best = max(group, key=lambda j: sum(lp for _, lp in tokens[j]))
-    return options[best], [t[0][1] for t in tokens]
+    """log P(option + eos | prompt) per option, one full forward pass per option."""
+    return sums(token_logps(backend, request))
 
 
 @pytest.mark.parametrize("system", [SYSTEM, "Type?"])  # long shared prefix (cached) and short (not)
@@ -69,8 +46,8 @@ def test_every_ranking_method_is_its_formula_over_the_naive_likelihoods(hf_backe
     requests = _requests()
     for r in requests:
         r.content_free = [r.messages[0], {"role": "user", "content": "Question: N/A"}]
-    token_logps = [_naive_token_logps(hf_backend, r) for r in requests]
-    naive = [[sum(lp for _, lp in option) for option in tokens] for tokens in token_logps]
+    per_token = [token_logps(hf_backend, r) for r in requests]
+    naive = [sums(tokens) for tokens in per_token]
     free = _naive_scores(hf_backend, replace(requests[0], messages=requests[0].content_free))
     tokens = [len(hf_backend.tokenizer.encode(o, add_special_tokens=False)) + 1 for o in LABELS]
     calibrated = hf_backend.score_options(requests, GenerationParams(option_ranking="calibrated"))
@@ -80,7 +57,7 @@ def test_every_ranking_method_is_its_formula_over_the_naive_likelihoods(hf_backe
         assert calibrated[i].option_scores == pytest.approx([a - b for a, b in zip(naive[i], free)], abs=3e-3)
         assert mean[i].option_scores == pytest.approx([a / n for a, n in zip(naive[i], tokens)], abs=2e-3)
         assert calibrated[i].text == LABELS[max(range(len(LABELS)), key=lambda j: naive[i][j] - free[j])]
-        pick, first_logps = _naive_first_token_pick(token_logps[i], LABELS)
+        pick, first_logps = first_token_pick(per_token[i], LABELS)
         assert first[i].option_scores == pytest.approx(first_logps, abs=2e-3)
         assert first[i].text == pick
         assert calibrated[i].tokens_in == len(hf_backend.prompt_ids(requests[i].messages))
@@ -97,7 +74,7 @@ def test_first_token_picks_by_the_first_token_then_the_whole_option_among_those_
     requests = [Request(str(i), [{"role": "user", "content": q}], options=options) for i, q in enumerate(questions)]
     got = hf_backend.score_options(requests, GenerationParams(option_ranking="first_token"))
     by_sum = hf_backend.score_options(requests, GenerationParams(option_ranking="sum"))
-    picks = [_naive_first_token_pick(_naive_token_logps(hf_backend, r), options)[0] for r in requests]
+    picks = [first_token_pick(token_logps(hf_backend, r), options)[0] for r in requests]
     assert [g.text for g in got] == picks
     assert [g.text for g in got] != [g.text for g in by_sum]
     assert len({p for p in picks if p.startswith("New")}) == 2  # both members of the shared group win somewhere

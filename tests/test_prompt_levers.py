@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from advisor.data import load_dataset
+from advisor.ranking import answers_by_method
 from advisor.runner import Runner
 from advisor.spec import load_task
+from baselines.prompt import ZeroShotLever
+from tests.naive_ranking import first_token_pick, sums, token_logps
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +24,10 @@ def _predictions(task_file, workdir, hf_backend, overrides=None, levers=None):
     return {lv.name: lv for lv in result.levers}
 
 
+def _argmax(values):
+    return max(range(len(values)), key=lambda j: values[j])
+
+
 def test_same_run_twice_gives_the_same_predictions(trec_small, tmp_path, hf_backend):
     a = _predictions(trec_small, tmp_path / "a", hf_backend)
     b = _predictions(trec_small, tmp_path / "b", hf_backend)
@@ -28,9 +36,25 @@ def test_same_run_twice_gives_the_same_predictions(trec_small, tmp_path, hf_back
         assert [p.raw for p in a[name].predictions] == [p.raw for p in b[name].predictions]
         for pa, pb in zip(a[name].predictions, b[name].predictions):
             assert pa.context["option_scores"] == pytest.approx(pb.context["option_scores"], abs=1e-4)
-    # Labels come from ranking the closed set, so every prediction is a valid label.
-    labels = {"ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"}
-    assert all(p.output in labels for p in a["prompt"].predictions)
+    # Each answer is what its method picks from the real model's log-likelihoods, computed here by
+    # hand (one forward pass per label): the served answer under the row's method, and the picks
+    # recorded beside it for sum, calibrated and first_token.
+    lever = a["prompt"]
+    eval_by_id = {ex.id: ex for ex in load_dataset(load_task(trec_small), limit=8).eval}
+    requests = ZeroShotLever().requests(lever.artifact, [eval_by_id[p.example_id] for p in lever.predictions])
+    method = lever.extra["option_ranking"]["method"]
+    free: dict[str, list[float]] = {}  # the content-free prompt is the same for every item
+    for p, r in zip(lever.predictions, requests):
+        tokens = token_logps(hf_backend, r)
+        key = repr(r.content_free)
+        if key not in free:
+            free[key] = sums(token_logps(hf_backend, r, r.content_free))
+        calibrated = [s - f for s, f in zip(sums(tokens), free[key])]
+        by_hand = {"sum": r.options[_argmax(sums(tokens))], "calibrated": r.options[_argmax(calibrated)],
+                   "first_token": first_token_pick(tokens, r.options)[0]}
+        answers = answers_by_method(p)
+        assert {m: answers[m] for m in by_hand} == by_hand
+        assert p.raw == p.output == answers[method]
 
 
 def test_random_selection_is_seeded(trec_small, tmp_path, hf_backend):
