@@ -107,7 +107,7 @@ def _requests(task: Task, data: Any, lever: Any, options: Any, cache_dir: Any) -
 
     plain = task.model_copy(update={"prompt": task.prompt.model_copy(update={"variants": {}})})
     dev: list[Request] = []
-    if task.prompt.variants and lever.name in ("prompt", "prompt-few-shot", "prompt-search"):
+    if task.prompt.variants and lever.family == "prompt":
         dev_items, _ = dev_split(task, data.train)
         for name in variant_names(task):
             worded = with_variant(task, name)

@@ -137,3 +137,30 @@ def test_eval_examples_never_reach_a_prompt_as_shots(tiny):
 def test_unknown_lever_option_is_named(tiny):
     with pytest.raises(Exception, match=r"lever_options.prompt-few-shot.kk"):
         _run(tiny, CountingBackend(), **{"lever_options": {"prompt-few-shot": {"kk": 1}}})
+
+
+def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_what_is_read():
+    from advisor.registry import fine_tunes, lever_family, load_lever
+    from advisor.types import Lever
+
+    declared = {  # name: (family, option_ranking, keeps an index, can be prepared on a subset)
+        "prompt": ("prompt", None, False, False), "prompt-few-shot": ("prompt", None, False, False),
+        "prompt-search": ("prompt", None, False, False), "rag": ("retrieval", None, True, False),
+        "lora": ("fine-tuning", "sum", False, True), "lora-rag": ("fine-tuning", "sum", False, True),
+    }
+    for name, (family, ranking, index, subsets) in declared.items():
+        lever = load_lever(name)
+        assert (lever_family(lever), lever.option_ranking, lever.index is not None,
+                lever.prepare_on is not None) == (family, ranking, index, subsets), name
+
+    class Cheap(Lever):  # a low rung, yet it trains weights: the declaration wins over the rung
+        name, rung, family = "cheap", 0.5, "fine-tuning"
+
+    class Odd(Lever):
+        name, rung, family = "odd", 1, "magic"
+
+    assert lever_family(Cheap()) == "fine-tuning" and fine_tunes(Cheap())
+    assert lever_family({"rung": 0.5}) == "prompt"  # a results.json row written before rows recorded family
+    with pytest.raises(ValueError, match="magic"):
+        lever_family(Odd())
+    assert Cheap().held_out(None, None, None) is None and Cheap().report_details(None, {}) == {}
