@@ -50,16 +50,16 @@ def test_dry_run_of_a_task_with_prompt_variants_counts_the_dev_requests(tmp_path
     n_wordings = 1 + len(spec["prompt"]["variants"])
     out = tmp_path / "estimate.json"
     r = CliRunner().invoke(main, ["run", str(task_file), "--dry-run", "--lever", "prompt", "--latency-probe", "0",
-                                  "--json", str(out), "--set", "prompt.dev_size=7"])
+                                  "--json-out", str(out), "--set", "prompt.dev_size=7"])
     assert r.exit_code == 0, r.output
     rows = json.loads(out.read_text())
     rows = rows["dry_run"]
     assert rows[0]["requests"] == 5 + 7 * n_wordings  # eval items + every wording on the dev split
+    # `--json` is a flag, as for audit and compare: the estimate goes to stdout, and only it.
     r = CliRunner().invoke(main, ["run", str(task_file), "--dry-run", "--lever", "prompt", "--latency-probe", "0",
-                                  "--json", str(out), "--set", "prompt.dev_size=7", "--limit", "3"])
+                                  "--json", "--set", "prompt.dev_size=7", "--limit", "3"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(out.read_text())
-    rows = rows["dry_run"]
+    rows = json.loads(r.stdout)["dry_run"]
     assert rows[0]["requests"] == 3 + 3 * n_wordings  # --limit caps the dev split too
 
 
