@@ -165,7 +165,7 @@ def test_dry_run_estimates_tokens_and_dollars_and_sends_nothing(make_task, tmp_p
             f"  small: {{model: 'openai:smollm2', base_url: '{proxy.url}/v1', tokenizer: 'hf:smollm2-135m-instruct'}}\n"
             "prices: {gpt-4o-mini: {input_per_1m_usd: 0.15, output_per_1m_usd: 0.6}}\n", n_eval=6)
         out = tmp_path / "dry.json"
-        proc = run_cli(["run", str(task), "--dry-run", "--latency-probe", "0", "--json", str(out)])
+        proc = run_cli(["run", str(task), "--dry-run", "--latency-probe", "0", "--json-out", str(out)])
         assert proc.returncode == 0, proc.stderr
         assert proxy.seen == []
     rows = {r["row"]: r for r in json.loads(out.read_text())["dry_run"]}
