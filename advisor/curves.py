@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from advisor.data import remove_leakage
-from advisor.types import Artifact, Example, LeverContext
+from advisor.types import Artifact, Example, Lever, LeverContext
 
 DEFAULT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
 
@@ -39,9 +39,10 @@ class TrainsOnSubsets(Protocol):
     def record_metrics(self, ctx: LeverContext, artifact: Artifact, metrics: dict[str, float]) -> None: ...
 
 
-def has_curve(lever: object) -> bool:
-    """Whether `measure_curve` can measure `lever`'s learning curve (it trains on subsets)."""
-    return isinstance(lever, TrainsOnSubsets)
+def has_curve(lever: Lever) -> bool:
+    """Whether `measure_curve` can measure `lever`'s learning curve: it declares `prepare_on` (trains
+    on a given subset; advisor.types.Lever declares it None for levers that cannot)."""
+    return isinstance(lever, Lever) and lever.prepare_on is not None
 
 
 @dataclass
