@@ -352,10 +352,12 @@ def report(run_dir: Path, fmt: str, out: Path | None) -> None:
 @click.argument("run_b", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
-    """Compare two run folders item by item on the task's target metric (macro-F1 included), pairing
-    items within their eval groups; exit 1 when RUN_A's recommended lever (or, with none, any lever)
-    is significantly worse in RUN_B (a CI gate), else 0. Significance is one-sided at 1 − confidence,
-    Holm-adjusted over the levers gated, so an unchanged run fails at most that often."""
+    """Compare two runs on the target metric; exit 1 when RUN_A's pick is significantly worse in RUN_B.
+
+    Items are paired one by one (within their eval groups; macro-F1 from the stored answers). The gate
+    is RUN_A's recommended lever, or with none every lever; exit 1 when one is significantly worse in
+    RUN_B (a CI gate), else 0. Significance is one-sided at 1 − confidence, Holm-adjusted over the
+    levers gated, so an unchanged run fails at most that often."""
     from advisor.compare import compare_runs, print_comparison
     from advisor.report.document import load_run
 

@@ -251,7 +251,7 @@ def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write
     assert "removed 1 (near-duplicate:train/eval)" in lines[0]
     assert any("too-few-eval-items" in line for line in lines[1:])
     console = Console(file=io.StringIO(), width=200)
-    print_results(console, data)
+    print_results(console, result.record)
     shown = console.file.getvalue()
     assert "data audit: " in shown and "removed 1 (near-duplicate:train/eval)" in shown
 

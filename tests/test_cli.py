@@ -146,7 +146,7 @@ def test_learning_curve_is_shown_and_the_verdict_reads_it(trec_small, tmp_path):
     assert [p["n_train"] for p in curve["points"]] == [30, 60] and curve["message"]
     # The full-size point is the adapter the lever itself trained and scored.
     lever = results["levers"][0]
-    assert curve["points"][-1]["adapter"] == lever["artifact"]["adapter"]
+    assert curve["points"][-1]["adapter"] == lever["artifact"]["info"]["adapter"]
     assert curve["points"][-1]["metric"] == pytest.approx(lever["metrics"]["accuracy"]["value"])
     assert "lora: learning curve (accuracy, target 0.99)" in r.output and curve["message"][:40] in r.output
     rec = results["verdict"]

@@ -139,8 +139,9 @@ def test_unknown_lever_option_is_named(tiny):
         _run(tiny, CountingBackend(), **{"lever_options": {"prompt-few-shot": {"kk": 1}}})
 
 
-def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_what_is_read():
-    from advisor.registry import fine_tunes, lever_family, load_lever
+def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_what_is_read(monkeypatch):
+    from advisor.registry import fine_tunes, load_lever
+    from advisor.errors import InputError
     from advisor.types import Lever
 
     declared = {  # name: (family, option_ranking, keeps an index, can be prepared on a subset)
@@ -150,7 +151,7 @@ def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_wha
     }
     for name, (family, ranking, index, subsets) in declared.items():
         lever = load_lever(name)
-        assert (lever_family(lever), lever.option_ranking, lever.index is not None,
+        assert (lever.family, lever.option_ranking, lever.index is not None,
                 lever.prepare_on is not None) == (family, ranking, index, subsets), name
 
     class Cheap(Lever):  # a low rung, yet it trains weights: the declaration wins over the rung
@@ -159,8 +160,12 @@ def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_wha
     class Odd(Lever):
         name, rung, family = "odd", 1, "magic"
 
-    assert lever_family(Cheap()) == "fine-tuning" and fine_tunes(Cheap())
-    assert lever_family({"rung": 0.5}) == "prompt"  # a results.json row written before rows recorded family
-    with pytest.raises(ValueError, match="magic"):
-        lever_family(Odd())
+    assert fine_tunes(Cheap())
+    from types import SimpleNamespace
+
+    import advisor.registry as registry
+
+    monkeypatch.setattr(registry, "available", lambda: {"odd": SimpleNamespace(load=lambda: Odd)})
+    with pytest.raises(InputError, match="magic"):  # an undeclared family is refused when the lever loads
+        load_lever("odd")
     assert Cheap().held_out(None, None, None) is None and Cheap().report_details(None, {}) == {}

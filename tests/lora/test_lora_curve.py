@@ -120,7 +120,7 @@ def test_learning_curve_with_several_models_is_measured_per_row_on_its_own_model
         curve = curves[name]
         assert [p["n_train"] for p in curve["points"]] == [8, 16] and curve["message"]
         # The full-size point is the row's own adapter and score; every point was trained on the row's model.
-        assert curve["points"][-1]["adapter"] == rows[name]["artifact"]["adapter"]
+        assert curve["points"][-1]["adapter"] == rows[name]["artifact"]["info"]["adapter"]
         assert curve["points"][-1]["metric"] == pytest.approx(rows[name]["metrics"]["accuracy"]["value"])
         assert {made[p["adapter"]]["base_model"] for p in curve["points"]} == {bases[alias].identity}
     assert curves["lora@a"]["points"][0]["adapter"] != curves["lora@b"]["points"][0]["adapter"]

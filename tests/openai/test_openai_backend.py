@@ -112,7 +112,7 @@ def test_run_records_path_unmappable_and_stores_every_answer(llama_server, make_
     # Self-served with no price given: the cost is unknown, stored as null, never 0.
     assert row["cost"]["per_1k_queries_usd"] is None and row["cost"]["first_year_usd"] is None
     assert row["price"]["source"] == "unknown"
-    assert any("price unknown" in n for n in result.verdict.notes)
+    assert any("price unknown" in n for n in result.record.verdict.notes)
     store = RunStore(tmp_path / "run" / "advise.sqlite")
     assert store.count_predictions("prompt") == 6
     store.close()
