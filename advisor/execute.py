@@ -68,6 +68,10 @@ class Backends:
                 self.base = make_backend(self.task, self.cache_dir)
         return self.base
 
+    def provide(self, choice: Any, backend: Backend) -> None:
+        """Use `backend`, already made (say, a model loaded once under two identities), for `choice`."""
+        self._by_model[choice] = backend
+
     def backend_for(self, choice: Any) -> Backend:
         """The backend of one of the task's models (advisor.modelspec.ModelChoice), made once."""
         if choice not in self._by_model:

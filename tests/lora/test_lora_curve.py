@@ -106,7 +106,7 @@ def test_learning_curve_with_several_models_is_measured_per_row_on_its_own_model
     bases = {"a": loaded, "b": replace(loaded, identity=loaded.identity + "+b")}
     runner = Runner(task, tmp_path / "run", cache_dir=tmp_path / "cache", latency_probe=0)
     for choice in resolve_models(task):  # the session's model under two identities: loaded once
-        runner._backends[choice] = HFBackend(bases[choice.alias], usd_per_hour=task.costs.cpu_hour_usd)
+        runner.backends.provide(choice, HFBackend(bases[choice.alias], usd_per_hour=task.costs.cpu_hour_usd))
     try:
         result = runner.run(curve_fractions=(0.5, 1.0))
     finally:

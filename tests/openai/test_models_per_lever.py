@@ -73,7 +73,7 @@ def test_prompt_on_the_server_and_lora_on_the_local_model_end_to_end(llama_serve
     assert rows["prompt@served"]["cost"]["per_1k_queries_usd"] > 0
     assert served_backend.price_per_second_usd() == pytest.approx(1.2 / 3600)
     assert rows["lora@local"]["cost"]["setup_usd"] > 0
-    assert set(data["recommendation"]["ranking"]) == set(rows)
+    assert set(data["verdict"]["ranking"]) == set(rows)
     # A second run recomputes nothing: every row's answers come from the store.
     assert [lv.computed for lv in repeat.levers] == [0, 0, 0]
 
