@@ -514,8 +514,10 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
             said.append(f"{r.name} scores {_f(r.metrics[metric].value)} with one-sided bounds {_f(v.lower_bound)}–"
                         f"{_f(v.upper_bound)}: {more_items_text(v, r.n_eval)}{guess}")
         step = f"collect more eval items for {lead.name}: {more_items_text(verdicts[lead.name], lead.n_eval)}"
-        reason = (f"Undecided: no lever is shown to meet {metric} ≥ {_f(threshold)} at {pct}% confidence, and the "
-                  f"question is still open for {len(undecided)} of {len(ranked)}. " + " ".join(s + "." for s in said))
+        open_ = (f"{undecided[0].name} is neither shown to meet nor shown to fail it" if len(undecided) == 1 else
+                 f"{len(undecided)} of {len(ranked)} levers are neither shown to meet nor shown to fail it")
+        reason = (f"Undecided: no lever is shown to meet {metric} ≥ {_f(threshold)} at {pct}% confidence, and "
+                  f"{open_}. " + " ".join(s + "." for s in said))
         return Verdict(verdicts, VerdictRecord(outcome="undecided", reason=reason, closest=lead.name, next_step=step,
                                                ranking=names, notes=notes, comparisons=comparisons,
                                                break_even=pairs, reasons=reasons))
