@@ -70,7 +70,7 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             counters[row.model] = _counter(task, row.model, cache_dir)
         count, method, backend = counters[row.model]
         requests = _requests(task, data, lever, options, cache_dir)
-        extra_chars = getattr(options, "max_context_chars", 0) if lever.name.endswith("rag") else 0
+        extra_chars = lever.retrieved_chars(options)  # declared by the lever (rag, lora-rag)
         n = len(requests) + min(latency_probe, len(requests))
         t_in = sum(count(r) + extra_chars // 4 for r in requests)
         if task.kind == "classification" and backend is not None and task.labels:

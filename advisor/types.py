@@ -280,6 +280,11 @@ class Lever:
         """Extra `details` for the row in results.json (e.g. prompt variants' dev scores); none by default."""
         return {}
 
+    def retrieved_chars(self, options: BaseModel) -> int:
+        """At most how many characters of retrieved text one request carries (`advise run --dry-run`
+        counts them as tokens); 0 by default: the lever retrieves nothing."""
+        return 0
+
     def artifacts(self, cache_dir: Path) -> list[dict[str, Any]]:
         """The artifacts this lever keeps in the cache (`advise adapters`); none by default."""
         return []

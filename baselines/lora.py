@@ -306,6 +306,10 @@ class LoraRagLever(LoraLever):
     rung = 4
     options_model = LoraRagOptions
 
+    def retrieved_chars(self, options: BaseModel) -> int:
+        assert isinstance(options, LoraRagOptions)
+        return options.rag.max_context_chars
+
     def prepare_state(self, ctx: LeverContext, options: BaseModel) -> Any:
         assert isinstance(options, LoraRagOptions)
         return prepare_retriever(ctx, options.rag, self.name)

@@ -30,6 +30,10 @@ class RagLever(Lever):
     family = "retrieval"
     options_model = RagOptions
 
+    def retrieved_chars(self, options: BaseModel) -> int:
+        assert isinstance(options, RagOptions)
+        return options.max_context_chars
+
     def prepare(self, ctx: LeverContext, options: BaseModel) -> Artifact:
         assert isinstance(options, RagOptions)
         retriever = prepare_retriever(ctx, options, self.name)

@@ -154,6 +154,11 @@ def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_wha
         assert (lever.family, lever.option_ranking, lever.index is not None,
                 lever.prepare_on is not None) == (family, ranking, index, subsets), name
 
+    # Retrieved text the dry-run estimate counts: declared by the levers that retrieve (lora-rag too).
+    retrieved = {n: load_lever(n).retrieved_chars(load_lever(n).options_model()) for n in declared}
+    assert retrieved == {"prompt": 0, "prompt-few-shot": 0, "prompt-search": 0, "rag": 4000, "lora": 0,
+                         "lora-rag": 4000}
+
     class Cheap(Lever):  # a low rung, yet it trains weights: the declaration wins over the rung
         name, rung, family = "cheap", 0.5, "fine-tuning"
 

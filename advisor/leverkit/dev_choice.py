@@ -54,7 +54,7 @@ class DevChoice:
 def cost_of(backend: Any, predictions: list[Prediction]) -> tuple[float, float]:
     """(compute seconds, USD) of these answers: seconds at the backend's price, plus its token price if any."""
     seconds = sum(p.seconds for p in predictions)
-    tokens = getattr(backend, "token_cost_usd", lambda p: 0.0)(predictions)  # hosted backends price tokens
+    tokens = backend.token_cost_usd(predictions)  # hosted backends price tokens
     # None: the model's token price is unknown. Its row's per-query price is then unknown too, so the
     # row is shown and ranked as "unknown"; setup counts only what is priced.
     return seconds, seconds * backend.price_per_second_usd() + (tokens or 0.0)

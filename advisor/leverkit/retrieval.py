@@ -185,7 +185,7 @@ def rag_artifact(ctx: LeverContext, options: RagOptions, retriever: Retriever, n
                  extra_identity: Any = None, setup_usd: float = 0.0) -> Artifact:
     """The artifact of a retrieval lever: index cost as setup, re-indexing as upkeep."""
     costs = ctx.task.costs
-    hourly = costs.gpu_hour_usd if getattr(backend, "device", "cpu") == "cuda" else costs.cpu_hour_usd
+    hourly = costs.gpu_hour_usd if backend.device == "cuda" else costs.cpu_hour_usd
     per_chunk, basis = retriever.seconds_per_chunk()
     full_seconds = per_chunk * retriever.stats.total_chunks  # embedding the whole knowledge once
     info = {
