@@ -156,9 +156,9 @@ def _set_difference(name: str, metric: str, ids: list[str], ia: Mapping[str, dic
                     ib: Mapping[str, dict[str, Any]], conf: float, groups: list[Any] | None,
                     seed: int) -> tuple[float, float, PairedDifference]:
     """(A's value, B's value, B − A) of a set statistic (macro-F1) recomputed from stored answers."""
-    from advisor.scoring import macro_f1
+    from advisor.scoring import SET_METRICS, set_statistic
 
-    if metric != "macro_f1":
+    if metric not in SET_METRICS:
         raise InputError(f"lever {name}: the target metric {metric} has no per-item scores to pair")
     golds = [ia[i]["gold"] for i in ids]
     pa, pb = [ia[i]["output"] for i in ids], [ib[i]["output"] for i in ids]
@@ -166,13 +166,10 @@ def _set_difference(name: str, metric: str, ids: list[str], ia: Mapping[str, dic
     # or predictions anyway, so the labels seen in either run give the same figure.
     labels = sorted({str(x) for x in golds + pa + pb if isinstance(x, str)})
 
-    def f1(preds: list[Any], idx: np.ndarray) -> float:
-        return macro_f1([golds[i] for i in idx], [preds[i] for i in idx], labels)
-
+    fa, fb = set_statistic(metric, golds, pa, labels), set_statistic(metric, golds, pb, labels)
     everything = np.arange(len(ids))
-    diff = paired_statistic_difference(len(ids), lambda idx: f1(pb, idx) - f1(pa, idx), conf, groups=groups,
-                                       seed=seed)
-    return f1(pa, everything), f1(pb, everything), diff
+    diff = paired_statistic_difference(len(ids), lambda idx: fb(idx) - fa(idx), conf, groups=groups, seed=seed)
+    return fa(everything), fb(everything), diff
 
 
 def compare_runs(a: StoredRun, b: StoredRun, *, groups: Mapping[str, Any] | None = None,

@@ -18,7 +18,7 @@ from advisor.execute import Predictor
 from advisor.plan import Row
 from advisor.ranking import AUTO, natural_method
 from advisor.record import ArtifactRecord, CostRecord, LeverRecord, LeverVerdict, MetricRecord
-from advisor.scoring import Scores, parse_output, score
+from advisor.scoring import SET_METRICS, Scores, parse_output, score, set_statistic
 from advisor.spec import Task
 from advisor.stats import Interval, bootstrap_statistic, metric_interval
 from advisor.types import Artifact, Lever, LeverContext, Prediction
@@ -107,15 +107,9 @@ def intervals(task: Task, data: Dataset, scores: Scores, golds: list[Any], preds
     for m, value in scores.aggregate.items():
         if m in out:
             continue
-        if m == "macro_f1":
-            from advisor.scoring import macro_f1
-
-            labels = task.labels or []
-            out[m] = bootstrap_statistic(
-                len(golds),
-                lambda idx, labels=labels: macro_f1([golds[i] for i in idx], [preds[i] for i in idx], labels),
-                conf, seed=seed, groups=groups,
-            )
+        if m in SET_METRICS:
+            out[m] = bootstrap_statistic(len(golds), set_statistic(m, golds, preds, task.labels or []),
+                                         conf, seed=seed, groups=groups)
         else:  # set-level figures without a resampling rule are shown without an interval
             out[m] = Interval(value, value, value, conf)
     return out
@@ -165,15 +159,9 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
         choice = choose_paired(natural, {m: sc.per_item[metric] for m, sc in per_method.items()},
                                metric=metric, alpha=round(1 - conf, 10), seed=task.seed)
     else:  # macro-F1: a set statistic
-        from advisor.scoring import macro_f1
-
-        labels = task.labels or []
-
-        def stat(m: str) -> Callable[[Any], float]:
-            return lambda idx: macro_f1([golds[i] for i in idx], [under[m][i] for i in idx], labels)
-
-        choice = choose_paired(natural, metric=metric, alpha=round(1 - conf, 10), seed=task.seed,
-                               set_statistic={m: stat(m) for m in methods}, n=n)
+        choice = choose_paired(natural, metric=metric, alpha=round(1 - conf, 10), seed=task.seed, n=n,
+                               set_statistic={m: set_statistic(metric, golds, under[m], task.labels or [])
+                                              for m in methods})
     method = choice.chosen
     if not held.priced:  # answers asked only for this choice are part of setting the lever up
         from advisor.leverkit.dev_choice import cost_of
@@ -235,12 +223,8 @@ def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], v
         if metric in sc.per_item:
             found = assess(sc.per_item[metric], threshold, t.confidence, t.rule, groups=groups, seed=task.seed)
         else:
-            from advisor.scoring import macro_f1
-
-            labels = task.labels or []
             found = assess(None, threshold, t.confidence, t.rule, n=len(golds), seed=task.seed,
-                           set_statistic=lambda idx: macro_f1([golds[i] for i in idx], [preds[i] for i in idx],
-                                                              labels))
+                           set_statistic=set_statistic(metric, golds, preds, task.labels or []))
         return float(sc.aggregate[metric]), found.state
 
     values = {r.name: float(r.scores.aggregate.get(metric, 0.0)) for r in results}

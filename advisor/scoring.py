@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,26 @@ def macro_f1(golds: list[str], preds: list[str | None], labels: list[str]) -> fl
         _, _, f1 = _prf(tp, sum(1 for p in preds if p == lab), sum(1 for g in golds if g == lab))
         f1s.append(f1)
     return sum(f1s) / len(f1s) if f1s else 0.0
+
+
+SET_METRICS = ("macro_f1",)  # metrics of a whole set, not means of per-item scores
+
+
+def set_statistic(metric: str, golds: Sequence[Any], preds: Sequence[Any],
+                  labels: Sequence[str]) -> Callable[[Sequence[int]], float]:
+    """A set-level metric as a function of item indices, for resampling (bootstrap intervals, paired
+    differences, label-ranking choices): `f(idx)` is the metric over items `idx` (shape (k,), ints;
+    repeats allowed). `golds`, `preds`: shape (n,), aligned. The one place a set metric is resampled.
+
+    Raises ValueError for a metric not in SET_METRICS."""
+    if metric not in SET_METRICS:
+        raise ValueError(f"{metric} is not a set-level metric (one of {', '.join(SET_METRICS)})")
+    labs = list(labels)
+
+    def f(idx: Sequence[int]) -> float:
+        return macro_f1([golds[i] for i in idx], [preds[i] for i in idx], labs)
+
+    return f
 
 
 def score(task: Task, golds: list[Any], preds: list[Any]) -> Scores:

@@ -50,7 +50,7 @@ from advisor.record import (
     TargetRecord,
     VerdictRecord,
 )
-from advisor.scoring import macro_f1, normalize_answer, score
+from advisor.scoring import normalize_answer, score, set_statistic
 from advisor.stats import (
     PairedDifference,
     bootstrap_statistic,
@@ -240,13 +240,12 @@ class _Stats:
 
     def _set_diff(self, pa: Sequence[Any], pb: Sequence[Any], confidence: float) -> PairedDifference:
         """Macro-F1 of one row minus another's on the same resampled items (paired bootstrap, scipy)."""
-        golds, labels = self.golds, list(self.labels)
+        fa, fb = (set_statistic(self.target.metric, self.golds, p, self.labels) for p in (pa, pb))
 
         def gap(idx: np.ndarray) -> float:
-            g = [golds[i] for i in idx]
-            return macro_f1(g, [pa[i] for i in idx], labels) - macro_f1(g, [pb[i] for i in idx], labels)
+            return fa(idx) - fb(idx)
 
-        return paired_statistic_difference(len(golds), gap, confidence, groups=self.groups, seed=self.seed)
+        return paired_statistic_difference(len(self.golds), gap, confidence, groups=self.groups, seed=self.seed)
 
 
 def better_than_baseline(ev: LeverEvidence, baseline: Baseline, stats: _Stats) -> bool:
@@ -429,12 +428,8 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
         if metric in r.per_item:
             a = assess(r.per_item[metric], threshold, conf, target.rule, groups=groups, seed=seed)
         else:
-            preds, labs = r.preds, list(labels or [])
-
-            def f1(idx: np.ndarray, preds: Sequence[Any] = preds, labs: list[str] = labs) -> float:
-                return macro_f1([golds[i] for i in idx], [preds[i] for i in idx], labs)
-
-            a = assess(None, threshold, conf, target.rule, set_statistic=f1, n=len(golds), seed=seed)
+            a = assess(None, threshold, conf, target.rule, set_statistic=set_statistic(metric, golds, r.preds, labels or []),
+                       n=len(golds), seed=seed)
         guessing = baseline is not None and not better_than_baseline(r, baseline, stats)
         verdicts[r.name] = LeverVerdict(state=a.state, lower_bound=a.lower_bound, upper_bound=a.upper_bound,
                                         more_items_needed=a.more_items_needed, no_better_than_baseline=guessing)

@@ -140,8 +140,8 @@ def test_unknown_lever_option_is_named(tiny):
 
 
 def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_what_is_read(monkeypatch):
-    from advisor.registry import fine_tunes, load_lever
     from advisor.errors import InputError
+    from advisor.registry import fine_tunes, load_lever
     from advisor.types import Lever
 
     declared = {  # name: (family, option_ranking, keeps an index, can be prepared on a subset)

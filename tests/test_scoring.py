@@ -122,3 +122,24 @@ def test_label_length_warning():
     w = label_length_warning({"refund": 1, "other, the message is not a refund": 8}, "sum")
     assert w.startswith("labels differ a lot in length: 'refund' is 1 token, 'other, the message is not a...' 8")
     assert "use scoring.option_ranking: auto" in w
+
+
+def test_set_statistic_is_macro_f1_on_the_resampled_items_and_refuses_item_means():
+    """Every resample of a set metric (intervals, paired differences, choices) goes through one function:
+    f(idx) is macro-F1 of the items idx, repeats counted, as scikit-learn computes it on that list."""
+    import numpy as np
+
+    from advisor.scoring import set_statistic
+
+    rng = random.Random(3)
+    labels = ["A", "B", "C"]
+    golds = [rng.choice(labels) for _ in range(40)]
+    preds = [g if rng.random() < 0.6 else rng.choice(labels + [None]) for g in golds]
+    f = set_statistic("macro_f1", golds, preds, labels)
+    idx = np.random.default_rng(0).integers(0, 40, size=40)  # a bootstrap resample: repeats
+    g, p = [golds[i] for i in idx], [preds[i] if preds[i] is not None else "none" for i in idx]
+    present = sorted(set(g) | (set(p) & set(labels)))
+    assert f(idx) == pytest.approx(f1_score(g, p, labels=present, average="macro", zero_division=0))
+    assert f(np.arange(40)) != f(idx)  # it reads the indices, not the whole set
+    with pytest.raises(ValueError, match="accuracy is not a set-level metric"):
+        set_statistic("accuracy", golds, preds, labels)

@@ -106,15 +106,11 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
         if len(per_item) == len(order):
             paired = choose_paired(default, per_item, metric=metric, alpha=alpha, seed=ctx.task.seed)
         else:  # macro-F1: a set statistic
-            from advisor.scoring import macro_f1
+            from advisor.scoring import set_statistic
 
-            labels = ctx.task.labels or []
-
-            def stat(name: str) -> Any:
-                return lambda idx: macro_f1([golds[i] for i in idx], [outputs[name][i] for i in idx], labels)
-
-            paired = choose_paired(default, metric=metric, alpha=alpha, seed=ctx.task.seed,
-                                   set_statistic={n: stat(n) for n in order}, n=len(dev))
+            paired = choose_paired(default, metric=metric, alpha=alpha, seed=ctx.task.seed, n=len(dev),
+                                   set_statistic={n: set_statistic(metric, golds, outputs[n], ctx.task.labels or [])
+                                                  for n in order})
         chosen = paired.chosen
         extra["test"] = paired.as_dict()
     else:
