@@ -93,9 +93,38 @@ def _about(task: Any) -> Iterator[None]:
 
 def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
     from advisor.origin import parse_sets
+    from advisor.plan import task_lever_options
     from advisor.spec import load_task
 
-    return load_task(task_file, parse_sets(sets))
+    task = load_task(task_file, parse_sets(sets))
+    with _about(task):
+        task_lever_options(task)  # every lever's options, whichever command and --lever
+    return task
+
+
+def _check_writable(path: Path, option: str, want: str) -> None:
+    """Before any work: `path` can be written as `want` ("folder", "file" or "either"); else one line
+    naming the option, exit 2 (a run of an hour must not end in a traceback at its last write).
+    Writability is probed by making and removing a temporary folder where the path will live:
+    permission bits alone do not tell (root, read-only mounts, /proc)."""
+    import tempfile
+
+    where = f"{option} {path}"
+    if path.exists() and want == "folder" and not path.is_dir():
+        raise InputError("exists and is not a folder", file=where)
+    if path.exists() and want == "file" and path.is_dir():
+        raise InputError("is a folder; give a file path", file=where)
+    home = path if path.is_dir() else path.parent
+    while not home.exists():
+        home = home.parent
+    if not home.is_dir():
+        raise InputError(f"cannot be created: {home} is a file, not a folder", file=where)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".advise-probe-", dir=home))
+    except OSError as e:
+        raise InputError(f"cannot be written: {home}: {e.strerror or e}", file=where) from None
+    if path.is_file() and not os.access(path, os.W_OK):
+        raise InputError("is not writable", file=where)
 
 
 def _check_lever_args(task: Any, values: tuple[str, ...]) -> None:
@@ -148,6 +177,10 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     task = _load(task_file, sets)
     _check_lever_args(task, levers)
     fractions = _fractions(curve) if curve else None  # every argument is checked before a run folder exists
+    if json_path:
+        _check_writable(json_path, "--json-out", "file")
+    if not dry_run:
+        _check_writable(out or Path("runs") / task.name, "--out", "folder")
     if dry_run:
         from advisor.estimate import as_dicts, estimate, print_estimate
 
@@ -198,17 +231,16 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     from advisor.backends.openai import check_api_keys
     from advisor.data import load_dataset
     from advisor.knowledge.documents import load_knowledge
-    from advisor.plan import plan_rows
+    from advisor.plan import plan_rows, task_lever_options
     from advisor.prompting import check_templates, check_variants
-    from advisor.registry import lever_options, load_lever
+    from advisor.registry import load_lever
 
     task = _load(task_file, sets)
     with _about(task):
         data = load_dataset(task)
         check_templates(task, data.train + data.eval)
         check_variants(task, data.train + data.eval)
-        options = [lever_options(load_lever(name), task.lever_options.get(name, {}))
-                   for name in dict.fromkeys(entry.split("@")[0] for entry in task.levers)]  # `lever@model` rows
+        options = list(task_lever_options(task).values())
         plan_rows(task, task.levers, {n.split("@")[0]: load_lever(n.split("@")[0]) for n in task.levers})
         # The reader the run uses: same errors, no model.
         docs = load_knowledge(task.data_path("knowledge")) if task.data.knowledge else []
@@ -343,6 +375,8 @@ def report(run_dir: Path, fmt: str, out: Path | None) -> None:
     """Render report.html and report.md (charts as SVG beside them) from a stored run; no model is loaded."""
     from advisor.report.render import FORMATS, write_reports
 
+    if out is not None:
+        _check_writable(out, "--out", "folder" if fmt == "both" else "either")
     for path in write_reports(run_dir, FORMATS if fmt == "both" else (fmt,), out):
         click.echo(str(path))
 

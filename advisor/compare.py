@@ -182,6 +182,9 @@ def compare_runs(a: StoredRun, b: StoredRun, *, groups: Mapping[str, Any] | None
     stored answers (run_items) for macro-F1. Raises InputError when the runs share no lever
     or no example id, or when a set-level target cannot be recomputed from the store.
     """
+    if a.record.task != b.record.task:  # different tasks share lever names but not items
+        raise InputError(f"{a.run_dir} is a run of task {a.record.task!r} and {b.run_dir} of task "
+                         f"{b.record.task!r}: compare two runs of the same task")
     notes = run_differences(a, b)
     target = a.results["target"]
     metric = target["metric"]
@@ -213,7 +216,8 @@ def compare_runs(a: StoredRun, b: StoredRun, *, groups: Mapping[str, Any] | None
             sa, sb = items_a[name], items_b[name]
         ids = [i for i in sa if i in sb]
         if not ids:
-            raise InputError(f"lever {name}: no eval item id is in both runs")
+            raise InputError(f"lever {name}: no eval item id is in both {a.run_dir} and {b.run_dir} "
+                             "(different eval files?)")
         g = None if found is None else [found.get(i, f"\x00{i}") for i in ids]
         if per_item:
             xa, xb = [sa[i] for i in ids], [sb[i] for i in ids]

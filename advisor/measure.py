@@ -63,6 +63,11 @@ class LeverResult:
             cost=CostRecord(**self.cost.as_dict()), details=plain_json(self.scores.details), verdict=verdict, **extra)
 
 
+
+def _items(n: int, split: str) -> str:
+    """'1 dev item', '40 dev items'."""
+    return f"{n} {split} item{'' if n == 1 else 's'}"
+
 def plain_json(value: Any) -> Any:
     """`value` as plain JSON (tuples to lists, paths to strings), as results.json stores it."""
     return json.loads(json.dumps(value, default=str))
@@ -78,7 +83,7 @@ def wording_warnings(task: Task, results: list[LeverResult]) -> list[str]:
             continue
         chosen, metric = test["chosen"], test["metric"]
         p = (test.get("p_values") or {}).get(chosen)
-        out.append(f"{r.name}: the wording '{chosen}' replaced the task's own on {test['n']} dev items ({metric} "
+        out.append(f"{r.name}: the wording '{chosen}' replaced the task's own on {_items(test['n'], 'dev')} ({metric} "
                    f"{test['scores'][chosen]:.3f} against {test['scores'][test['default']]:.3f}, {test['rule']}"
                    + (f", p={p:.3g}" if p is not None else "")
                    + "); this row's eval figure is under that wording, the task's own was not scored on eval")
@@ -147,7 +152,7 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
             "method": natural, "natural": natural, "why": "natural", "held_out": None,
             "reason": f"{natural}, the lever's natural method; it has no held-out train items to check it on"}
     n = len(held.examples)
-    preds, _, _ = predictor.predict(lever, artifact, held.examples, f"label ranking on {n} {held.split} items",
+    preds, _, _ = predictor.predict(lever, artifact, held.examples, f"label ranking on {_items(n, held.split)}",
                                row_name=name, build=held.build)
     answers = [answers_by_method(p) for p in preds]
     methods = [natural, *(m for m in OPTION_RANKINGS if m != natural and all(a and m in a for a in answers))]
@@ -171,15 +176,15 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
         artifact.setup_usd += usd
     scores = ", ".join(f"{m} {v:.3f}" for m, v in choice.scores.items())
     if choice.switched:
-        reason = (f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule}, "
+        reason = (f"switched from {natural} to {method} on {_items(n, held.split)} ({scores}; {choice.rule}, "
                   f"p={choice.p_values.get(method)!s})" if choice.p_values.get(method) is not None else
-                  f"switched from {natural} to {method} on {n} {held.split} items ({scores}; {choice.rule})")
+                  f"switched from {natural} to {method} on {_items(n, held.split)} ({scores}; {choice.rule})")
     elif choice.rule == RULE_TOO_FEW:
         reason = (f"{natural}, the lever's natural method: {n} {held.split} item{'s' * (n != 1)} "
                   f"{'is' if n == 1 else 'are'} too few to test another against it")
     else:
         reason = (f"{natural}, the lever's natural method, kept: no other method was better beyond noise on "
-                  f"{n} {held.split} items ({scores}; {choice.rule})")
+                  f"{_items(n, held.split)} ({scores}; {choice.rule})")
     record = {"method": method, "natural": natural, "why": "switched" if choice.switched else "natural",
               "reason": reason, "held_out": {"split": held.split, **choice.as_dict()}}
     return [with_method(p, method, parse) for p in predictions], record

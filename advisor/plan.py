@@ -57,6 +57,16 @@ def lever_options(task: Task, lever: Lever) -> BaseModel:
     return validate_options(lever, task.lever_options.get(lever.name, {}))
 
 
+def task_lever_options(task: Task) -> dict[str, BaseModel]:
+    """Every lever the task names (not only those a run picks with `--lever`), loaded and its
+    `lever_options` validated: a misspelt option is refused by run, audit, index and validate alike.
+    Raises InputError naming the option."""
+    from advisor.registry import load_lever
+
+    names = dict.fromkeys(entry.split("@")[0] for entry in task.levers)  # `lever@model` rows
+    return {name: lever_options(task, load_lever(name)) for name in names}
+
+
 @dataclass(frozen=True)
 class Row:
     """One (lever, model) pair: a row of the scorecard. `name` is `lever@alias` with several models."""
@@ -131,6 +141,7 @@ class RunPlan:
         task's `levers`): every lever loaded and its options checked before any model loads, rows
         sorted by rung, then in the order named."""
         names = list(lever_names or self.task.levers)
+        task_lever_options(self.task)  # the levers not run too: a typo is an error however the run is cut
         levers = load_levers([n.split("@")[0] for n in names])
         options = {lv.name: lever_options(self.task, lv) for lv in levers}  # checked before any model loads
         rank = {lv.name: i for i, lv in enumerate(levers)}

@@ -54,7 +54,8 @@ def provenance(task: Task, data: Dataset, task_file: Path | None) -> dict[str, A
         "model": task.model,
         "task_file": str(task_file) if task_file else None,
         "task_sha256": stable_hash(task.model_dump(mode="json"))[:16],
-        "prompt_sha256": stable_hash(task.prompt.model_dump())[:16],
+        # The wording, not how many dev items chose among wordings (`--limit` caps dev_size).
+        "prompt_sha256": stable_hash(task.prompt.model_dump(exclude={"dev_size"}))[:16],
         "data": {**data.hashes(), "n_train": len(data.train), "n_eval": len(data.eval),
                  "leakage_removed": data.leakage_removed,
                  "near_leakage_removed": data.near_leakage_removed},

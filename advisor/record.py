@@ -322,11 +322,14 @@ def parse_record(data: Any, *, file: Path | None = None) -> RunRecord:
     if not isinstance(data, dict) or not isinstance(data.get("levers"), list):
         raise InputError("not an advise results file (no 'levers' list)", file=file, field="levers")
     version = data.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise InputError(f"results schema_version must be a whole number, got {version!r} (a damaged file?)",
+                         file=file, field="schema_version")
     if version == 1:
         data = _upgrade_v1(data, file)
     elif version != SCHEMA_VERSION:
         raise InputError(f"results schema_version {version!r} is not one this advise reads (1 or "
-                         f"{SCHEMA_VERSION}); upgrade advise", file=file, field="schema_version")
+                         f"{SCHEMA_VERSION}){'; upgrade advise' if version > SCHEMA_VERSION else ''}", file=file, field="schema_version")
     try:
         return RunRecord.model_validate(data)
     except ValidationError as e:

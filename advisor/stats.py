@@ -304,6 +304,44 @@ def mcnemar_exact(a: Sequence[float], b: Sequence[float], alternative: str = "tw
     return float(sps.binomtest(only_a, only_a + only_b, 0.5, alternative=alternative).pvalue)
 
 
+def newcombe_paired_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided interval at `confidence` for mean(a) - mean(b), paired binary scores (1 = right).
+
+    Newcombe (1998), "Improved confidence intervals for the difference between binomial
+    proportions based on paired data", Statistics in Medicine 17:2635-2650, method 10: each
+    margin's Wilson score interval (statsmodels `proportion_confint(method="wilson")`) combined
+    through the phi correlation of the 2x2 table, with Newcombe's correction of phi toward 0.
+    Written here because neither scipy nor statsmodels offers a paired-proportions interval.
+    It never has zero width while n is finite: with no discordant pair at all (two unchanged
+    runs) it still says how large a difference the items cannot rule out.
+    `a`, `b`: shape (n,), 0/1. Raises ValueError when the lengths differ or n == 0.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size != y.size or x.size == 0:
+        raise ValueError(f"paired scores need the same non-zero number of items, got {x.size} and {y.size}")
+    n = x.size
+    both, only_a = int(np.sum((x == 1) & (y == 1))), int(np.sum((x == 1) & (y == 0)))
+    only_b, neither = int(np.sum((x == 0) & (y == 1))), int(np.sum((x == 0) & (y == 0)))
+    p1, p2 = (both + only_a) / n, (both + only_b) / n
+    alpha = 1 - confidence
+    l1, u1 = (float(v) for v in proportion_confint(both + only_a, n, alpha=alpha, method="wilson"))
+    l2, u2 = (float(v) for v in proportion_confint(both + only_b, n, alpha=alpha, method="wilson"))
+    denom = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
+    cross = both * neither - only_a * only_b
+    if denom == 0:
+        phi = 0.0
+    elif cross > 0:  # Newcombe's continuity correction shrinks a positive phi
+        phi = max(cross - n / 2, 0.0) / math.sqrt(denom)
+    else:
+        phi = cross / math.sqrt(denom)
+    theta = p1 - p2
+    delta = math.sqrt(max((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2, 0.0))
+    eps = math.sqrt(max((u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2, 0.0))
+    return max(theta - delta, -1.0), min(theta + eps, 1.0)
+
+
 def _t_test(d: np.ndarray, se: float, df: float) -> tuple[float, float, float]:
     """(two-sided, less, greater) p-values of a t statistic mean(d) / se on df degrees of freedom."""
     mean = float(d.mean())
@@ -355,7 +393,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     `confidence` and p-values (see PairedDifference; the test alone is `paired_test`):
 
     - no groups, binary scores: a paired percentile bootstrap interval (scipy) and the exact
-      McNemar test (`mcnemar_exact`);
+      McNemar test (`mcnemar_exact`); where every resample gives the same difference (no item
+      changed), Newcombe's paired interval instead (`newcombe_paired_interval`), never zero width;
     - no groups, other scores: the same interval and a paired t-test (n - 1 df);
     - groups: a cluster-robust t-test of the mean difference, i.e. a t-test on the group
       totals of the differences with the ratio-estimator standard error and k - 1 degrees of
@@ -366,7 +405,8 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
       over a cluster-bootstrap p-value because it is deterministic, costs one pass over
       the items, and its k - 1 df keep it calibrated with tens of groups where a
       percentile bootstrap is too narrow (bench/verdict_calibration.py). No McNemar p
-      here: McNemar assumes independent pairs. With fewer than 2 groups nothing can be
+      here: McNemar assumes independent pairs. Binary scores whose group totals all differ
+      alike (standard error 0) get Newcombe's interval too. With fewer than 2 groups nothing can be
       tested: the interval is the range of the differences and every p is 1.
 
     Raises ValueError when the lengths differ or there are no items.
@@ -380,9 +420,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float 
         k = int(codes.max()) + 1
         if k < 2:
             return PairedDifference(mean, float(d.min()), float(d.max()), confidence, None, n, p, less, greater, test)
-        half = float(sps.t.ppf(0.5 + confidence / 2, k - 1)) * _grouped_se(d, codes)
-        return PairedDifference(mean, mean - half, mean + half, confidence, None, n, p, less, greater, test)
+        se = _grouped_se(d, codes)
+        half = float(sps.t.ppf(0.5 + confidence / 2, k - 1)) * se
+        low, high = mean - half, mean + half
+        if se == 0 and _binary(x) and _binary(y):  # every difference equal: not a zero-width interval
+            low, high = newcombe_paired_interval(x, y, confidence)
+        return PairedDifference(mean, low, high, confidence, None, n, p, less, greater, test)
     low, high = _scipy_bootstrap(d, None, confidence, seed, n_resamples)
+    if low == high and _binary(x) and _binary(y):
+        # Every resample is the same (no item changed, or every one did the same way): the items
+        # cannot rule out every other difference; Newcombe's interval says which they can.
+        low, high = newcombe_paired_interval(x, y, confidence)
     mcnemar = p if test == TEST_MCNEMAR else None
     return PairedDifference(mean, low, high, confidence, mcnemar, n, p, less, greater, test)
 

@@ -357,3 +357,35 @@ def test_show_report_and_compare_read_results_json_with_one_loader_and_the_same_
     assert errors() == {f"error: {path}: kind: not an advise results file (no 'kind')"}
     path.write_bytes(b'{"task": "caf\xe9"}\n')
     assert errors() == {f"error: {path}:1: not UTF-8 text (byte 13: 0xe9); save the file as UTF-8"}
+
+
+def test_unwritable_output_paths_are_refused_before_any_work(trec_small, tmp_path):
+    """Fresh-user finding: --out on a file, --json-out under a file, report --out under a file and an
+    uncreatable folder gave tracebacks (exit 1); --json-out was only tried after the whole run."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cases = [
+        ("run", str(trec_small), "--out", str(blocker)),
+        ("run", str(trec_small), "--out", str(tmp_path / "r"), "--json-out", str(blocker / "x.json")),
+        ("run", str(trec_small), "--out", str(tmp_path / "r"), "--json-out", str(tmp_path)),
+        ("run", str(trec_small), "--out", "/proc/advise-cannot-be-here"),
+    ]
+    for args in cases:
+        r = CliRunner().invoke(main, [*args, "--lever", "prompt", "--limit", "2", "--quiet"])
+        assert r.exit_code == 2, (args, r.output)
+        line = r.output.strip().splitlines()[-1]
+        assert line.startswith("error: --") and "Traceback" not in r.output, (args, r.output)
+    assert not (tmp_path / "r").exists()  # refused before a run folder was made
+
+
+def test_a_misspelt_option_of_a_lever_not_run_is_refused_by_every_command(trec_small):
+    """Fresh-user finding: validate refused lever_options.prompt-few-shot.kk, run --lever prompt and
+    audit accepted it."""
+    text = trec_small.read_text()
+    assert "prompt-few-shot: {k: 2, selection: fixed}" in text
+    trec_small.write_text(text.replace("prompt-few-shot: {k: 2, selection: fixed}", "prompt-few-shot: {kk: 2}"))
+    for args in (("validate",), ("run", "--lever", "prompt", "--limit", "2", "--quiet"), ("audit",),
+                 ("run", "--dry-run", "--lever", "prompt")):
+        r = CliRunner().invoke(main, [args[0], str(trec_small), *args[1:]])
+        assert r.exit_code == 2, (args, r.output)
+        assert "lever_options.prompt-few-shot.kk" in r.output and "task.yaml:" in r.output, (args, r.output)

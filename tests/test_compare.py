@@ -271,3 +271,17 @@ def test_unchanged_reruns_under_intra_group_correlation_fail_the_gate_at_most_at
         naive += paired_test(runs[1], runs[0])[1] < 0.05  # exact McNemar, groups ignored
     assert fails / sims <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / sims), fails / sims
     assert naive / sims > 0.08, naive / sims  # the scenario bites: ignoring the groups fails more often
+
+
+def test_runs_of_two_tasks_are_refused_naming_both_and_an_unchanged_run_has_a_real_interval(tmp_path):
+    """Fresh-user findings: compare across tasks said only 'no eval item id is in both runs'; two
+    unchanged runs printed a zero-width interval (+0.000, +0.000) on 6 items."""
+    a = _stored_run(tmp_path / "a", {"lora": GOOD}, "lora")
+    other = _stored_run(tmp_path / "other", {"lora": GOOD}, "lora", task="countries")
+    res = CliRunner().invoke(main, ["compare", str(a), str(other)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "task 't'" in res.output and "task 'countries'" in res.output and str(other) in res.output
+    same = _stored_run(tmp_path / "same", {"lora": GOOD}, "lora")
+    out = json.loads(CliRunner().invoke(main, ["compare", str(a), str(same), "--json"]).output)
+    diff = out["levers"][0]["difference"]
+    assert diff["value"] == 0 and diff["ci_low"] < -0.01 and diff["ci_high"] > 0.01  # Newcombe, not 0 to 0

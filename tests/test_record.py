@@ -58,8 +58,13 @@ def test_an_unknown_version_is_refused(tmp_path):
     data = load_record(V1).to_json()
     data["schema_version"] = 3
     (tmp_path / "results.json").write_text(json.dumps(data))
-    with pytest.raises(InputError, match="schema_version 3 is not one this advise reads"):
+    with pytest.raises(InputError, match="schema_version 3 is not one this advise reads.*upgrade advise"):
         load_record(tmp_path)
+    data["schema_version"] = "2"  # a damaged file, not a newer one: no advice to upgrade
+    (tmp_path / "results.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match="must be a whole number, got '2'") as e:
+        load_record(tmp_path)
+    assert "upgrade" not in str(e.value)
 
 
 def test_advise_schema_results_prints_the_record_schema_that_validates_a_record():
