@@ -50,7 +50,7 @@ from advisor.record import (
     TargetRecord,
     VerdictRecord,
 )
-from advisor.scoring import normalize_answer, score, set_statistic
+from advisor.scoring import SET_METRICS, normalize_answer, score, set_statistic
 from advisor.stats import (
     PairedDifference,
     bootstrap_statistic,
@@ -265,12 +265,18 @@ def _f(x: float) -> str:
     return f"{x:.3f}"
 
 
-def more_items_text(v: LeverVerdict, n_eval: int) -> str:
-    """The eval items that would settle an undecided row, in words."""
+SET_POWER_NOTE = ("approximate for a set statistic: a normal power calculation (statsmodels) with the per-item "
+                  "spread read off the bootstrap interval, 80% power")
+
+
+def more_items_text(v: LeverVerdict, n_eval: int, metric: str = "") -> str:
+    """The eval items that would settle an undecided row, in words (`metric`: the target metric; a
+    set statistic such as macro-F1 says its count is approximate)."""
     need = v.more_items_needed
     if need is None:
         return "its estimate equals the threshold, so no eval size settles it at this rate"
-    return f"about {need:,} more eval items ({need + n_eval:,} in all) would settle it ({POWER_NOTE})"
+    note = SET_POWER_NOTE if metric in SET_METRICS else POWER_NOTE
+    return f"about {need:,} more eval items ({need + n_eval:,} in all) would settle it ({note})"
 
 
 def comparison_message(lever: str, against: str, shown: PairedDifference, one_sided: PairedDifference, *,
@@ -507,8 +513,8 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
             v = verdicts[r.name]
             guess = "; it is not yet shown better than the trivial baseline either" if v.no_better_than_baseline else ""
             said.append(f"{r.name} scores {_f(r.metrics[metric].value)} with one-sided bounds {_f(v.lower_bound)}–"
-                        f"{_f(v.upper_bound)}: {more_items_text(v, r.n_eval)}{guess}")
-        step = f"collect more eval items for {lead.name}: {more_items_text(verdicts[lead.name], lead.n_eval)}"
+                        f"{_f(v.upper_bound)}: {more_items_text(v, r.n_eval, metric)}{guess}")
+        step = f"collect more eval items for {lead.name}: {more_items_text(verdicts[lead.name], lead.n_eval, metric)}"
         open_ = (f"{undecided[0].name} is neither shown to meet nor shown to fail it" if len(undecided) == 1 else
                  f"{len(undecided)} of {len(ranked)} levers are neither shown to meet nor shown to fail it")
         reason = (f"Undecided: no lever is shown to meet {metric} ≥ {_f(threshold)} at {pct}% confidence, and "
@@ -551,5 +557,5 @@ def _why_short(r: LeverEvidence, v: LeverVerdict, metric: str, threshold: float,
         return f"{head} fails: even its one-sided upper bound {_f(v.upper_bound)} is below the target {_f(threshold)}"
     if v.state == "undecided":
         return (f"{head} is undecided: the target {_f(threshold)} lies inside its one-sided bounds "
-                f"({_f(v.lower_bound)}–{_f(v.upper_bound)}); {more_items_text(v, r.n_eval)}")
+                f"({_f(v.lower_bound)}–{_f(v.upper_bound)}); {more_items_text(v, r.n_eval, metric)}")
     return f"{head} meets the target"
