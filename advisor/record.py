@@ -263,6 +263,16 @@ class Provenance(_Record):
     created: str
 
 
+class CheckRecord(_Record):
+    """One of the task's `checks:` (advisor.checks) as the run applied it: its pass/fail metric and, in
+    words, what it requires (e.g. "min_words 15, max_words 90")."""
+
+    name: str  # the per-item pass/fail metric it adds
+    kind: str  # json_schema | length | phrases | tone | language
+    rule: str
+    metrics: list[str]  # every metric it adds: its name, and for json_schema strict_json and lenient_json
+
+
 class RunRecord(_Record):
     """results.json. Per-item rows are in the run's advise.sqlite (advisor.store.RunStore)."""
 
@@ -278,6 +288,7 @@ class RunRecord(_Record):
     verdict: VerdictRecord
     scoring: ScoringRecord | None = None
     learning_curves: dict[str, CurveRecord] = Field(default_factory=dict)
+    checks: list[CheckRecord] = Field(default_factory=list)  # the task's checks; pass_all when any
     audit: AuditRecord | None = None  # None: a run from before the audit
     provenance: Provenance | None = None
 

@@ -75,6 +75,18 @@ MIGRATIONS: list[str] = [
     # Prompt tokens read from a shared-prefix cache instead of computed (Prediction.tokens_in_cached).
     # NULL in rows stored before it was recorded: read as 0, so they stay charged in full, as they were.
     "ALTER TABLE predictions ADD COLUMN tokens_in_cached INTEGER;",
+    # Why an output failed a check (advisor.checks), per item: the report shows it beside the answer.
+    # Only failures are kept; a pass has no reason.
+    """
+    CREATE TABLE item_reasons (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        lever TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (run_id, lever, example_id, metric)
+    );
+    """,
 ]
 
 
@@ -233,6 +245,26 @@ class RunStore:
                     for ex_id, value in zip(ids, values)
                 ],
             )
+
+    def put_item_reasons(self, run_id: int, lever: str, ids: list[str], reasons: dict[str, list[str]]) -> None:
+        """Keep why each item failed each check: `reasons` metric -> one string per item in `ids`'
+        order ("" for a pass, not stored)."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO item_reasons VALUES (?,?,?,?,?)",
+                [(run_id, lever, ex_id, metric, why) for metric, whys in reasons.items()
+                 for ex_id, why in zip(ids, whys) if why],
+            )
+
+    def item_reasons(self, run_id: int, lever: str) -> dict[str, dict[str, str]]:
+        """example id -> {check metric: why it failed} for one run and lever ({} in a store from before checks)."""
+        if "item_reasons" not in self.tables():
+            return {}
+        out: dict[str, dict[str, str]] = {}
+        for ex_id, metric, why in self.db.execute(
+                "SELECT example_id, metric, reason FROM item_reasons WHERE run_id=? AND lever=?", (run_id, lever)):
+            out.setdefault(ex_id, {})[metric] = why
+        return out
 
     def put_run_items(self, run_id: int, lever: str, examples: list[Example], predictions: list[Prediction]) -> None:
         """Record, for one run and lever, each eval example beside the answer it got (eval order)."""

@@ -36,6 +36,8 @@ class LeverItems:
     metric: str
     n_items: int
     failures: list[dict[str, Any]]  # position, example_id, source, input, gold, output, raw (eval order)
+    answers: dict[str, dict[str, Any]] = field(default_factory=dict)  # example id -> its row, every item
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)  # example id -> check -> why it failed
 
 
 @dataclass
@@ -113,7 +115,8 @@ def _load_items(db_path: Path, results: dict[str, Any]
             metric = target if target in scores[name] else ITEM_METRIC.get(kind, "exact_match")
             per_item = scores[name].get(metric, {})
             failed = [r for r in rows if per_item.get(r["example_id"], 1.0) < 1.0]
-            out[name] = LeverItems(metric, len(rows), failed)
+            out[name] = LeverItems(metric, len(rows), failed, {r["example_id"]: r for r in rows},
+                                   store.item_reasons(run_id, name))
         return out, None, scores, run_id
     except sqlite3.DatabaseError as e:
         raise InputError(f"unreadable run store: {e}", file=db_path) from None
@@ -162,6 +165,7 @@ def failures_section(r: dict[str, Any], run: StoredRun) -> Section:
 def build_document(run: StoredRun) -> Document:
     """The whole report as sections, in reading order."""
     # Sections draw charts (matplotlib): imported here, so reading a stored run stays light.
+    from advisor.report.checks_view import checks_section
     from advisor.report.levers import levers_section
     from advisor.report.sections import (
         cost_quality_section,
@@ -182,6 +186,7 @@ def build_document(run: StoredRun) -> Document:
         task_section(r),
         verdict_section(r),
         scorecard_section(r),
+        *([checks] if (checks := checks_section(r, run)) else []),
         *([ranking] if (ranking := ranking_section(r)) else []),
         cost_quality_section(r),
         volume_section(r),

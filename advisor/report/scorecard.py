@@ -168,6 +168,22 @@ def prompt_choice_tables(results: dict[str, Any]) -> list[Any]:
     return out
 
 
+def checks_tables(results: dict[str, Any]) -> list[Any]:
+    """Pass rate per lever of each of the task's checks (advisor.checks), and why outputs failed."""
+    from advisor.report.checks_view import failure_lines, terminal_rows
+
+    cols, rows = terminal_rows(results)
+    if not cols:
+        return []
+    table = _table("checks: pass rate per lever (every output, no gold needed)")
+    table.add_column("lever")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in rows:
+        table.add_row(*row)
+    return [table, *[Text(f"- {line}") for line in failure_lines(results)]]
+
+
 def ranking_table(results: dict[str, Any]) -> list[Any]:
     """Classification: each row's label-ranking method, why, its held-out scores, and the eval
     figure under every other method (a sensitivity check, never a choice)."""
@@ -234,6 +250,8 @@ def print_results(console: Console, record: RunRecord) -> None:
     for note in input_notes(results):
         console.print(note)
     for part in curve_tables(results):
+        console.print(part)
+    for part in checks_tables(results):
         console.print(part)
     for part in prompt_choice_tables(results):
         console.print(part)
