@@ -13,17 +13,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.checks import run_checks
 from advisor.spec import Task
 from advisor.textnorm import answer_tokens, canonical_text, normalize_answer
 
 
 @dataclass
 class Scores:
-    """Scores for one lever on one eval set."""
+    """Scores for one lever on one eval set.
+
+    With `checks` in the task, their metrics (advisor.checks.check_metrics) are in `per_item` and
+    `aggregate` like any other, `details["checks"]` holds name -> {"rate", "failures": {kind: items}},
+    and `check_reasons` name -> one reason per item ("" for a pass). Without gold outputs (an eval
+    set whose target is a check) the kind's gold metrics are absent, not zero.
+    """
 
     per_item: dict[str, list[float]]  # metric -> one score per eval item (item-mean metrics)
     aggregate: dict[str, float]  # metric -> value over the whole set
-    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-label, per-field
+    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-label, per-field, checks
+    check_reasons: dict[str, list[str]] = field(default_factory=dict)  # check (and pass_all) -> reason per item
 
 
 # -- parsing model output ------------------------------------------------------------------------
@@ -169,15 +177,47 @@ def set_statistic(metric: str, golds: Sequence[Any], preds: Sequence[Any],
     return f
 
 
-def score(task: Task, golds: list[Any], preds: list[Any]) -> Scores:
-    """Score parsed predictions against gold outputs, in eval order."""
+def has_gold(golds: Sequence[Any]) -> bool:
+    """Whether every item has a gold output (None: an eval item without one, allowed when the target
+    is a check); gold metrics are computed only then, over every item or none."""
+    return all(g is not None for g in golds)
+
+
+def score(task: Task, golds: list[Any], preds: list[Any], raws: Sequence[str] | None = None) -> Scores:
+    """Score parsed predictions against gold outputs, in eval order, and run the task's checks on the
+    raw outputs (`raws`: the model's text per item, `Prediction.raw`; for label ranking the label).
+
+    `golds`, `preds`, `raws`: shape (n,), aligned. A gold of None is an item without one: when any is
+    None the kind's gold metrics are left out (not zero), and only the checks score the items.
+    Raises ValueError when the lengths differ, when the task has checks and `raws` is None, or when
+    there is no gold and no check to score with.
+    """
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold outputs but {len(preds)} predictions")
-    if task.kind == "classification":
-        return _score_classification(task.labels or [], golds, preds)
-    if task.kind == "extraction":
-        return _score_extraction(golds, preds)
-    return _score_text(golds, preds)
+    if task.checks and raws is None:
+        raise ValueError(f"task {task.name} declares checks: score() needs the raw outputs (raws=)")
+    if raws is not None and len(raws) != len(preds):
+        raise ValueError(f"{len(raws)} raw outputs but {len(preds)} predictions")
+    if has_gold(golds):
+        if task.kind == "classification":
+            scores = _score_classification(task.labels or [], golds, preds)
+        elif task.kind == "extraction":
+            scores = _score_extraction(golds, preds)
+        else:
+            scores = _score_text(golds, preds)
+    elif not task.checks:
+        raise ValueError(f"{sum(g is None for g in golds)} of {len(golds)} items have no gold output and the task "
+                         "declares no checks: nothing to score them with")
+    else:
+        scores = Scores(per_item={}, aggregate={})
+    if task.checks:
+        found = run_checks(task.checks, list(raws or []))
+        for name, values in found.per_item.items():
+            scores.per_item[name] = values
+            scores.aggregate[name] = sum(values) / len(values) if values else 0.0
+        scores.details["checks"] = found.summary()
+        scores.check_reasons = found.reasons
+    return scores
 
 
 def _score_classification(labels: list[str], golds: list[str], preds: list[str | None]) -> Scores:
