@@ -43,6 +43,10 @@ METRICS: dict[str, tuple[str, ...]] = {
     "qa": ("exact_match", "token_f1", "contains"),
 }
 
+# Figures the scorer (extraction's micro-averaged fields) and levers (retrieval) report beside the kind's
+# metrics: a check may not take their names either.
+OTHER_FIGURES = ("field_precision", "field_recall", "field_f1_micro", "retrieval_mrr")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -263,7 +267,7 @@ class Task(_Strict):
     def _check_checks(self) -> None:
         """Check names unique and apart from the kind's metrics and the reserved ones; every
         json_schema check's schema read (relative to task.yaml) and checked against 2020-12."""
-        problem = name_problem(self.checks, METRICS[self.kind])
+        problem = name_problem(self.checks, METRICS[self.kind], OTHER_FIGURES)
         if problem is not None:
             i, key, message = problem
             raise SettingError(("checks", i, key), message)

@@ -199,6 +199,8 @@ def _error(text: str, folder: Path) -> InputError:
     (("    name: voice\n", "    name: token_f1\n"), 11, "checks.1.name",
      "check name 'token_f1' is a built-in metric of this task kind (exact_match, token_f1, contains); "
      "give the check another `name:`"),
+    (("    name: voice\n", "    name: retrieval_mrr\n"), 11, "checks.1.name",
+     "check name 'retrieval_mrr' is a figure the scorer or a lever already reports; give the check another `name:`"),
     (("    name: voice\n", "    name: pass_all\n"), 11, "checks.1.name",
      "check name 'pass_all' is reserved (pass_all, strict_json, lenient_json); give the check another `name:`"),
     (("  - kind: tone\n", "  - kind: tone\n    name: length\n"), 15, "checks.2.name",

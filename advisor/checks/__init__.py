@@ -220,10 +220,11 @@ def check_metrics(checks: Sequence[Any]) -> list[str]:
     return [*names, PASS_ALL]
 
 
-def name_problem(checks: Sequence[Any], builtin: Sequence[str]) -> tuple[int, str, str] | None:
-    """(index, key at fault, message) of the first check whose name repeats another's, or is one of `builtin` (the
-    task kind's gold metrics) or of strict_json / lenient_json / pass_all; or a second json_schema
-    check. None when the names are fine."""
+def name_problem(checks: Sequence[Any], builtin: Sequence[str],
+                 taken: Sequence[str] = ()) -> tuple[int, str, str] | None:
+    """(index, key at fault, message) of the first check whose name repeats another's, or is one of
+    `builtin` (the task kind's gold metrics), of `taken` (other figures a run reports beside them) or of
+    strict_json / lenient_json / pass_all; or of a second json_schema check. None when all is well."""
     seen: dict[str, int] = {}
     schema_at = None
     for i, c in enumerate(checks):
@@ -237,6 +238,9 @@ def name_problem(checks: Sequence[Any], builtin: Sequence[str]) -> tuple[int, st
         if c.name in builtin:
             return i, "name", (f"check name '{c.name}' is a built-in metric of this task kind "
                        f"({', '.join(builtin)}); give the check another `name:`")
+        if c.name in taken:
+            return i, "name", (f"check name '{c.name}' is a figure the scorer or a lever already reports; give "
+                               "the check another `name:`")
         if c.name in RESERVED:
             return i, "name", f"check name '{c.name}' is reserved ({', '.join(RESERVED)}); give the check another `name:`"
         seen[c.name] = i
