@@ -8,7 +8,7 @@ Every error `iter_errors` finds is kept, each with its JSON path and keyword.
 Two parses of an answer, both recorded per item as metrics beside the check:
 - strict (`strict_json`): the whole answer, stripped of surrounding whitespace, is JSON (`json.loads`);
 - lenient (`lenient_json`): the strict parse when it succeeds, else the first complete JSON object in
-  the text with code fences and prose around it skipped (`advisor.scoring.parse_json_object`, the
+  the text with code fences and prose around it skipped (`advisor.jsontext.parse_json_object`, the
   parse the extraction scorer uses). Whatever parses strictly also parses leniently.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, SchemaError
 
 from advisor.checks.base import PASS, Outcome, fail
+from advisor.jsontext import parse_json_object  # the extraction scorer's own lenient parse
 
 _NOTHING = object()  # no JSON value found (None is JSON null)
 DRAFT = Draft202012Validator.META_SCHEMA["$id"]  # "https://json-schema.org/draft/2020-12/schema"
@@ -81,8 +82,6 @@ def lenient_parse(raw: str) -> Any:
     value = strict_parse(raw)
     if value is not _NOTHING:
         return value
-    from advisor.scoring import parse_json_object  # the extraction scorer's own lenient parse
-
     found = parse_json_object(raw)
     return _NOTHING if found is None else found
 
