@@ -254,6 +254,20 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
                       f"will be left out of training and few-shot: {', '.join(data.leakage_removed[:5])}")
     for note in key_notes:
         console.print(f"[yellow]note: {note}", soft_wrap=True, markup=True, highlight=False)
+    if task.checks:
+        console.print(metrics_line(task, data.eval_gold, len(data.eval)), soft_wrap=True, markup=False,
+                      highlight=False)
+
+
+def metrics_line(task: Any, gold: int, n_eval: int) -> str:
+    """Which metrics a run computes: the checks' (no gold needed) and the kind's (gold needed), and
+    whether eval has the gold they need (`gold` of `n_eval` items have an output)."""
+    checks = f"metrics: {', '.join(task.check_metrics)} (checks, no gold needed)"
+    needs = ", ".join(task.gold_metrics)
+    if gold == n_eval:
+        return f"{checks}; {needs} (gold outputs)"
+    have = "none" if gold == 0 else f"{gold} of {n_eval} items"
+    return f"{checks}; {needs} need gold — eval has {have}, not computed"
 
 
 @main.command()

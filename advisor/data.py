@@ -149,13 +149,24 @@ def _check_sources(value: Any, *, file: Path, line: int) -> list[str] | None:
     return ids
 
 
+def _why_output(task: Task) -> str:
+    """Why an eval item needs `output` here: the target is a gold metric."""
+    if not task.checks:
+        return (f" (target.metric {task.target.metric} compares answers with it; an eval item may go without "
+                "one only when the task declares `checks:` and target.metric is one of them or pass_all)")
+    return (f" (target.metric {task.target.metric} compares answers with it; an eval item may go without one "
+            f"only when target.metric is a check: {', '.join(task.check_metrics)})")
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load_examples(task: Task, path: Path, *, split: str) -> list[Example]:
-    """Load one split. Every record needs `input` and `output`; `id` defaults to split-line.
+    """Load one split. Every record needs `input` and `output` (an eval record may leave `output` out,
+    or null, when the target is a check: `Task.eval_needs_gold`; its `Example.output` is then None);
+    `id` defaults to split-line.
 
     Fields of a known type are checked where they are read: `input` is text (a blank one is
     missing), `output` fits the task's kind, `id` is text or an integer, unique in the file,
@@ -185,14 +196,17 @@ def read_examples(task: Task, path: Path, *, split: str) -> tuple[list[Example],
 
 def _example(task: Task, rec: dict[str, Any], *, path: Path, line: int, split: str, seen: dict[str, int]) -> Example:
     """One record checked and read; `seen` (id -> line of the examples so far) catches a repeated id."""
-    for key in ("input", "output"):
+    # An eval item may go without a gold output when no metric the target needs is gold-based.
+    no_gold = split == "eval" and rec.get("output") is None and not task.eval_needs_gold
+    for key in ("input",) if no_gold else ("input", "output"):
         if key not in rec or _blank(rec[key]):
             what = "blank (only whitespace)" if isinstance(rec.get(key), str) and rec[key] else "missing"
-            raise InputError(f"{what}: every example needs '{key}'", file=path, line=line, field=key)
+            why = _why_output(task) if key == "output" and split == "eval" and rec.get(key) is None else ""
+            raise InputError(f"{what}: every example needs '{key}'{why}", file=path, line=line, field=key)
     if not isinstance(rec["input"], (str, int, float)) or isinstance(rec["input"], bool):
         raise InputError("input must be text", file=path, line=line, field="input")
-    output = _check_output(task, rec["output"], file=path, line=line)
-    if task.kind in {"qa", "generation"} and not normalize_answer(output):
+    output = None if no_gold else _check_output(task, rec["output"], file=path, line=line)
+    if output is not None and task.kind in {"qa", "generation"} and not normalize_answer(output):
         raise InputError(
             f"the gold answer {_short(output)} is empty once normalised (case folded; punctuation "
             "around words and articles dropped), so exact match would count an empty answer right; write the answer in words",
@@ -226,6 +240,11 @@ class Dataset:
     leakage_removed: list[str]  # ids of train examples dropped because their input is in eval
     # ids dropped because they nearly copy an eval input (audit.near_duplicates: remove)
     near_leakage_removed: list[str] = field(default_factory=list)
+
+    @property
+    def eval_gold(self) -> int:
+        """Eval items with a gold output (all of them, unless the target is a check)."""
+        return sum(1 for e in self.eval if e.output is not None)
 
     def hashes(self) -> dict[str, str]:
         return {

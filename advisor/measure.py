@@ -158,8 +158,9 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
     methods = [natural, *(m for m in OPTION_RANKINGS if m != natural and all(a and m in a for a in answers))]
     golds = [ex.output for ex in held.examples]
     metric, conf = task.target.metric, round(task.target.confidence, 10)
-    under = {m: [parse(a[m]) for a in answers if a] for m in methods}
-    per_method = {m: score(task, golds, under[m]) for m in methods}
+    texts = {m: [a[m] for a in answers if a] for m in methods}  # the label each method picks: the raw answer
+    under = {m: [parse(x) for x in texts[m]] for m in methods}
+    per_method = {m: score(task, golds, under[m], texts[m]) for m in methods}
     if all(metric in sc.per_item for sc in per_method.values()):
         choice = choose_paired(natural, {m: sc.per_item[metric] for m, sc in per_method.items()},
                                metric=metric, alpha=round(1 - conf, 10), seed=task.seed)
@@ -223,8 +224,8 @@ def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], v
     golds = [ex.output for ex in data.eval]
     groups = eval_groups(data)
 
-    def judged(preds: list[Any]) -> tuple[float, str]:  # a row's state under another method
-        sc = score(task, golds, preds)
+    def judged(preds: list[Any], raws: list[str]) -> tuple[float, str]:  # a row's state under another method
+        sc = score(task, golds, preds, raws)
         if metric in sc.per_item:
             found = assess(sc.per_item[metric], threshold, t.confidence, t.rule, groups=groups, seed=task.seed)
         else:
@@ -250,7 +251,7 @@ def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], v
         for method in sorted(set.intersection(*(set(a) for a in answers if a)) - {used}):
             texts = [a[method] for a in answers if a]
             preds = [parse_output(task, x) for x in texts]
-            value, state = judged(preds)
+            value, state = judged(preds, texts)
             changed = sum(x != p.raw for x, p in zip(texts, r.predictions))
             row[method] = {"changed": changed, "n_eval": len(preds), "metric": metric, "value": value,
                            "state": state, "place": place(r.name, value)}

@@ -202,7 +202,7 @@ class Runner:
                                             artifact, predictions, name)
         golds = [ex.output for ex in self.data.eval]
         preds = [p.output for p in predictions]
-        scores = score(self.task, golds, preds)
+        scores = score(self.task, golds, preds, [p.raw for p in predictions])
         add_lever_metrics(scores, predictions)
         scores.details["truncated"] = sum(1 for p in predictions if p.context.get("truncated"))
         self.store.put_item_scores(run_id, name, [ex.id for ex in self.data.eval], scores.per_item)
@@ -225,7 +225,8 @@ class Runner:
         """The target metric of an artifact on the eval set (answers cached like any others, stored
         under `row_name`, the scorecard row, else the lever's name)."""
         predictions, _, _ = self.predict(lever, artifact, row_name=row_name)
-        scores = score(self.task, [ex.output for ex in self.data.eval], [p.output for p in predictions])
+        scores = score(self.task, [ex.output for ex in self.data.eval], [p.output for p in predictions],
+                       [p.raw for p in predictions])
         return scores.aggregate[self.task.target.metric]
 
     def learning_curves(self, row_names: list[str], fractions: tuple[float, ...]) -> dict[str, Any]:

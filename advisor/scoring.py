@@ -13,61 +13,29 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.checks import run_checks
+from advisor.jsontext import parse_json_object  # the lenient JSON parse, shared with the checks
 from advisor.spec import Task
 from advisor.textnorm import answer_tokens, canonical_text, normalize_answer
 
 
 @dataclass
 class Scores:
-    """Scores for one lever on one eval set."""
+    """Scores for one lever on one eval set.
+
+    With `checks` in the task, their metrics (advisor.checks.check_metrics) are in `per_item` and
+    `aggregate` like any other, `details["checks"]` holds name -> {"rate", "failures": {kind: items}},
+    and `check_reasons` name -> one reason per item ("" for a pass). Without gold outputs (an eval
+    set whose target is a check) the kind's gold metrics are absent, not zero.
+    """
 
     per_item: dict[str, list[float]]  # metric -> one score per eval item (item-mean metrics)
     aggregate: dict[str, float]  # metric -> value over the whole set
-    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-label, per-field
+    details: dict[str, Any] = field(default_factory=dict)  # confusion matrix, per-label, per-field, checks
+    check_reasons: dict[str, list[str]] = field(default_factory=dict)  # check (and pass_all) -> reason per item
 
 
 # -- parsing model output ------------------------------------------------------------------------
-
-
-def parse_json_object(text: str) -> dict[str, Any] | None:
-    """The first complete top-level JSON object in `text`, or None.
-
-    Models wrap JSON in prose or code fences, so prose around the object is skipped. An object
-    that never closes (an answer cut off by the token budget) is invalid: its inner objects are
-    never taken for the answer.
-    """
-    text = text.strip()
-    fence = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
-    if fence:
-        text = fence.group(1)
-    depth, in_str, esc, start = 0, False, False, -1
-    for i, ch in enumerate(text):
-        if depth == 0:  # in prose: only an opening brace matters (quotes in prose are not JSON strings)
-            if ch == "{":
-                depth, start = 1, i
-            continue
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                try:
-                    obj = json.loads(text[start : i + 1])
-                except json.JSONDecodeError:
-                    continue  # braces in prose, not JSON: look for the next top-level object
-                if isinstance(obj, dict):
-                    return obj
-    return None  # nothing found, or the outermost object is not complete
 
 
 def parse_output(task: Task, raw: str) -> Any:
@@ -169,15 +137,47 @@ def set_statistic(metric: str, golds: Sequence[Any], preds: Sequence[Any],
     return f
 
 
-def score(task: Task, golds: list[Any], preds: list[Any]) -> Scores:
-    """Score parsed predictions against gold outputs, in eval order."""
+def has_gold(golds: Sequence[Any]) -> bool:
+    """Whether every item has a gold output (None: an eval item without one, allowed when the target
+    is a check); gold metrics are computed only then, over every item or none."""
+    return all(g is not None for g in golds)
+
+
+def score(task: Task, golds: list[Any], preds: list[Any], raws: Sequence[str] | None = None) -> Scores:
+    """Score parsed predictions against gold outputs, in eval order, and run the task's checks on the
+    raw outputs (`raws`: the model's text per item, `Prediction.raw`; for label ranking the label).
+
+    `golds`, `preds`, `raws`: shape (n,), aligned. A gold of None is an item without one: when any is
+    None the kind's gold metrics are left out (not zero), and only the checks score the items.
+    Raises ValueError when the lengths differ, when the task has checks and `raws` is None, or when
+    there is no gold and no check to score with.
+    """
     if len(golds) != len(preds):
         raise ValueError(f"{len(golds)} gold outputs but {len(preds)} predictions")
-    if task.kind == "classification":
-        return _score_classification(task.labels or [], golds, preds)
-    if task.kind == "extraction":
-        return _score_extraction(golds, preds)
-    return _score_text(golds, preds)
+    if task.checks and raws is None:
+        raise ValueError(f"task {task.name} declares checks: score() needs the raw outputs (raws=)")
+    if raws is not None and len(raws) != len(preds):
+        raise ValueError(f"{len(raws)} raw outputs but {len(preds)} predictions")
+    if has_gold(golds):
+        if task.kind == "classification":
+            scores = _score_classification(task.labels or [], golds, preds)
+        elif task.kind == "extraction":
+            scores = _score_extraction(golds, preds)
+        else:
+            scores = _score_text(golds, preds)
+    elif not task.checks:
+        raise ValueError(f"{sum(g is None for g in golds)} of {len(golds)} items have no gold output and the task "
+                         "declares no checks: nothing to score them with")
+    else:
+        scores = Scores(per_item={}, aggregate={})
+    if task.checks:
+        found = run_checks(task.checks, list(raws or []))
+        for name, values in found.per_item.items():
+            scores.per_item[name] = values
+            scores.aggregate[name] = sum(values) / len(values) if values else 0.0
+        scores.details["checks"] = found.summary()
+        scores.check_reasons = found.reasons
+    return scores
 
 
 def _score_classification(labels: list[str], golds: list[str], preds: list[str | None]) -> Scores:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from advisor.checks import CheckSpec, JsonSchemaCheck, check_metrics, name_problem
+from advisor.checks.schema import SchemaFileError
 from advisor.errors import InputError
 from advisor.modelspec import Budget, ModelEntry, OpenAISettings, Price, check_scheme
 from advisor.origin import (
@@ -40,6 +42,10 @@ METRICS: dict[str, tuple[str, ...]] = {
     "generation": ("exact_match", "token_f1", "contains"),
     "qa": ("exact_match", "token_f1", "contains"),
 }
+
+# Figures the scorer (extraction's micro-averaged fields) and levers (retrieval) report beside the kind's
+# metrics: a check may not take their names either.
+OTHER_FIGURES = ("field_precision", "field_recall", "field_f1_micro", "retrieval_mrr")
 
 
 class _Strict(BaseModel):
@@ -91,7 +97,8 @@ class PromptSpec(_Strict):
 
 
 class Target(_Strict):
-    metric: str = Field(description="The metric the decision rests on (depends on kind).")
+    metric: str = Field(description="The metric the decision rests on: one of the kind's metrics, the name of a "
+                        "check in `checks`, or pass_all (every check passes).")
     threshold: float = Field(ge=0.0, le=1.0, description="The lowest acceptable value of the metric.")
     confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Confidence of the interval shown.")
     rule: Literal["lower_bound", "point"] = Field(
@@ -179,6 +186,11 @@ class Task(_Strict):
     costs: Costs = Costs()
     audit: AuditSpec = Field(default_factory=AuditSpec, description="Data audit settings (`advise audit`).")
     scoring: ScoringSpec = ScoringSpec()
+    checks: list[CheckSpec] = Field(
+        default_factory=list,
+        description="Checks on every output that need no model and no gold answer (json_schema, length, phrases, "
+        "tone, language); each is a per-item pass/fail metric named by its `name`, usable as target.metric, "
+        "and pass_all is every check passing. With a check as target.metric, eval items may leave out `output`.")
     # Several models: a row per (lever, model); see advisor/modelspec.py.
     models: dict[str, str | ModelEntry] | None = Field(
         None, description="Several models by alias ('hf:...'/'openai:...' or a mapping with settings); "
@@ -221,10 +233,13 @@ class Task(_Strict):
             raise SettingError(("kind",), "classification needs 'labels'")
         if self.kind != "classification" and self.labels:
             raise SettingError(("labels",), f"'labels' only applies to classification, not {self.kind}")
-        if self.target.metric not in METRICS[self.kind]:
+        self._check_checks()
+        if self.target.metric not in METRICS[self.kind] and self.target.metric not in self.check_metrics:
+            checks = (f", or a check's: {', '.join(self.check_metrics)}" if self.checks else
+                      " (or declare `checks:` and name one of them, or pass_all)")
             raise SettingError(("target", "metric"),
                                f"'{self.target.metric}' does not apply to {self.kind}; "
-                               f"choose one of {', '.join(METRICS[self.kind])}")
+                               f"choose one of {', '.join(METRICS[self.kind])}{checks}")
         if not self.levers:
             raise SettingError(("levers",), "'levers' is empty: name at least one, e.g. [prompt]")
         names = list(dict.fromkeys(entry.split("@")[0] for entry in self.levers))
@@ -248,6 +263,36 @@ class Task(_Strict):
                     raise SettingError(("models", alias) if isinstance(entry, str) else ("models", alias, "model"),
                                        str(e)) from None
         return self
+
+    def _check_checks(self) -> None:
+        """Check names unique and apart from the kind's metrics and the reserved ones; every
+        json_schema check's schema read (relative to task.yaml) and checked against 2020-12."""
+        problem = name_problem(self.checks, METRICS[self.kind], OTHER_FIGURES)
+        if problem is not None:
+            i, key, message = problem
+            raise SettingError(("checks", i, key), message)
+        for i, check in enumerate(self.checks):
+            if isinstance(check, JsonSchemaCheck):
+                try:
+                    check.resolve(self.base_dir)
+                except SchemaFileError as e:
+                    raise SettingError(("checks", i, "schema"), str(e)) from None
+
+    @property
+    def check_metrics(self) -> list[str]:
+        """The per-item metrics the task's checks add (advisor.checks.check_metrics); [] without checks."""
+        return check_metrics(self.checks)
+
+    @property
+    def gold_metrics(self) -> tuple[str, ...]:
+        """The kind's metrics: each needs a gold output per eval item."""
+        return METRICS[self.kind]
+
+    @property
+    def eval_needs_gold(self) -> bool:
+        """False when every metric the target needs comes from checks (target.metric is a check's
+        metric or pass_all): eval items may then leave out `output`."""
+        return self.target.metric not in self.check_metrics
 
     def where(self, *loc: str | int) -> dict[str, Any]:
         """`file` and `line` of the setting at `loc` (task.yaml's line, or the `--set` that set it),

@@ -31,6 +31,7 @@ cluster bootstrap of the paired differences); McNemar's exact test only for ungr
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from advisor.record import (
     TargetRecord,
     VerdictRecord,
 )
-from advisor.scoring import SET_METRICS, normalize_answer, score, set_statistic
+from advisor.scoring import SET_METRICS, normalize_answer, parse_output, score, set_statistic
 from advisor.stats import (
     PairedDifference,
     bootstrap_statistic,
@@ -165,11 +166,20 @@ def baseline_answer(kind: str, labels: Sequence[str] | None, train_outputs: Sequ
 
 
 def trivial_baseline(task: Any, data: Any, groups: Sequence[Any] | None = None) -> Baseline:
-    """The baseline of `task` (advisor.spec.Task) on `data` (advisor.data.Dataset), by the shared scorer."""
-    name, answer = baseline_answer(task.kind, task.labels, [ex.output for ex in data.train])
+    """The baseline of `task` (advisor.spec.Task) on `data` (advisor.data.Dataset), by the shared scorer.
+
+    With a check (or pass_all) as target.metric it is the empty answer "" ("empty-answer"), run through
+    the checks like any output: a constant answer taken from train is a well-formed answer, and would
+    pass checks on form for every item. Its gold metrics are scored only where eval has gold."""
+    if task.target.metric in task.check_metrics:
+        name, answer, raw = "empty-answer", "", ""
+        pred = parse_output(task, raw)
+    else:
+        name, answer = baseline_answer(task.kind, task.labels, [ex.output for ex in data.train])
+        pred, raw = answer, json.dumps(answer, ensure_ascii=False) if isinstance(answer, dict) else str(answer)
     golds = [ex.output for ex in data.eval]
-    preds = [answer] * len(golds)
-    scores = score(task, golds, preds)
+    preds = [pred] * len(golds)
+    scores = score(task, golds, preds, [raw] * len(golds))
     conf = task.target.confidence
     metrics = {m: MetricRecord(**metric_interval(v, conf, groups=groups, seed=task.seed).as_dict())
                for m, v in scores.per_item.items()}

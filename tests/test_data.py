@@ -102,3 +102,31 @@ def test_hash_changes_with_content(task, tmp_path, write_jsonl):
     a = load_examples(task, tmp_path / "a.jsonl", split="train")[0]
     b = load_examples(task, tmp_path / "b.jsonl", split="train")[0]
     assert a.hash != b.hash
+
+
+CHECKED = SPEC.replace("target: {metric: accuracy, threshold: 0.8}\n",
+                       "target: {metric: short, threshold: 0.8}\nchecks:\n  - {kind: length, name: short, max_words: 3}\n")
+
+
+def test_eval_may_go_without_output_only_when_the_target_is_a_check(tmp_path, write_jsonl):
+    task = parse_task(CHECKED, file=tmp_path / "task.yaml")
+    write_jsonl(tmp_path / "train.jsonl", [{"input": "a", "output": "A"}])
+    write_jsonl(tmp_path / "eval.jsonl", [{"input": "b"}, {"input": "c", "output": None}, {"input": "d", "output": "B"}])
+    data = load_dataset(task)
+    assert [e.output for e in data.eval] == [None, None, "B"] and data.eval_gold == 1
+    # Train always needs its outputs: few-shot and fine-tuning learn from them.
+    write_jsonl(tmp_path / "train.jsonl", [{"input": "a"}])
+    with pytest.raises(InputError) as e:
+        load_dataset(task)
+    assert (e.value.line, e.value.field, e.value.message) == (1, "output", "missing: every example needs 'output'")
+    # A gold metric as the target: the eval item is refused, and the message says why.
+    gold_target = parse_task(CHECKED.replace("metric: short", "metric: accuracy"), file=tmp_path / "task.yaml")
+    with pytest.raises(InputError) as e:
+        load_examples(gold_target, tmp_path / "eval.jsonl", split="eval")
+    assert (e.value.line, e.value.field) == (1, "output")
+    assert e.value.message == ("missing: every example needs 'output' (target.metric accuracy compares answers "
+                               "with it; an eval item may go without one only when target.metric is a check: "
+                               "short, pass_all)")
+    plain = parse_task(SPEC, file=tmp_path / "task.yaml")
+    with pytest.raises(InputError, match="only when the task declares `checks:`"):
+        load_examples(plain, tmp_path / "eval.jsonl", split="eval")

@@ -110,7 +110,8 @@ SEVERAL = GOOD.replace("levers: [prompt]\n", "levers: [prompt]\nmodels:\n  small
         (GOOD + "lever_options:\n  prompt: {}\n  rag: {k: 2}\n", 11, "lever_options.rag",
          "options for 'rag', which is not in levers (prompt); add it to levers or remove its options"),
         (GOOD.replace("metric: accuracy", "metric: token_f1"), 7, "target.metric",
-         "'token_f1' does not apply to classification; choose one of accuracy, macro_f1"),
+         "'token_f1' does not apply to classification; choose one of accuracy, macro_f1 "
+         "(or declare `checks:` and name one of them, or pass_all)"),
         (GOOD.replace("labels: [A, B]\n", ""), 2, "kind", "classification needs 'labels'"),
         (GOOD.replace("kind: classification", "kind: qa").replace("accuracy", "exact_match"), 3, "labels",
          "'labels' only applies to classification, not qa"),

@@ -30,6 +30,10 @@ def _short(text: Any, n: int = 70) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Whether two outputs are the same; an eval item without gold (None, allowed when the target is a
+    check) is the same as any: it cannot conflict with anything."""
+    if a is None or b is None:
+        return True
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
 
@@ -65,11 +69,13 @@ def _refused(refused: list[InputError], out: _Collector) -> None:
 def _form_checks(task: Task, train: list[Record], eval_: list[Record], out: _Collector) -> None:
     """What the loader accepts but a run would not want: outputs with nothing in them, and train
     extraction keys the eval set never asks for."""
+    # An eval item without gold (None) is one the loader let through on purpose (a check is the target).
     empty = [(r.where, None, f"{r.split} item {r.id}: output {_short(r.output)!s}") for r in train + eval_
-             if _is_empty(r.output)]
+             if _is_empty(r.output) and not (r.split == "eval" and r.output is None)]
     out.add("empty-output", "warning", "items with an empty output (no gold answer)", empty)
-    if task.kind == "extraction":
-        eval_keys = {k for r in eval_ for k in r.output}
+    gold_eval = [r for r in eval_ if r.output is not None]
+    if task.kind == "extraction" and gold_eval:  # no eval gold: no eval fields to compare train's keys with
+        eval_keys = {k for r in gold_eval for k in r.output}
         odd = [(r.where, None, f"keys {', '.join(sorted(set(r.output) - eval_keys))} are not in any eval output")
                for r in train if set(r.output) - eval_keys]
         out.add("unknown-keys", "warning", f"train outputs with keys outside the eval set's fields "
@@ -225,10 +231,14 @@ def items_for_label_recall(half_width: float, confidence: float) -> int:
 
 def _balance_checks(task: Task, train: list[Record], eval_: list[Record], out: _Collector) -> dict[str, Any]:
     labels = task.labels or []
-    counts = {split: Counter(str(r.output) for r in records if str(r.output) in labels)
+    counts = {split: Counter(str(r.output) for r in records if r.output is not None and str(r.output) in labels)
               for split, records in (("train", train), ("eval", eval_))}
     per = {split: {lb: c[lb] for lb in labels} for split, c in counts.items()}
-    summary = "; ".join(f"{split}: " + ", ".join(f"{lb} {n}" for lb, n in per[split].items()) for split in per)
+    # Eval without gold (the target is a check): no labels to count, no per-label recall to size.
+    eval_gold = any(r.output is not None for r in eval_)
+    summary = "; ".join(f"{split}: " + (", ".join(f"{lb} {n}" for lb, n in per[split].items())
+                                       if split == "train" or eval_gold else "no gold outputs (the target is a check)")
+                        for split in per)
     ratio = max(per["train"].values()) / max(min(per["train"].values()), 1)
     out.add("balance", "info", f"class balance — {summary} (largest/smallest train class {ratio:.1f}×)", [],
             count=len(labels))
@@ -238,7 +248,7 @@ def _balance_checks(task: Task, train: list[Record], eval_: list[Record], out: _
     eval_file = str(task.path(task.data.eval))
     first = {lb: next((r.where for r in eval_ if str(r.output) == lb), eval_file) for lb in labels}
     few = [(first[lb], None, f"{lb}: {n} eval item(s), recall ± {z * math.sqrt(0.25 / n):.2f}" if n else
-            f"{lb}: no eval items") for lb, n in per["eval"].items() if n < need]
+            f"{lb}: no eval items") for lb, n in per["eval"].items() if n < need and eval_gold]
     out.add("too-few-eval-items", "warning", f"labels with too few eval items to say anything: each needs {need} "
             f"for its recall's {round(conf * 100)}% interval to be within ±{h:.2f} (n = z²·0.25/h², normal "
             "approximation at p = 0.5; audit.label_half_width)", few)

@@ -89,7 +89,7 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
         what = f"dev {i + 1}/{len(candidates)} ({name})"
         preds, _, new = ctx.predictor.predict(lever, artifact, dev, what)
         outputs[name] = [p.output for p in preds]
-        scored = score(ctx.task, golds, outputs[name])
+        scored = score(ctx.task, golds, outputs[name], [p.raw for p in preds])
         scores[name] = scored.aggregate[metric]
         ties[name] = tuple(-scored.aggregate.get(m, 0.0) for m in ranked)
         if metric in scored.per_item:
