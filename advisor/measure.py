@@ -17,7 +17,7 @@ from advisor.data import Dataset
 from advisor.execute import Predictor
 from advisor.plan import Row
 from advisor.ranking import AUTO, natural_method
-from advisor.record import ArtifactRecord, CostRecord, LeverRecord, LeverVerdict, MetricRecord
+from advisor.record import ArtifactRecord, CheckRecord, CostRecord, LeverRecord, LeverVerdict, MetricRecord
 from advisor.scoring import SET_METRICS, Scores, parse_output, score, set_statistic
 from advisor.spec import Task
 from advisor.stats import Interval, bootstrap_statistic, metric_interval
@@ -299,4 +299,27 @@ def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str
 
         out["price"] = describe(backend.price, backend.price_source)
         out["token_estimate"] = backend.token_method
+    return out
+
+
+def check_records(task: Task) -> list[CheckRecord]:
+    """The task's checks (advisor.checks) as the record keeps them: name, kind, the metrics each adds
+    and what it requires in words, from its own settings (lists shortened to their first four)."""
+    from advisor.checks import LENIENT_JSON, STRICT_JSON
+
+    out = []
+    for c in task.checks:
+        parts = []
+        for key, value in c.model_dump(by_alias=True, exclude={"kind", "name"}, exclude_none=True).items():
+            if isinstance(value, list):
+                if value:
+                    shown = ", ".join(repr(v) for v in value[:4]) + (f" and {len(value) - 4} more" if len(value) > 4
+                                                                      else "")
+                    parts.append(f"{key}: {shown}")
+            elif isinstance(value, dict):
+                parts.append(f"{key}: inline")
+            else:
+                parts.append(f"{key} {value}")
+        extra = [STRICT_JSON, LENIENT_JSON] if c.kind == "json_schema" else []
+        out.append(CheckRecord(name=c.name, kind=c.kind, rule="; ".join(parts), metrics=[c.name, *extra]))
     return out

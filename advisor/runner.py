@@ -18,6 +18,7 @@ from advisor.execute import Backends, Predictor, run_params
 from advisor.measure import (
     LeverResult,
     add_lever_metrics,
+    check_records,
     intervals,
     plain_json,
     rank_row,
@@ -206,6 +207,7 @@ class Runner:
         add_lever_metrics(scores, predictions)
         scores.details["truncated"] = sum(1 for p in predictions if p.context.get("truncated"))
         self.store.put_item_scores(run_id, name, [ex.id for ex in self.data.eval], scores.per_item)
+        self.store.put_item_reasons(run_id, name, [ex.id for ex in self.data.eval], scores.check_reasons)
         self.store.put_run_items(run_id, name, self.data.eval, predictions)  # the report's failures
         metrics = intervals(self.task, self.data, scores, golds, preds)
         method = ranking.get("method") if ranking else None
@@ -302,7 +304,7 @@ class Runner:
         record = RunRecord(
             task=t.name, kind=t.kind, labels=t.labels, target=target, costs=t.costs, eval_limit=self.limit,
             levers=[r.record(verdict.levers[r.name], t.model) for r in results], baseline=baseline.record(),
-            verdict=verdict.record, scoring=scoring, learning_curves=curve_records,
+            verdict=verdict.record, scoring=scoring, learning_curves=curve_records, checks=check_records(t),
             audit=AuditRecord.model_validate(plain_json(self.audit.as_dict())),
             provenance=provenance(t, self.data, task_file))
         return RunResult(t, self.workdir, results, verdict, record, self.data, self.limit)

@@ -86,7 +86,9 @@ def scorecard(results: dict[str, Any]) -> Group:
     """Quality and cost tables from a results.json dict (a stored run renders as a live one)."""
     target = results["target"]
     metric = target["metric"]
-    others = [m for m in METRICS[results["kind"]] if m != metric]
+    # The kind's gold metrics a lever has (none on an eval set without gold: the checks table says the rest).
+    present = {m for lv in results["levers"] for m in lv["metrics"]}
+    others = [m for m in METRICS[results["kind"]] if m != metric and m in present]
     # Figures a lever measured itself (retrieval recall, MRR) get a column when any lever has them.
     others += sorted({m for lv in results["levers"] for m in lv["metrics"] if m.startswith("retrieval_")})
     quality = _table(f"{results['task']}: quality (target {metric} ≥ {num(target['threshold'], 2)})")
