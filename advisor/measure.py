@@ -313,7 +313,7 @@ def check_records(task: Task) -> list[CheckRecord]:
         for key, value in c.model_dump(by_alias=True, exclude={"kind", "name"}, exclude_none=True).items():
             if isinstance(value, list):
                 if value:
-                    shown = ", ".join(repr(v) for v in value[:4]) + (f" and {len(value) - 4} more" if len(value) > 4
+                    shown = ", ".join(f"'{v}'" for v in value[:4]) + (f" and {len(value) - 4} more" if len(value) > 4
                                                                       else "")
                     parts.append(f"{key}: {shown}")
             elif isinstance(value, dict):

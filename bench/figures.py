@@ -60,7 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_tasks"
 README = ROOT / "README.md"
 RUNS = ROOT / "runs" / "figures"
-TASKS = ("trec", "countries", "addresses")
+TASKS = ("trec", "countries", "addresses", "support-replies")
 
 # The CI slice: fixed, small, deterministic (seeded dev split, seeded few-shot sample, seeded LoRA).
 SLICE_TASK = "trec"
@@ -124,6 +124,15 @@ def lever_row(lv: dict[str, Any], metric: str) -> dict[str, Any]:
     }
 
 
+def check_rates(results: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per lever, each check metric's pass rate (advisor.checks; {} for a task without checks)."""
+    from advisor.report.checks_view import check_columns
+
+    cols = check_columns(results)
+    return {lv["name"]: {c: ((lv.get("metrics") or {}).get(c) or {}).get("value") for c in cols}
+            for lv in results["levers"]} if cols else {}
+
+
 def figures_from_results(results: dict[str, Any], *, folder: str, command: list[str], wall_s: float,
                          limit: int | None, sets: tuple[str, ...] = (), slice_: bool = False) -> dict[str, Any]:
     metric = results["target"]["metric"]
@@ -138,6 +147,7 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
         "slice": slice_,
         "target": {"metric": metric, "threshold": results["target"]["threshold"]},
         "levers": [lever_row(lv, metric) for lv in results["levers"]],
+        "checks": check_rates(results),
         "recommendation": {"lever": rec.get("lever"), "outcome": rec["outcome"], "reason": rec.get("reason")},
         "warnings": list((results.get("scoring") or {}).get("warnings") or []),
         "git": {"commit": git.get("commit"), "dirty": git.get("dirty")},
@@ -232,6 +242,12 @@ def render_block(figs: dict[str, Any]) -> str:
         value = f"{_num(r['value'])} ({_num(r['ci_low'])}–{_num(r['ci_high'])})"
         lines.append(f"| {r['name']} | {value} | {r['state']} | {_ranking(r['option_ranking'])} "
                      f"| {r['wording'] or '—'} |")
+    checks = figs.get("checks") or {}
+    if checks:
+        cols = list(next(iter(checks.values())))
+        lines += ["", "Pass rate per check (every output, no gold needed):", "",
+                  "| lever | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        lines += [f"| {name} | " + " | ".join(_num(v) for v in rates.values()) + " |" for name, rates in checks.items()]
     rec = figs["recommendation"]
     lines += ["", f"Verdict: **{rec['lever']}**: {rec['reason']}" if rec["lever"] else f"Verdict: {rec['reason']}", ""]
     for r in figs["levers"]:

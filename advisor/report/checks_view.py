@@ -31,7 +31,7 @@ def check_columns(r: dict[str, Any]) -> list[str]:
 def _rule(r: dict[str, Any], metric: str) -> str:
     for c in r.get("checks") or []:
         if metric == c["name"]:
-            return f"{c['kind']}: {c['rule']}"
+            return c["rule"] if c["kind"] == metric else f"({c['kind']}) {c['rule']}"
     return {"strict_json": "the whole answer is JSON", "lenient_json": "a JSON object found (fences and prose "
             "stripped)", PASS_ALL: "every check above passes"}.get(metric, "")
 
@@ -46,7 +46,7 @@ def failure_lines(r: dict[str, Any]) -> list[str]:
             failures = info.get("failures") or {}
             if not failures:
                 continue
-            why = ", ".join(f"{k} {v}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1]))
+            why = ", ".join(f"{k}: {v}" for k, v in sorted(failures.items(), key=lambda kv: -kv[1]))
             failed = round((1 - float(info.get("rate", 1.0))) * n)
             lines.append(f"{lv['name']}: {name} failed on {failed} of {n} items ({why})")
     return lines
