@@ -368,3 +368,26 @@ def test_a_no_gold_task_runs_on_the_real_model(no_gold, tmp_path, hf_backend):
     assert row["details"]["checks"]["pass_all"]["rate"] == row["metrics"]["pass_all"]["value"]
     assert row["verdict"]["state"] in ("meets", "fails", "undecided")
     assert result.to_json()["baseline"]["name"] == "empty-answer"
+    # The record names the checks; the store keeps why each output failed; the report shows rates and the
+    # same items side by side with each failed check's reason, read back from the run folder alone.
+    result.write(tmp_path / "run" / "results.json")
+    data = result.to_json()
+    assert [c["name"] for c in data["checks"]] == ["length", "voice", "tone", "language"]
+    assert data["checks"][0]["rule"] and data["checks"][0]["metrics"] == ["length"]
+    from advisor.report.document import build_document, load_run
+
+    run = load_run(tmp_path / "run")
+    items = run.items["prompt"]
+    stored = {ex_id: why for ex_id, why in items.reasons.items()}
+    ids = [ex.id for ex in runner.data.eval]
+    for metric, whys in expected.reasons.items():
+        for ex_id, why in zip(ids, whys):
+            assert stored.get(ex_id, {}).get(metric, "") == why
+    section = next(s for s in build_document(run).sections if s.id == "checks")
+    text = " ".join(str(b) for b in section.blocks)
+    assert "Outputs side by side" in text and "pass_all" in text
+    failed = [(ex_id, m, why) for ex_id, per in stored.items() for m, why in per.items() if m != "pass_all"]
+    assert all(f"Heading(text='{ex_id}: " in text for ex_id in ids)  # 4 items: every one is shown
+    for ex_id, metric, why in failed:  # each failed check with its reason; each pass marked as one
+        assert f"✗ {metric} ({why})" in text
+    assert text.count("✓ ") + text.count("✗ ") == 4 * 4  # four items, four checks each
