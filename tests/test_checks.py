@@ -391,3 +391,31 @@ def test_a_no_gold_task_runs_on_the_real_model(no_gold, tmp_path, hf_backend):
     for ex_id, metric, why in failed:  # each failed check with its reason; each pass marked as one
         assert f"✗ {metric} ({why})" in text
     assert text.count("✓ ") + text.count("✗ ") == 4 * 4  # four items, four checks each
+
+
+def test_the_report_shows_strict_lenient_and_schema_valid_beside_a_gold_target():
+    """An extraction task with a schema: the checks table puts exact match (the target, against gold)
+    beside strict_json, lenient_json and schema_valid, and says why outputs failed, by kind."""
+    from advisor.report.checks_view import checks_section
+
+    def m(v):
+        return {"value": v, "ci_low": max(v - 0.2, 0), "ci_high": min(v + 0.2, 1)}
+
+    r = {"task": "t", "target": {"metric": "exact_match", "confidence": 0.95},
+         "checks": [{"name": "schema_valid", "kind": "json_schema", "rule": "schema 'schema.json'",
+                     "metrics": ["schema_valid", "strict_json", "lenient_json"]}],
+         "levers": [{"name": "prompt", "n_eval": 10,
+                     "metrics": {"exact_match": m(0.1), "schema_valid": m(0.5), "strict_json": m(0.2),
+                                 "lenient_json": m(0.6), "pass_all": m(0.5)},
+                     "details": {"checks": {"schema_valid": {"rate": 0.5, "failures": {"required": 3, "parse": 2}}}}}]}
+
+    class NoItems:
+        items, scores = None, {}
+
+    blocks = checks_section(r, NoItems()).blocks
+    table = next(b for b in blocks if b.kind == "table")
+    assert table.columns == ["lever", "exact_match", "strict_json", "lenient_json", "schema_valid", "pass_all"]
+    assert table.rows[0][1:4] == ["0.100 (0.000–0.300)", "0.200 (0.000–0.400)", "0.600 (0.400–0.800)"]
+    assert "beside the target exact_match" in table.caption
+    bullets = next(b for b in blocks if b.kind == "bullets")
+    assert bullets.items == ["prompt: schema_valid failed on 5 of 10 items (required: 3, parse: 2)"]

@@ -32,6 +32,8 @@ def _rule(r: dict[str, Any], metric: str) -> str:
     for c in r.get("checks") or []:
         if metric == c["name"]:
             return c["rule"] if c["kind"] == metric else f"({c['kind']}) {c['rule']}"
+    if metric == r["target"]["metric"] and metric not in check_columns(r):
+        return "the target metric, against the gold answers"
     return {"strict_json": "the whole answer is JSON", "lenient_json": "a JSON object found (fences and prose "
             "stripped)", PASS_ALL: "every check above passes"}.get(metric, "")
 
@@ -76,11 +78,15 @@ def checks_section(r: dict[str, Any], run: Any) -> Section | None:
     if not cols:
         return None
     level = f"{round(100 * r['target'].get('confidence', 0.95))}%"
+    metric = r["target"]["metric"]
+    if metric not in cols:  # a gold target (exact match) beside the checks: form against content
+        cols = [metric, *cols]
     rows = [[lv["name"], *[interval((lv.get("metrics") or {}).get(m)) for m in cols]] for lv in r["levers"]]
     blocks: list[Block] = [
         Paragraph("Each check is applied to every output, with no model and no gold answer: a pass rate per lever, "
                   f"with its {level} interval. " + "; ".join(f"{m}: {_rule(r, m)}" for m in cols) + "."),
-        Table(["lever", *cols], rows, caption="Pass rate per check on the eval set.",
+        Table(["lever", *cols], rows, caption="Pass rate per check on the eval set" + (
+            f", beside the target {metric}." if metric not in check_columns(r) else "."),
               numeric=[False, *[True] * len(cols)]),
     ]
     if "strict_json" in cols:
