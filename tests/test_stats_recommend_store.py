@@ -145,7 +145,8 @@ def test_a_store_from_before_cached_tokens_were_recorded_reads_them_as_zero(tmp_
     import sqlite3
 
     old = sqlite3.connect(tmp_path / "old.sqlite")  # as a run before this column existed left it
-    for i, sql in enumerate(MIGRATIONS[:-1]):
+    before = next(i for i, sql in enumerate(MIGRATIONS) if "tokens_in_cached" in sql)  # that column's migration
+    for i, sql in enumerate(MIGRATIONS[:before]):
         old.executescript(sql)
         old.execute(f"PRAGMA user_version = {i + 1}")
     old.execute("INSERT INTO predictions VALUES ('k1','prompt','e1','hf:x','NUM','\"NUM\"',300,2,0.1,NULL,'{}',0)")
