@@ -388,7 +388,7 @@ def test_a_no_gold_task_runs_on_the_real_model(no_gold, tmp_path, hf_backend):
     assert "Outputs side by side" in text and "pass_all" in text
     failed = [(ex_id, m, why) for ex_id, per in stored.items() for m, why in per.items() if m != "pass_all"]
     assert all(f"Heading(text='{ex_id}: " in text for ex_id in ids)  # 4 items: every one is shown
-    for ex_id, metric, why in failed:  # each failed check with its reason; each pass marked as one
+    for _ex_id, metric, why in failed:  # each failed check with its reason; each pass marked as one
         assert f"✗ {metric} ({why})" in text
     assert text.count("✓ ") + text.count("✗ ") == 4 * 4  # four items, four checks each
 
