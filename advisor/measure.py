@@ -63,10 +63,10 @@ class LeverResult:
             cost=CostRecord(**self.cost.as_dict()), details=plain_json(self.scores.details), verdict=verdict, **extra)
 
 
-
 def _items(n: int, split: str) -> str:
     """'1 dev item', '40 dev items'."""
     return f"{n} {split} item{'' if n == 1 else 's'}"
+
 
 def plain_json(value: Any) -> Any:
     """`value` as plain JSON (tuples to lists, paths to strings), as results.json stores it."""
@@ -181,7 +181,7 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
                   f"p={choice.p_values.get(method)!s})" if choice.p_values.get(method) is not None else
                   f"switched from {natural} to {method} on {_items(n, held.split)} ({scores}; {choice.rule})")
     elif choice.rule == RULE_TOO_FEW:
-        reason = (f"{natural}, the lever's natural method: {n} {held.split} item{'s' * (n != 1)} "
+        reason = (f"{natural}, the lever's natural method: {_items(n, held.split)} "
                   f"{'is' if n == 1 else 'are'} too few to test another against it")
     else:
         reason = (f"{natural}, the lever's natural method, kept: no other method was better beyond noise on "

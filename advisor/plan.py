@@ -141,9 +141,10 @@ class RunPlan:
         task's `levers`): every lever loaded and its options checked before any model loads, rows
         sorted by rung, then in the order named."""
         names = list(lever_names or self.task.levers)
-        task_lever_options(self.task)  # the levers not run too: a typo is an error however the run is cut
+        named = task_lever_options(self.task)  # the levers not run too: a typo is an error however the run is cut
         levers = load_levers([n.split("@")[0] for n in names])
-        options = {lv.name: lever_options(self.task, lv) for lv in levers}  # checked before any model loads
+        # Checked before any model loads; a `--lever` the task does not name is checked here.
+        options = {lv.name: named[lv.name] if lv.name in named else lever_options(self.task, lv) for lv in levers}
         rank = {lv.name: i for i, lv in enumerate(levers)}
         rows = sorted(plan_rows(self.task, names, {lv.name: lv for lv in levers}), key=lambda r: rank[r.lever])
         return replace(self, levers={lv.name: lv for lv in levers}, options=options, rows=rows)

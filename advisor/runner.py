@@ -206,8 +206,9 @@ class Runner:
         scores = score(self.task, golds, preds, [p.raw for p in predictions])
         add_lever_metrics(scores, predictions)
         scores.details["truncated"] = sum(1 for p in predictions if p.context.get("truncated"))
-        self.store.put_item_scores(run_id, name, [ex.id for ex in self.data.eval], scores.per_item)
-        self.store.put_item_reasons(run_id, name, [ex.id for ex in self.data.eval], scores.check_reasons)
+        ids = [ex.id for ex in self.data.eval]
+        self.store.put_item_scores(run_id, name, ids, scores.per_item)
+        self.store.put_item_reasons(run_id, name, ids, scores.check_reasons)
         self.store.put_run_items(run_id, name, self.data.eval, predictions)  # the report's failures
         metrics = intervals(self.task, self.data, scores, golds, preds)
         method = ranking.get("method") if ranking else None
