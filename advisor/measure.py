@@ -304,22 +304,5 @@ def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str
 
 def check_records(task: Task) -> list[CheckRecord]:
     """The task's checks (advisor.checks) as the record keeps them: name, kind, the metrics each adds
-    and what it requires in words, from its own settings (lists shortened to their first four)."""
-    from advisor.checks import LENIENT_JSON, STRICT_JSON
-
-    out = []
-    for c in task.checks:
-        parts = []
-        for key, value in c.model_dump(by_alias=True, exclude={"kind", "name"}, exclude_none=True).items():
-            if isinstance(value, list):
-                if value:
-                    shown = ", ".join(f"'{v}'" for v in value[:4]) + (f" and {len(value) - 4} more" if len(value) > 4
-                                                                      else "")
-                    parts.append(f"{key}: {shown}")
-            elif isinstance(value, dict):
-                parts.append(f"{key}: inline")
-            else:
-                parts.append(f"{key} {value}")
-        extra = [STRICT_JSON, LENIENT_JSON] if c.kind == "json_schema" else []
-        out.append(CheckRecord(name=c.name, kind=c.kind, rule="; ".join(parts), metrics=[c.name, *extra]))
-    return out
+    (`metrics()`) and what it requires in words (`rule()`)."""
+    return [CheckRecord(name=c.name, kind=c.kind, rule=c.rule(), metrics=c.metrics()) for c in task.checks]

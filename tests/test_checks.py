@@ -239,6 +239,14 @@ def test_a_bad_schema_is_one_line_naming_its_file(tmp_path):
     assert task.check_metrics == ["schema_valid", "length", "voice", "tone", "language", "strict_json",
                                   "lenient_json", "pass_all"]
     assert task.checks[0].schema_dict == SCHEMA
+    # The record's per-check metrics and the task's come from the same method, so they hold the same names.
+    from advisor.measure import check_records
+
+    records = check_records(task)
+    assert records[0].metrics == ["schema_valid", "strict_json", "lenient_json"]
+    assert [r.metrics for r in records[1:]] == [["length"], ["voice"], ["tone"], ["language"]]
+    assert {m for r in records for m in r.metrics} | {"pass_all"} == set(task.check_metrics)
+    assert records[0].rule == "schema schema.json; parse strict"
 
 
 def test_advise_schema_lists_the_checks():

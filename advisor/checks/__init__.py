@@ -50,9 +50,32 @@ class _Check(BaseModel):
     kind: str
     name: str
 
+    # Figures a check adds besides its own pass/fail (json_schema: strict_json, lenient_json). The
+    # one place that decides a check's metrics: `metrics()` for the record, `check_metrics` for the task.
+    ADDED_METRICS: ClassVar[tuple[str, ...]] = ()
+
     def outcomes(self, raws: Sequence[str]) -> list[Outcome]:
         """Pass/fail and reasons of each answer in `raws` (shape (n,)), in order."""
         raise NotImplementedError
+
+    def metrics(self) -> list[str]:
+        """The per-item metrics this check adds: its name, then ADDED_METRICS."""
+        return [self.name, *self.ADDED_METRICS]
+
+    def rule(self) -> str:
+        """What the check requires, in words, from its own settings ("max_words 90; forbidden: 'calm
+        down'"); lists are shortened to their first four, an inline schema is "inline"."""
+        parts = []
+        for key, value in self.model_dump(by_alias=True, exclude={"kind", "name"}, exclude_none=True).items():
+            if isinstance(value, list):
+                if value:
+                    more = f" and {len(value) - 4} more" if len(value) > 4 else ""
+                    parts.append(f"{key}: " + ", ".join(f"'{v}'" for v in value[:4]) + more)
+            elif isinstance(value, dict):
+                parts.append(f"{key}: inline")
+            else:
+                parts.append(f"{key} {value}")
+        return "; ".join(parts)
 
 
 _NAME_DOC = "The per-item pass/fail metric this check adds (usable as target.metric); unique in the task."
@@ -61,6 +84,7 @@ _NAME_DOC = "The per-item pass/fail metric this check adds (usable as target.met
 class JsonSchemaCheck(_Check):
     """The answer is JSON and satisfies a JSON Schema (draft 2020-12, `jsonschema`)."""
 
+    ADDED_METRICS: ClassVar[tuple[str, ...]] = (STRICT_JSON, LENIENT_JSON)
     kind: Literal["json_schema"]
     name: str = Field("schema_valid", pattern=NAME_PATTERN, description=_NAME_DOC)
     schema_: str | dict[str, Any] = Field(
@@ -210,14 +234,12 @@ REGISTRY: dict[str, type[_Check]] = {
 
 
 def check_metrics(checks: Sequence[Any]) -> list[str]:
-    """The per-item metrics `checks` add, in order: each check's name, strict_json and lenient_json
-    with a json_schema check, pass_all; [] without checks."""
+    """The per-item metrics `checks` add, in order: each check's name, then what checks add besides
+    (`_Check.metrics`: strict_json and lenient_json with a json_schema check), pass_all; [] without checks."""
     if not checks:
         return []
-    names = [c.name for c in checks]
-    if any(isinstance(c, JsonSchemaCheck) for c in checks):
-        names += [STRICT_JSON, LENIENT_JSON]
-    return [*names, PASS_ALL]
+    added = [m for c in checks for m in c.metrics()[1:]]
+    return [*(c.name for c in checks), *added, PASS_ALL]
 
 
 def name_problem(checks: Sequence[Any], builtin: Sequence[str],
