@@ -39,10 +39,21 @@ def _fail(e: AdviseError) -> None:
     sys.exit(e.exit_code)
 
 
-def _world_error(e: BaseException) -> AdviseError | None:
+def _printing(e: BaseException) -> bool:
+    """Whether `e` was raised while printing (click.echo, rich), i.e. writing standard output."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith(("click.utils", "rich.")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _world_error(e: BaseException, stdout: bool = False) -> AdviseError | None:
     """The one-line error for a fault of the machine rather than of advise (a full disk, a path that cannot
-    be written) that no command caught where it knew more; None for anything else (a bug: its traceback)."""
-    where = getattr(e, "filename", None)
+    be written) that no command caught where it knew more; None for anything else (a bug: its traceback).
+    `stdout`: it was raised writing standard output."""
+    where = getattr(e, "filename", None) or ("standard output" if stdout or _printing(e) else None)
     what = f"{where}: " if where else ""
     if is_disk_full(e):
         return DiskFullError(f"the disk is full: {what}{getattr(e, 'strerror', None) or e}; everything written "
@@ -56,15 +67,18 @@ def _checked(call: Callable[[], Any]) -> Any:
     """Run a command; a full disk or an unwritable path it meets is one line, not a traceback. Its
     output is flushed here, so that standard output on a full disk (`advise compare A B --json >
     out.json`) is reported too, and not as Python's "Exception ignored" at exit (code 120)."""
+    flushing = False
     try:
         try:
             return call()
         finally:
+            flushing = True
             sys.stdout.flush()
+            flushing = False
     except (OSError, sqlite3.Error) as e:
         if isinstance(e, OSError) and e.errno == errno.EPIPE:
             raise  # click's own: a reader that went away (`advise show | head`)
-        error = _world_error(e)
+        error = _world_error(e, stdout=flushing)
         if error is None:
             raise
         # What is still buffered for standard output can never be written: drop it, or Python reports it at exit.
@@ -293,8 +307,8 @@ def _run_notes(runner: Any) -> None:
     if gone:
         when = ", ".join(f"{r['id']} (started {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['started']))})"
                          for r in gone)
-        click.echo(f"note: {runner.workdir}: run{'s' if len(gone) > 1 else ''} {when} never finished (killed, or "
-                   f"{'their' if len(gone) > 1 else 'its'} machine went down); marked abandoned in "
+        click.echo(f"note: {runner.workdir}: run{'s' if len(gone) > 1 else ''} {when} stopped without recording "
+                   "an end (killed with kill -9, a crash, a machine gone down or a full disk); marked abandoned in "
                    f"{runner.store.path}. Every answer saved is kept and reused.", err=True)
     for line in shared_id_lines(runner.data):
         click.echo(line, err=True)

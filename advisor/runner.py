@@ -320,14 +320,15 @@ class Runner:
             stored = self.store.count_predictions()
             ids = [ex.id for ex in self.data.eval]
             left = sum(max(0, len(ids) - self.store.count_answered(name, ids)) for name in rows_left)
-            per = self.store.size_bytes() / stored if stored else 0.0
+            per, log = self.store.bytes_per_answer(), self.store.log_headroom()
         except sqlite3.Error:  # the store cannot even be read: say nothing we cannot back
-            stored, left, per = 0, 0, 0.0
+            stored, left, per, log = 0, 0, None, 0
         parts.append(f"the {stored} answers stored so far are saved in {self.store.path} and a rerun reuses "
                      "them" if stored else f"everything stored so far is kept in {self.store.path}")
         if left and per:
-            parts.append(f"the {left} answers still to compute need about {size_text(left * per)} more "
-                         f"({size_text(per)} per stored answer so far)")
+            parts.append(f"the {left} eval answers still to compute need about {size_text(left * per + log)} more "
+                         f"({left} × {size_text(per)}, the store's size per answer so far"
+                         + (f", plus up to {size_text(log)} for SQLite's write-ahead log)" if log else ")"))
         try:
             parts.append(f"{size_text(shutil.disk_usage(self.workdir).free)} free there now")
         except OSError:

@@ -319,10 +319,26 @@ class RunStore:
         rows = self.db.execute("SELECT DISTINCT example_id FROM predictions WHERE lever=?", (lever,))
         return sum(1 for (ex_id,) in rows if ex_id in wanted)
 
-    def size_bytes(self) -> int:
-        """Bytes the store takes on disk: the database file and its write-ahead log."""
-        return sum(Path(f"{self.path}{s}").stat().st_size for s in ("", "-wal")
-                   if Path(f"{self.path}{s}").exists())
+    def bytes_per_answer(self) -> float | None:
+        """The store's size per stored answer so far, in bytes: the database's pages in use (the log's
+        committed pages included) less one page per table and index an empty store has, over the answers
+        stored. Covers what each answer brings along (its per-item rows and scores); coarse over the first
+        few answers. None before any answer is stored."""
+        n = self.count_predictions()
+        if not n:
+            return None
+        (pages,), (free,), (size,) = (self.db.execute(f"PRAGMA {p}").fetchone()
+                                      for p in ("page_count", "freelist_count", "page_size"))
+        (trees,) = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE rootpage > 0").fetchone()
+        return max(pages - free - trees - 1, 1) * size / n
+
+    def log_headroom(self) -> int:
+        """Bytes the write-ahead log (advise.sqlite-wal) may still grow by before SQLite checkpoints it
+        (`wal_autocheckpoint` pages, 1000 by default) and then reuses it from the start."""
+        (pages,), (size,) = (self.db.execute(f"PRAGMA {p}").fetchone() for p in ("wal_autocheckpoint", "page_size"))
+        wal = Path(f"{self.path}-wal")
+        now = wal.stat().st_size if wal.exists() else 0
+        return max(0, 32 + pages * (size + 24) - now)
 
     # -- latency probes --------------------------------------------------------------------------
 
