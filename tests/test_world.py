@@ -13,10 +13,8 @@ everywhere).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,106 +29,17 @@ import pytest
 from advisor.store import RunStore
 from advisor.types import Example, Prediction
 from tests.record_factory import lever_entry, record
-
-IS_ROOT = os.geteuid() == 0
-
-
-def advise(*args: str, stdout: object = subprocess.PIPE, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`advise ARGS` in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-c", "from advisor.cli import main; main()", *args], stdout=stdout,
-                          stderr=subprocess.PIPE, text=True, timeout=timeout)
-
-
-def one_line(proc: subprocess.CompletedProcess) -> str:
-    """The only line on standard error; no traceback."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [x for x in proc.stderr.splitlines() if x.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def dead_server() -> list[str]:
-    """`--set` arguments pointing the task at a server nobody runs: a run that gets past its checks
-    fails at its first request, in one line, having computed nothing."""
-    return ["--set", "model=openai:smollm2", "--set", f"openai={{base_url: 'http://127.0.0.1:{_free_port()}/v1'}}"]
-
-
-def _mount(*args: str) -> bool:
-    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
-
-
-def _umount(path: Path) -> None:
-    subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-@contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """`path` (a file or a folder) read-only for this process's children: chmod for a user, a read-only
-    bind mount for root (chmod does not stop root). Skips when neither works here."""
-    if not IS_ROOT:
-        mode = path.stat().st_mode
-        path.chmod(0o555 if path.is_dir() else 0o444)
-        try:
-            yield
-        finally:
-            path.chmod(mode)
-        return
-    if not _mount("--bind", str(path), str(path)):
-        pytest.skip("running as root, where chmod does not stop writes, and bind mounts are not permitted here")
-    try:
-        if not _mount("-o", "remount,bind,ro", str(path)):
-            pytest.skip("running as root, and a read-only remount is not permitted here")
-        yield
-    finally:
-        _umount(path)
-
-
-@contextmanager
-def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
-    """A tmpfs of `size` (e.g. "64k") mounted at `path`; skips when mounting is not permitted."""
-    path.mkdir(parents=True, exist_ok=True)
-    if not _mount("-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)):
-        pytest.skip("mounting a tmpfs is not permitted here (needs root or CAP_SYS_ADMIN)")
-    try:
-        yield path
-    finally:
-        _umount(path)
-
-
-@contextmanager
-def immutable(path: Path) -> Iterator[None]:
-    """`chattr +i path` (no process, root included, may change it); skips where it cannot be set."""
-    if not IS_ROOT or shutil.which("chattr") is None:
-        pytest.skip("chattr +i needs root and the chattr tool")
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip(f"this filesystem does not support the immutable attribute ({path})")
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
-
-
-def fill(folder: Path) -> Path:
-    """Fill the filesystem holding `folder` to the last block (a real ENOSPC for the next write)."""
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass
-    return filler
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
+from tests.world_helpers import (
+    advise,
+    dead_server,
+    fill,
+    immutable,
+    mount,
+    one_line,
+    read_only,
+    snapshot,
+    tmpfs,
+)
 
 # -- 1. an output path that cannot be written ---------------------------------------------------------
 
@@ -165,7 +74,7 @@ def test_an_unwritable_out_is_refused_in_one_line_before_any_work(case, trec_sma
         (out / "results.json").mkdir()
     where = {"store-read-only": out / "advise.sqlite", "folder-read-only": out, "immutable-folder": out,
              "immutable-store": out / "advise.sqlite"}.get(case)
-    before = _snapshot(out) if out.is_dir() else None
+    before = snapshot(out) if out.is_dir() else None
     with contextmanager_for(case, out, where, tmp_path) as target:
         started = time.monotonic()
         proc = advise("run", str(trec_small), "--out", str(target), "--quiet", *dead_server())
@@ -177,7 +86,7 @@ def test_an_unwritable_out_is_refused_in_one_line_before_any_work(case, trec_sma
         assert line.startswith(f"error: --out {target}: "), line
         assert any(w in line for w in ("cannot be written", "not a folder", "is a folder", "Read-only")), line
         if target == out and before is not None:
-            assert _snapshot(out) == before  # nothing made, nothing lost
+            assert snapshot(out) == before  # nothing made, nothing lost
     assert seconds < 60
 
 
@@ -193,7 +102,7 @@ def contextmanager_for(case: str, out: Path, where: Path | None, tmp_path: Path)
     elif case == "read-only-filesystem":
         with tmpfs(tmp_path / "ro", "1m") as disk:
             shutil.copytree(out, disk / "out")
-            if not _mount("-o", "remount,ro", str(disk)):
+            if not mount("-o", "remount,ro", str(disk)):
                 pytest.skip("a read-only remount is not permitted here")
             yield disk / "out"
     else:
@@ -276,14 +185,14 @@ def test_a_report_on_a_full_disk_is_one_line_and_keeps_the_report_there(tmp_path
         assert advise("report", str(run)).returncode == 0
         # A changed verdict: a report that did get written would differ from the one there.
         (run / "results.json").write_text((run / "results.json").read_text().replace('"test"', '"changed"'))
-        before = _snapshot(run)
+        before = snapshot(run)
         fill(disk)
         proc = advise("report", str(run))
         assert proc.returncode == 1, proc.stderr
         line = one_line(proc)
         assert line.startswith("error: the disk is full: ") and "No space left on device" in line
         assert "untouched" in line and "advise report` again" in line
-        assert _snapshot(run) == before  # the old report as it was, no half-written .tmp beside it
+        assert snapshot(run) == before  # the old report as it was, no half-written .tmp beside it
 
 
 # -- 6. one run folder, one run --------------------------------------------------------------------------
@@ -314,12 +223,12 @@ def test_a_second_run_into_a_folder_in_use_is_refused_in_one_line(trec_small, tm
     _earlier_run(out)
     holder = _holder(out / "advise.sqlite")
     try:
-        before = _snapshot(out)
+        before = snapshot(out)
         proc = advise("run", str(trec_small), "--out", str(out), "--quiet", *dead_server())
         assert proc.returncode == 2
         assert one_line(proc) == (f"error: {out}: another advise run (pid {holder.pid}) is using this run folder; "
                                   "wait for it to finish, or give another --out")
-        assert _snapshot(out) == before
+        assert snapshot(out) == before
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
