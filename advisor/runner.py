@@ -265,7 +265,12 @@ class Runner:
             on_lever: Callable[[LeverResult], None] | None = None,
             curve_fractions: tuple[float, ...] | None = None) -> RunResult:
         """Run the levers cheapest first; with `curve_fractions`, also the fine-tuning levers'
-        learning curves, which the verdict reads before it advises what to try next."""
+        learning curves, which the verdict reads before it advises what to try next.
+
+        The run is a row of the store's `runs` (status running, then done, failed or interrupted), and
+        its record carries that row's id (`RunRecord.run_id`). Raises InputError for bad input found
+        before any model loads, DiskFullError when the disk fills (every answer stored before it is
+        kept; `disk_full` says how much more the run needs), and what a backend or lever raises."""
         from advisor.plan import plan_rows
 
         names = lever_names or self.task.levers

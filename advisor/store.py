@@ -354,6 +354,7 @@ class RunStore:
     # -- runs ------------------------------------------------------------------------------------
 
     def start_run(self, task: str) -> int:
+        """A new run of `task`, status `running`; returns its id (the `run_id` of results.json)."""
         with self.db:
             cur = self.db.execute(
                 "INSERT INTO runs (task, started, status) VALUES (?, ?, 'running')", (task, time.time())
@@ -361,6 +362,8 @@ class RunStore:
         return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, status: str, results: dict[str, Any] | None = None) -> None:
+        """Record how run `run_id` ended: `status` done (with its results.json), failed or interrupted.
+        Raises sqlite3.OperationalError as SQLite does (a full disk: SQLITE_FULL)."""
         with self.db:
             self.db.execute(
                 "UPDATE runs SET finished=?, status=?, results=? WHERE id=?",

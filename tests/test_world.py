@@ -164,6 +164,10 @@ def test_a_read_only_run_folder_is_read_by_report_and_compare_and_refused_as_rep
         proc = advise("compare", str(run), str(copy), "--json")
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["levers"][0]["n"] == 30
+        # The read-only folder as report --out, for another run's reports.
+        proc = advise("report", str(copy), "--out", str(run))
+        assert proc.returncode == 2
+        assert one_line(proc).startswith(f"error: --out {run}: cannot be written: ")
 
 
 def test_standard_output_on_a_full_disk_is_one_line(tmp_path):
