@@ -301,6 +301,13 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
 def _run_notes(runner: Any) -> None:
     """One line each, on standard error, before a run starts: runs found unfinished in the folder (and
     now marked abandoned), and ids that train and eval share."""
+    _abandoned_note(runner)
+    for line in shared_id_lines(runner.data):
+        click.echo(line, err=True)
+
+
+def _abandoned_note(runner: Any) -> None:
+    """One line on standard error for the runs the store found `running` and marked abandoned on open."""
     import time
 
     gone = runner.store.abandoned
@@ -310,8 +317,6 @@ def _run_notes(runner: Any) -> None:
         click.echo(f"note: {runner.workdir}: run{'s' if len(gone) > 1 else ''} {when} stopped without recording "
                    "an end (killed with kill -9, a crash, a machine gone down or a full disk); marked abandoned in "
                    f"{runner.store.path}. Every answer saved is kept and reused.", err=True)
-    for line in shared_id_lines(runner.data):
-        click.echo(line, err=True)
 
 
 def shared_id_lines(data: Any, limit: int = 3) -> list[str]:
@@ -449,6 +454,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
         with progress_factory(console, False) as progress:
             runner = Runner(task, Path("runs") / task.name, progress=progress)
             try:
+                _abandoned_note(runner)
                 for lever in indexers:
                     options = lever_options(lever, task.lever_options.get(lever.name, {}))
                     stats = lever.index(runner.context(lever), options)  # type: ignore[misc]
