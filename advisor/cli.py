@@ -1,12 +1,16 @@
 """The `advise` command: a thin click layer over the library. Maps errors to exit codes.
 
-Exit codes: 0 done, 1 a run failed, 2 bad input (spec, data, usage), 130 interrupted.
+Exit codes: 0 done; 1 a run failed, or stopped because the disk filled (everything computed before it
+is kept in advise.sqlite: free space and run again, nothing is recomputed); 2 bad input (spec, data,
+usage, an output path that cannot be written, a run folder another run is using); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +20,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from advisor.errors import AdviseError, InputError
+from advisor.errors import AdviseError, DiskFullError, InputError, is_disk_full, is_not_writable, size_text
 
 
 @contextmanager
@@ -35,6 +39,57 @@ def _fail(e: AdviseError) -> None:
     sys.exit(e.exit_code)
 
 
+def _printing(e: BaseException) -> bool:
+    """Whether `e` was raised while printing (click.echo, rich), i.e. writing standard output."""
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith(("click.utils", "rich.")):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _world_error(e: BaseException, stdout: bool = False) -> AdviseError | None:
+    """The one-line error for a fault of the machine rather than of advise (a full disk, a path that cannot
+    be written) that no command caught where it knew more; None for anything else (a bug: its traceback).
+    `stdout`: it was raised writing standard output."""
+    where = getattr(e, "filename", None) or ("standard output" if stdout or _printing(e) else None)
+    what = f"{where}: " if where else ""
+    if is_disk_full(e):
+        return DiskFullError(f"the disk is full: {what}{getattr(e, 'strerror', None) or e}; everything written "
+                             "before it is kept; free some space and run again")
+    if is_not_writable(e):
+        return InputError(f"cannot be written: {what}{getattr(e, 'strerror', None) or e}")
+    return None
+
+
+def _checked(call: Callable[[], Any]) -> Any:
+    """Run a command; a full disk or an unwritable path it meets is one line, not a traceback. Its
+    output is flushed here, so that standard output on a full disk (`advise compare A B --json >
+    out.json`) is reported too, and not as Python's "Exception ignored" at exit (code 120)."""
+    flushing = False
+    try:
+        try:
+            return call()
+        finally:
+            flushing = True
+            sys.stdout.flush()
+            flushing = False
+    except (OSError, sqlite3.Error) as e:
+        if isinstance(e, OSError) and e.errno == errno.EPIPE:
+            raise  # click's own: a reader that went away (`advise show | head`)
+        error = _world_error(e, stdout=flushing)
+        if error is None:
+            raise
+        # What is still buffered for standard output can never be written: drop it, or Python reports it at exit.
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), sys.stdout.fileno())
+        except (OSError, ValueError):  # no file descriptor (a test's captured output)
+            pass
+        _fail(error)
+
+
 class AdviseGroup(click.Group):
     """Turns the library's errors into one-line messages and exit codes."""
 
@@ -49,7 +104,7 @@ class AdviseGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return _checked(lambda: super(AdviseGroup, self).invoke(ctx))
         except AdviseError as e:
             _fail(e)
         except KeyboardInterrupt:
@@ -102,14 +157,21 @@ def _load(task_file: Path, sets: tuple[str, ...]) -> Any:
     return task
 
 
-def _check_writable(path: Path, option: str, want: str) -> None:
-    """Before any work: `path` can be written as `want` ("folder", "file" or "either"); else one line
-    naming the option, exit 2 (a run of an hour must not end in a traceback at its last write).
-    Writability is probed by making and removing a temporary folder where the path will live:
-    permission bits alone do not tell (root, read-only mounts, /proc)."""
+# The files `advise run` writes in its run folder, each rewritten in place or replaced.
+RUN_FILES = ("advise.sqlite", "advise.sqlite-wal", "advise.sqlite-shm", "advise.sqlite.lock", "results.json",
+             "report.html", "report.md", "cost_quality.svg", "volume.svg")
+
+
+def _check_writable(path: Path, option: str, want: str, files: tuple[str, ...] = (), hint: str = "") -> None:
+    """Before any work: `path` can be written as `want` ("folder", "file" or "either"), and so can each of
+    `files` already in that folder; else InputError (exit 2), one line naming the option (a run of an
+    hour must not end in a traceback at its last write, nor a model load before a refusal).
+    Writability is probed, not read off permission bits, which do not tell (root, read-only mounts,
+    immutable files, /proc): a temporary folder is made and removed where the path will live, and each
+    existing file is opened for appending (which changes nothing in it). `hint` ends the message."""
     import tempfile
 
-    where = f"{option} {path}"
+    where = f"{option} {path}".strip()
     if path.exists() and want == "folder" and not path.is_dir():
         raise InputError("exists and is not a folder", file=where)
     if path.exists() and want == "file" and path.is_dir():
@@ -122,9 +184,18 @@ def _check_writable(path: Path, option: str, want: str) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".advise-probe-", dir=home))
     except OSError as e:
-        raise InputError(f"cannot be written: {home}: {e.strerror or e}", file=where) from None
-    if path.is_file() and not os.access(path, os.W_OK):
-        raise InputError("is not writable", file=where)
+        raise InputError(f"cannot be written: {home}: {e.strerror or e}{hint}", file=where) from None
+    targets = [path / name for name in files] if path.is_dir() else [path]
+    for target in targets:
+        if target.is_dir() and target != path:
+            raise InputError(f"{target.name} in it is a folder, where advise writes a file{hint}", file=where)
+        if not target.is_file():
+            continue
+        try:
+            with open(target, "ab"):
+                pass
+        except OSError as e:
+            raise InputError(f"cannot be written: {target}: {e.strerror or e}{hint}", file=where) from None
 
 
 def _check_lever_args(task: Any, values: tuple[str, ...]) -> None:
@@ -180,7 +251,7 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     if json_path:
         _check_writable(json_path, "--json-out", "file")
     if not dry_run:
-        _check_writable(out or Path("runs") / task.name, "--out", "folder")
+        _check_writable(out or Path("runs") / task.name, "--out", "folder", RUN_FILES)
     if dry_run:
         from advisor.estimate import as_dicts, estimate, print_estimate
 
@@ -198,29 +269,88 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
     workdir = out or Path("runs") / task.name
     console = Console()
     params = GenerationParams(max_new_tokens=task.prompt.max_new_tokens, batch_size=batch_size)
+    from advisor.report.render import write_reports
+
     with progress_factory(console, quiet) as progress:
         with _about(task):
             runner = Runner(task, workdir, limit=limit, progress=progress, latency_probe=latency_probe,
                             params=params, console=None if quiet else console)
             try:
+                _run_notes(runner)
                 result = runner.run(list(levers) or None, task_file=task_file,
                                     curve_fractions=fractions)
+                data = result.to_json()
+                # Written while the run still holds the folder's lock: results.json is this run's.
+                with _disk_full_after_run(runner.store.path, "results.json", len(json.dumps(data)), workdir):
+                    path = result.write(results_path(workdir))
+                    if json_path:
+                        json_path.parent.mkdir(parents=True, exist_ok=True)
+                        json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+                with _disk_full_after_run(runner.store.path, "the reports", None, workdir):
+                    reports = write_reports(workdir)
             finally:
                 runner.close()
-    path = result.write(results_path(workdir))
-    data = result.to_json()
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
-    from advisor.report.render import write_reports
-
-    reports = write_reports(workdir)
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif not quiet:
         print_results(console, result.record)
         console.print(f"Results: {path}" + (f" and {json_path}" if json_path else ""), soft_wrap=True)
         console.print("Report: " + " and ".join(str(p) for p in reports), soft_wrap=True)
+
+
+def _run_notes(runner: Any) -> None:
+    """One line each, on standard error, before a run starts: runs found unfinished in the folder (and
+    now marked abandoned), and ids that train and eval share."""
+    _abandoned_note(runner)
+    for line in shared_id_lines(runner.data):
+        click.echo(line, err=True)
+
+
+def _abandoned_note(runner: Any) -> None:
+    """One line on standard error for the runs the store found `running` and marked abandoned on open."""
+    import time
+
+    gone = runner.store.abandoned
+    if gone:
+        when = ", ".join(f"{r['id']} (started {time.strftime('%Y-%m-%d %H:%M', time.localtime(r['started']))})"
+                         for r in gone)
+        click.echo(f"note: {runner.workdir}: run{'s' if len(gone) > 1 else ''} {when} stopped without recording "
+                   "an end (killed with kill -9, a crash, a machine gone down or a full disk); marked abandoned in "
+                   f"{runner.store.path}. Every answer saved is kept and reused.", err=True)
+
+
+def shared_id_lines(data: Any, limit: int = 3) -> list[str]:
+    """Warnings for ids that are in both train and eval (advisor.data.Dataset.shared_ids): usually one
+    file copied into the other; the leakage guard compares inputs, so a copy with an edited input stays in
+    train. At most `limit` lines, then a count."""
+    shared = data.shared_ids
+    lines = [f"warning: id '{ex_id}' is in both train ({train}) and eval ({eval_}): an eval item copied "
+             "into train? (ids name items; `advise audit` lists every shared id)" for ex_id, train, eval_ in
+             shared[:limit]]
+    if len(shared) > limit:
+        lines.append(f"warning: and {len(shared) - limit} more id(s) in both train and eval")
+    return lines
+
+
+@contextmanager
+def _disk_full_after_run(store: Path, what: str, size: int | None, folder: Path) -> Iterator[None]:
+    """A full disk while writing a finished run's outputs: one line (DiskFullError, exit 1) saying that every
+    answer and score is in the store, how much `what` needs (`size` bytes, when known) and what is free."""
+    try:
+        yield
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        import shutil
+
+        need = f"; it needs about {size_text(size)}" if size else ""
+        try:
+            free = f", {size_text(shutil.disk_usage(folder).free)} free there now"
+        except OSError:
+            free = ""
+        raise DiskFullError(f"the disk is full: {what} could not be written ({e.filename or folder}: "
+                            f"{e.strerror}){need}{free}; every answer and score of the run is saved in {store}: "
+                            "free some space and run again (nothing is recomputed)") from None
 
 
 @main.command()
@@ -252,6 +382,8 @@ def validate(task_file: Path, sets: tuple[str, ...]) -> None:
     if data.leakage_removed:
         console.print(f"[yellow]{len(data.leakage_removed)} train example(s) share an input with eval and "
                       f"will be left out of training and few-shot: {', '.join(data.leakage_removed[:5])}")
+    for line in shared_id_lines(data):
+        console.print(line, style="yellow", soft_wrap=True, markup=False, highlight=False)
     for note in key_notes:
         console.print(f"[yellow]note: {note}", soft_wrap=True, markup=True, highlight=False)
     if task.checks:
@@ -322,6 +454,7 @@ def index(task_file: Path, levers: tuple[str, ...], sets: tuple[str, ...]) -> No
         with progress_factory(console, False) as progress:
             runner = Runner(task, Path("runs") / task.name, progress=progress)
             try:
+                _abandoned_note(runner)
                 for lever in indexers:
                     options = lever_options(lever, task.lever_options.get(lever.name, {}))
                     stats = lever.index(runner.context(lever), options)  # type: ignore[misc]
@@ -387,11 +520,23 @@ def show(run_dir: Path | None) -> None:
               help="Folder for the reports (default: the run folder), or, with one format, the file itself.")
 def report(run_dir: Path, fmt: str, out: Path | None) -> None:
     """Render report.html and report.md (charts as SVG beside them) from a stored run; no model is loaded."""
+    from advisor.record import results_path
     from advisor.report.render import FORMATS, write_reports
 
     if out is not None:
-        _check_writable(out, "--out", "folder" if fmt == "both" else "either")
-    for path in write_reports(run_dir, FORMATS if fmt == "both" else (fmt,), out):
+        _check_writable(out, "--out", "folder" if fmt == "both" else "either", RUN_FILES[-4:])
+    elif results_path(run_dir).is_file():  # the reports go beside results.json
+        _check_writable(results_path(run_dir).parent, "RUN_DIR", "folder", RUN_FILES[-4:],
+                        hint=" (give --out to write the reports elsewhere)")
+    try:
+        paths = write_reports(run_dir, FORMATS if fmt == "both" else (fmt,), out)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        raise DiskFullError(f"the disk is full: {e.filename or out or run_dir}: {e.strerror}; the run itself "
+                            "(results.json, advise.sqlite) is untouched, and a report already there is as it was; "
+                            "free some space and run `advise report` again") from None
+    for path in paths:
         click.echo(str(path))
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from advisor.errors import InputError
 from advisor.report.document import StoredRun
 from advisor.stats import PairedDifference, holm, paired_difference, paired_statistic_difference, paired_test
+from advisor.store import connect_read_only
 
 
 @dataclass
@@ -95,7 +96,7 @@ def _run_items(run: StoredRun) -> dict[str, dict[str, dict[str, Any]]]:
     db_path = run.run_dir / "advise.sqlite"
     if run.run_id is None or not db_path.is_file():
         return {}
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db = connect_read_only(db_path)
     try:
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for lever, ex_id, source, inp, gold, output in db.execute(
@@ -185,6 +186,9 @@ def compare_runs(a: StoredRun, b: StoredRun, *, groups: Mapping[str, Any] | None
     if a.record.task != b.record.task:  # different tasks share lever names but not items
         raise InputError(f"{a.run_dir} is a run of task {a.record.task!r} and {b.run_dir} of task "
                          f"{b.record.task!r}: compare two runs of the same task")
+    for run in (a, b):  # pairing needs the per-item rows of the very run each results.json records
+        if run.run_id is None:
+            raise InputError(f"no per-item scores to pair: {run.items_missing}", file=run.run_dir / "advise.sqlite")
     notes = run_differences(a, b)
     target = a.results["target"]
     metric = target["metric"]

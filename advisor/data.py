@@ -240,6 +240,9 @@ class Dataset:
     leakage_removed: list[str]  # ids of train examples dropped because their input is in eval
     # ids dropped because they nearly copy an eval input (audit.near_duplicates: remove)
     near_leakage_removed: list[str] = field(default_factory=list)
+    # (id, "train file:line", "eval file:line") for each id both splits use: usually an eval item copied
+    # into train, reported even when its input was edited (the leakage guard compares inputs only)
+    shared_ids: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def eval_gold(self) -> int:
@@ -254,18 +257,29 @@ class Dataset:
 
 
 def load_dataset(task: Task, *, limit: int | None = None) -> Dataset:
-    """Load train and eval; drop train examples whose input also appears in eval (leakage).
+    """Load train and eval; drop train examples whose input also appears in eval (leakage), and note ids
+    both use (`Dataset.shared_ids`: reported, not refused).
 
-    `limit` keeps the first N eval examples (a quick look; the report says so).
+    `limit` keeps the first N eval examples (a quick look; the report says so). Raises InputError
+    naming the file, line and field of the first bad record.
     """
     train = load_examples(task, task.data_path("train"), split="train")
     eval_ = load_examples(task, task.data_path("eval"), split="eval")
     if not eval_:
         raise InputError("the eval set is empty", file=task.data_path("eval"))
+    shared = shared_ids(train, eval_)
     if limit is not None:
         eval_ = eval_[:limit]
     train, removed = remove_leakage(train, eval_)
-    return Dataset(train=train, eval=eval_, leakage_removed=removed)
+    return Dataset(train=train, eval=eval_, leakage_removed=removed, shared_ids=shared)
+
+
+def shared_ids(train: list[Example], eval_: list[Example]) -> list[tuple[str, str, str]]:
+    """(id, train source, eval source) for every id that names an example in both splits, in eval order
+    (sources are "file:line"). Ids are unique within a file (the loader refuses a repeat); across train
+    and eval the same id is allowed but is usually a copy, so it is reported, never refused."""
+    in_train = {e.id: e.source for e in train}
+    return [(e.id, in_train[e.id], e.source) for e in eval_ if e.id in in_train]
 
 
 def remove_leakage(train: list[Example], eval_: list[Example]) -> tuple[list[Example], list[str]]:

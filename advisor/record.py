@@ -277,6 +277,9 @@ class RunRecord(_Record):
     """results.json. Per-item rows are in the run's advise.sqlite (advisor.store.RunStore)."""
 
     schema_version: Literal[2] = SCHEMA_VERSION
+    # The run's id in the folder's advise.sqlite (`runs.id`): every reader takes this run's per-item rows,
+    # never "the latest run". None in files written before it was recorded.
+    run_id: int | None = None
     task: str  # the task's name
     kind: TaskKind
     labels: list[str] | None = None
@@ -303,11 +306,16 @@ class RunRecord(_Record):
         return self.model_dump(mode="json")
 
     def write(self, path: Path) -> Path:
-        """Write results.json atomically (a reader never sees half a file)."""
+        """Write results.json atomically (a reader never sees half a file, and a write that fails, on a
+        full disk say, leaves the file that was there). Raises OSError as the filesystem does."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False))
+            tmp.replace(path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
 

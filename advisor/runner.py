@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 
 from advisor.costs import lever_cost, token_price
 from advisor.data import Dataset
+from advisor.errors import DiskFullError, is_disk_full, size_text
 from advisor.events import NoProgress, ProgressFactory
 from advisor.execute import Backends, Predictor, run_params
 from advisor.measure import (
@@ -113,7 +116,11 @@ class Runner:
         self._made: list[Path] = []
         self._make_dirs(workdir)
         self._new_store = not (workdir / "advise.sqlite").exists()
-        self.store = RunStore(workdir / "advise.sqlite")
+        try:
+            self.store = RunStore(workdir / "advise.sqlite")  # the folder's lock: one run at a time
+        except Exception:  # refused (another run holds the folder, unwritable): remove only the empty folders made
+            self._remove_made(False)
+            raise
         self.predictor = Predictor(self.task, self.data, self.store, self.params, self.progress, latency_probe)
 
     @property
@@ -136,10 +143,15 @@ class Runner:
         score or finished run, is kept, and so is every other file (a folder is only ever rmdir'ed)."""
         discard = self._new_store and not self.store.holds_work()
         self.store.close()
-        if not discard:
-            return
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(f"{self.store.path}{suffix}").unlink(missing_ok=True)
+        if discard:
+            self._remove_made(True)
+
+    def _remove_made(self, store_too: bool) -> None:
+        """Remove the store this runner created (`store_too`; with its lock file) and every folder it
+        made, once empty."""
+        store = self.workdir / "advise.sqlite"
+        for suffix in ("", "-wal", "-shm", "-journal", ".lock") if store_too else ():
+            Path(f"{store}{suffix}").unlink(missing_ok=True)
         for folder in reversed(self._made):  # deepest first
             try:
                 folder.rmdir()
@@ -253,7 +265,12 @@ class Runner:
             on_lever: Callable[[LeverResult], None] | None = None,
             curve_fractions: tuple[float, ...] | None = None) -> RunResult:
         """Run the levers cheapest first; with `curve_fractions`, also the fine-tuning levers'
-        learning curves, which the verdict reads before it advises what to try next."""
+        learning curves, which the verdict reads before it advises what to try next.
+
+        The run is a row of the store's `runs` (status running, then done, failed or interrupted), and
+        its record carries that row's id (`RunRecord.run_id`). Raises InputError for bad input found
+        before any model loads, DiskFullError when the disk fills (every answer stored before it is
+        kept; `disk_full` says how much more the run needs), and what a backend or lever raises."""
         from advisor.plan import plan_rows
 
         names = lever_names or self.task.levers
@@ -263,9 +280,10 @@ class Runner:
         rank = {lv.name: i for i, lv in enumerate(levers)}  # rung order, then the task's model order
         rows = sorted(plan_rows(self.task, names, {lv.name: lv for lv in levers}), key=lambda r: rank[r.lever])
         self.preflight(rows)
-        run_id = self.store.start_run(self.task.name)
         results: list[LeverResult] = []
+        run_id: int | None = None
         try:
+            run_id = self.store.start_run(self.task.name)
             by_name = {lv.name: lv for lv in levers}
             for row in rows:
                 result = self.run_lever(by_name[row.lever], run_id, row)
@@ -274,18 +292,58 @@ class Runner:
                     on_lever(result)
             curves = (self.learning_curves([r.name for r in results], curve_fractions) if curve_fractions
                       else {})
-            result = self.judge(results, curves, task_file)
+            result = self.judge(results, curves, task_file, run_id)
+            self.store.finish_run(run_id, "done", result.to_json())
         except KeyboardInterrupt:
-            self.store.finish_run(run_id, "interrupted")
+            self._finish(run_id, "interrupted")
             raise
-        except Exception:
-            self.store.finish_run(run_id, "failed")
+        except Exception as e:
+            self._finish(run_id, "failed")
+            if is_disk_full(e):
+                raise self.disk_full(e, [r.name for r in rows[len(results):]]) from None
             raise
-        self.store.finish_run(run_id, "done", result.to_json())
         return result
 
-    def judge(self, results: list[LeverResult], curves: dict[str, Any], task_file: Path | None) -> RunResult:
-        """The verdict over the measured rows (advisor.verdict.decide, computed once) and the run record."""
+    def _finish(self, run_id: int | None, status: str) -> None:
+        """Record how a run ended; on a full disk even that may fail: the run then stays `running`
+        until the next run into the folder marks it abandoned."""
+        if run_id is None:
+            return
+        try:
+            self.store.finish_run(run_id, status)
+        except sqlite3.Error:
+            pass
+
+    def disk_full(self, e: BaseException, rows_left: list[str]) -> DiskFullError:
+        """The one-line error for a disk that filled during the run: what could not be written, that
+        every answer so far is saved, and, where it can be estimated, how much more the run's answers
+        need: (eval answers still missing for `rows_left`, the rows not finished) × (the store's
+        bytes per stored answer so far)."""
+        what = getattr(e, "filename", None) or self.store.path
+        parts = [f"the disk is full: {what} could not be written ({getattr(e, 'strerror', None) or e})"]
+        try:
+            stored = self.store.count_predictions()
+            ids = [ex.id for ex in self.data.eval]
+            left = sum(max(0, len(ids) - self.store.count_answered(name, ids)) for name in rows_left)
+            per, log = self.store.bytes_per_answer(), self.store.log_headroom()
+        except sqlite3.Error:  # the store cannot even be read: say nothing we cannot back
+            stored, left, per, log = 0, 0, None, 0
+        parts.append(f"the {stored} answers stored so far are saved in {self.store.path} and a rerun reuses "
+                     "them" if stored else f"everything stored so far is kept in {self.store.path}")
+        if left and per:
+            parts.append(f"the {left} eval answers still to compute need about {size_text(left * per + log)} more "
+                         f"({left} × {size_text(per)}, the store's size per answer so far"
+                         + (f", plus up to {size_text(log)} for SQLite's write-ahead log)" if log else ")"))
+        try:
+            parts.append(f"{size_text(shutil.disk_usage(self.workdir).free)} free there now")
+        except OSError:
+            pass
+        return DiskFullError("; ".join(parts) + "; free some space and run again")
+
+    def judge(self, results: list[LeverResult], curves: dict[str, Any], task_file: Path | None,
+              run_id: int | None = None) -> RunResult:
+        """The verdict over the measured rows (advisor.verdict.decide, computed once) and the run record;
+        `run_id`: the store's id of this run (advisor.store.RunStore.start_run), recorded in it."""
         t = self.task
         target = TargetRecord(metric=t.target.metric, threshold=t.target.threshold, confidence=t.target.confidence,
                               rule=t.target.rule, margin=t.target.margin, need=t.target.need)
@@ -303,7 +361,7 @@ class Runner:
         elif wording := wording_warnings(t, results):
             scoring = ScoringRecord(warnings=wording)
         record = RunRecord(
-            task=t.name, kind=t.kind, labels=t.labels, target=target, costs=t.costs, eval_limit=self.limit,
+            run_id=run_id, task=t.name, kind=t.kind, labels=t.labels, target=target, costs=t.costs, eval_limit=self.limit,
             levers=[r.record(verdict.levers[r.name], t.model) for r in results], baseline=baseline.record(),
             verdict=verdict.record, scoring=scoring, learning_curves=curve_records, checks=check_records(t),
             audit=AuditRecord.model_validate(plain_json(self.audit.as_dict())),

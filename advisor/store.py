@@ -3,17 +3,30 @@
 Predictions are cached under a key of everything that can change an answer, and
 each batch is committed as soon as it is done, so a run killed half way (Ctrl-C,
 kill -9) resumes where it stopped and a repeated run recomputes nothing.
+
+One writer at a time: opening a store for writing takes an advisory lock (`fcntl.flock`) on
+`advise.sqlite.lock` beside it, held until `close`, so a second run into the same folder is
+refused in one line instead of interleaving its rows with the first's. Holding the lock also
+proves that a run still marked `running` is dead (killed with `kill -9`, or its machine went
+down): it is marked `abandoned` on open (`RunStore.abandoned` lists them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no lock
+    fcntl = None  # type: ignore[assignment]
+
 from advisor.data import stable_hash
+from advisor.errors import DiskFullError, InputError, is_disk_full, is_not_writable
 from advisor.types import Example, GenerationParams, Prediction, Request
 
 # A plain list of migrations; PRAGMA user_version says how many have run.
@@ -44,7 +57,7 @@ MIGRATIONS: list[str] = [
         task TEXT NOT NULL,
         started REAL NOT NULL,
         finished REAL,
-        status TEXT NOT NULL,          -- running | done | interrupted | failed
+        status TEXT NOT NULL,          -- running | done | interrupted | failed | abandoned
         results TEXT                   -- results.json of this run
     );
     CREATE TABLE item_scores (
@@ -114,14 +127,89 @@ def prediction_key(*, backend: str, lever: str, artifact: str, request: Request,
     return stable_hash([backend, lever, artifact, request_hash(request), params.key()])
 
 
-class RunStore:
+def lock_path(store: Path) -> Path:
+    """The lock file beside a store: `advise.sqlite.lock`."""
+    return store.with_name(store.name + ".lock")
+
+
+class FolderLock:
+    """The run folder's writer lock: an exclusive `fcntl.flock` on `path`, which holds the holder's pid
+    (for the refusal's message). Advisory: only advise takes it. The kernel drops it when the holder's
+    process ends, however it ends, so a killed run never leaves the folder locked."""
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
+        self.fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        """Take the lock, or raise InputError (exit 2) naming the folder when another process holds it.
+
+        OSError when the lock file cannot be created or opened (a read-only folder)."""
+        if fcntl is None:  # pragma: no cover
+            return self
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                fd = os.open(self.path, os.O_RDONLY)  # a read-only lock file still locks
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                who = f" (pid {pid})" if pid.isdigit() else ""
+                raise InputError(f"another advise run{who} is using this run folder; wait for it to finish, or "
+                                 "give another --out", file=self.path.parent) from None
+            try:  # the holder before us may have removed the file (a run that left nothing) and another made it anew
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:  # a full disk or a read-only file: the pid is only for the message
+            pass
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+
+class RunStore:
+    """A run folder's SQLite store, open for writing (one writer at a time: see the module docstring).
+
+    Raises InputError (exit 2) when another process holds the folder's lock, when the folder or the
+    store cannot be written (read-only, immutable, a file in the way) or when `path` is not a SQLite
+    file; DiskFullError (exit 1) when the disk is full before the store is ready.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.abandoned: list[dict[str, Any]] = []  # runs found `running` and marked abandoned on open
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock = FolderLock(lock_path(path)).acquire()
+        except OSError as e:
+            raise InputError(f"cannot be written: {e.strerror or e}", file=e.filename or path.parent) from None
+        try:
+            self.db = sqlite3.connect(str(path), timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self.abandoned = self._abandon_running()
+        except sqlite3.Error as e:
+            self._lock.release()
+            if is_disk_full(e):
+                raise DiskFullError(f"{path}: the disk is full ({e}); free some space and run again") from None
+            if is_not_writable(e):
+                raise InputError(f"cannot be written: {e}", file=path) from None
+            raise InputError(f"not a run store advise can open: {e}", file=path) from None
 
     @classmethod
     def read_only(cls, path: Path) -> RunStore:
@@ -131,7 +219,9 @@ class RunStore:
         """
         store = cls.__new__(cls)
         store.path = path
-        store.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        store.abandoned = []
+        store._lock = FolderLock(lock_path(path))  # never acquired: a reader takes no lock
+        store.db = connect_read_only(path)
         return store
 
     def tables(self) -> set[str]:
@@ -145,7 +235,18 @@ class RunStore:
                 self.db.execute(f"PRAGMA user_version = {i + 1}")
 
     def close(self) -> None:
+        """Close the database, then release the folder's lock."""
         self.db.close()
+        self._lock.release()
+
+    def _abandon_running(self) -> list[dict[str, Any]]:
+        """Mark every run still `running` as `abandoned` and return them: this store holds the folder's
+        lock, so no live run can be writing them (they were killed, or their machine went down)."""
+        rows = [r for r in self.runs() if r["status"] == "running"]
+        if rows:
+            with self.db:
+                self.db.execute("UPDATE runs SET status='abandoned' WHERE status='running'")
+        return rows
 
     def holds_work(self) -> bool:
         """Whether anything was computed into this store: an answer, a latency, a score or a finished run."""
@@ -203,10 +304,41 @@ class RunStore:
                 ],
             )
 
-    def count_predictions(self, lever: str | None = None) -> int:
-        if lever is None:
-            return self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-        return self.db.execute("SELECT COUNT(*) FROM predictions WHERE lever=?", (lever,)).fetchone()[0]
+    def count_predictions(self, lever: str | None = None, since: float | None = None) -> int:
+        """Stored answers, of one lever row and/or stored at or after `since` (seconds since the epoch)."""
+        sql, args = "SELECT COUNT(*) FROM predictions WHERE 1=1", []
+        if lever is not None:
+            sql, args = sql + " AND lever=?", [*args, lever]
+        if since is not None:
+            sql, args = sql + " AND created>=?", [*args, since]
+        return self.db.execute(sql, args).fetchone()[0]
+
+    def count_answered(self, lever: str, example_ids: list[str]) -> int:
+        """How many of `example_ids` have at least one stored answer under the lever row `lever`."""
+        wanted = set(example_ids)
+        rows = self.db.execute("SELECT DISTINCT example_id FROM predictions WHERE lever=?", (lever,))
+        return sum(1 for (ex_id,) in rows if ex_id in wanted)
+
+    def bytes_per_answer(self) -> float | None:
+        """The store's size per stored answer so far, in bytes: the database's pages in use (the log's
+        committed pages included) less one page per table and index an empty store has, over the answers
+        stored. Covers what each answer brings along (its per-item rows and scores); coarse over the first
+        few answers. None before any answer is stored."""
+        n = self.count_predictions()
+        if not n:
+            return None
+        (pages,), (free,), (size,) = (self.db.execute(f"PRAGMA {p}").fetchone()
+                                      for p in ("page_count", "freelist_count", "page_size"))
+        (trees,) = self.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE rootpage > 0").fetchone()
+        return max(pages - free - trees - 1, 1) * size / n
+
+    def log_headroom(self) -> int:
+        """Bytes the write-ahead log (advise.sqlite-wal) may still grow by before SQLite checkpoints it
+        (`wal_autocheckpoint` pages, 1000 by default) and then reuses it from the start."""
+        (pages,), (size,) = (self.db.execute(f"PRAGMA {p}").fetchone() for p in ("wal_autocheckpoint", "page_size"))
+        wal = Path(f"{self.path}-wal")
+        now = wal.stat().st_size if wal.exists() else 0
+        return max(0, 32 + pages * (size + 24) - now)
 
     # -- latency probes --------------------------------------------------------------------------
 
@@ -222,6 +354,7 @@ class RunStore:
     # -- runs ------------------------------------------------------------------------------------
 
     def start_run(self, task: str) -> int:
+        """A new run of `task`, status `running`; returns its id (the `run_id` of results.json)."""
         with self.db:
             cur = self.db.execute(
                 "INSERT INTO runs (task, started, status) VALUES (?, ?, 'running')", (task, time.time())
@@ -229,6 +362,8 @@ class RunStore:
         return int(cur.lastrowid or 0)
 
     def finish_run(self, run_id: int, status: str, results: dict[str, Any] | None = None) -> None:
+        """Record how run `run_id` ended: `status` done (with its results.json), failed or interrupted.
+        Raises sqlite3.OperationalError as SQLite does (a full disk: SQLITE_FULL)."""
         with self.db:
             self.db.execute(
                 "UPDATE runs SET finished=?, status=?, results=? WHERE id=?",
@@ -306,5 +441,20 @@ class RunStore:
         return json.loads(row[0]) if row and row[0] else None
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run the store has seen: id, task, started and finished (seconds since the epoch), status."""
         rows = self.db.execute("SELECT id, task, started, finished, status FROM runs ORDER BY id")
         return [dict(zip(("id", "task", "started", "finished", "status"), r)) for r in rows]
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """`path` opened for reading only. A store in a folder advise cannot write (a read-only mount, a
+    copy on a CD, another user's folder) is opened as immutable: SQLite cannot make the shared-memory
+    file a WAL reader needs there, and no writer can be at work in such a folder. (When the log and
+    shared-memory files are there, a plain read-only open reads them and sees every committed row.)
+
+    Raises sqlite3.OperationalError when the file cannot be opened."""
+    beside = all(Path(f"{path}{s}").exists() for s in ("-wal", "-shm"))
+    uri = Path(path).resolve().as_uri()  # percent-encoded: a '?' or '#' in a folder name stays a name
+    if os.access(path.parent, os.W_OK) or beside:
+        return sqlite3.connect(f"{uri}?mode=ro", uri=True)
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)

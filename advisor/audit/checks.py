@@ -121,6 +121,16 @@ def _exact_checks(train: list[Record], eval_: list[Record], docs: list[Knowledge
     return [x[3] for x in leaks]
 
 
+def _id_checks(train: list[Record], eval_: list[Record], out: _Collector) -> None:
+    """Ids that name an item in train and another in eval: usually an eval item copied into train.
+    Reported whatever the inputs say: an edited copy escapes the input checks above."""
+    in_train = {r.id: r for r in train}
+    items = [(in_train[r.id].where, r.where, f"id {r.id}" + ("" if in_train[r.id].key == r.key else
+             ": the inputs differ")) for r in eval_ if r.id in in_train]
+    out.add("shared-id:train/eval", "warning", "ids used in both train and eval: usually an eval item copied "
+            "into train (ids name items, so one id should be one item)", items, every=True)
+
+
 class _Clusters:
     """Union-find over item indices: a chain of near-copies counts as one group."""
 
@@ -306,6 +316,7 @@ def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
     _refused(refused, out)
     _form_checks(task, train, eval_, out)
     exact = _exact_checks(train, eval_, docs, out, conflicts)
+    _id_checks(train, eval_, out)
     embed = None
     if cfg.embeddings if embeddings is None else embeddings:
         from advisor.knowledge.embeddings import Embedder

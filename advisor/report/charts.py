@@ -100,6 +100,13 @@ def _log_axis(axis: Any, formatter: Any, lo: float, hi: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _legend(ax: Any) -> None:
+    """The legend beside the axes, not on them (a legend inside could hide a lever's point); none when
+    nothing is labelled (every lever's price unknown: no line to name), where matplotlib would warn."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
 @dataclass(frozen=True)
 class QualityPoint:
     """One lever on the cost–quality chart. `monthly_usd` None: price unknown, not plotted."""
@@ -170,8 +177,7 @@ def cost_quality_svg(points: list[QualityPoint], *, metric: str, threshold: floa
         ax.set_xlabel(f"cost per month at {volume:,} queries/month (USD, log scale)")
         ax.set_ylabel(f"{metric} (whiskers: interval)")
         ax.grid(True, which="major", color="#eaeef2", linewidth=0.6)
-        # Beside the axes, not on them: a legend inside could hide a lever's point.
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        _legend(ax)
         return _svg(fig)
 
 
@@ -237,5 +243,5 @@ def volume_svg(lines: list[CostLine], *, volume: int, marks: list[tuple[float, s
         ax.set_xlabel("queries per month (log scale)")
         ax.set_ylabel("cost per month, first year (USD, log scale)")
         ax.grid(True, which="major", color="#eaeef2", linewidth=0.6)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        _legend(ax)
         return _svg(fig)

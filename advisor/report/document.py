@@ -60,11 +60,12 @@ class StoredRun:
 
 def load_run(run_dir: Path) -> StoredRun:
     """The one reader of a run folder: `results.json` (advisor.record.load_record, which validates and
-    upgrades it) and, when present, the per-item answers and scores of the store's run that wrote it
-    (same creation time; else the task's latest finished run).
+    upgrades it) and, when present, the per-item answers and scores of the store's run that wrote it:
+    the run results.json names (`run_id`), never "the latest run" (see `_store_run_id`).
 
-    Raises InputError (exit code 2) as `advisor.record.load_record` does. The store is opened
-    read-only: reading a run never changes a run folder's data.
+    Raises InputError (exit code 2) as `advisor.record.load_record` does, and for a store that cannot be
+    read. The store is opened read-only: reading a run never changes a run folder's data, and a run
+    folder on a read-only disk reads as any other.
     """
     record = load_record(run_dir)
     folder = results_path(run_dir).parent
@@ -73,15 +74,42 @@ def load_run(run_dir: Path) -> StoredRun:
     return StoredRun(record, folder, items, why, scores, run_id)
 
 
-def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> int | None:
-    """The store's run that wrote these results (same creation time), else the task's latest done run."""
+def _store_run_id(db: sqlite3.Connection, results: dict[str, Any]) -> tuple[int | None, str | None]:
+    """(the store's run that wrote these results, None) or (None, why it cannot be told).
+
+    A results.json that names its run (`run_id`) gets that run, provided the store's copy of it is the
+    same run (same id recorded, same creation time); a store that does not hold it was replaced or
+    belongs to another folder. A file from before runs recorded their id gets the one finished run
+    created at the same second, else the task's only finished run; never the latest of several (two runs
+    into one folder finishing in the same second made reports mix a 40-item record with 20-item rows).
+    """
     created = (results.get("provenance") or {}).get("created")
-    rows = db.execute("SELECT id, task, results FROM runs WHERE status='done' ORDER BY id DESC").fetchall()
-    for run_id, _, text in rows:
-        stored = json.loads(text) if text else {}
-        if created and (stored.get("provenance") or {}).get("created") == created:
-            return int(run_id)
-    return next((int(run_id) for run_id, task, _ in rows if task == results["task"]), None)
+    rows = db.execute("SELECT id, task, results FROM runs WHERE status='done' ORDER BY id").fetchall()
+    stored = {int(i): (task, json.loads(text) if text else {}) for i, task, text in rows}
+    wanted = results.get("run_id")
+    if wanted is not None:
+        if wanted not in stored:
+            return None, (f"the store holds no finished run {wanted}, the run this results.json records "
+                          "(was advise.sqlite replaced or copied from elsewhere?)")
+        copy = stored[wanted][1]
+        copy_created = (copy.get("provenance") or {}).get("created")
+        if copy.get("run_id", wanted) != wanted or (created and copy_created and copy_created != created):
+            return None, (f"the store's run {wanted} is not the run that wrote this results.json (was advise.sqlite "
+                          "replaced or copied from elsewhere?)")
+        return wanted, None
+    old = "this results.json, written before runs recorded their id, does not say which one wrote it"
+    same_time = [i for i, (_, copy) in stored.items()
+                 if created and (copy.get("provenance") or {}).get("created") == created]
+    if len(same_time) == 1:
+        return same_time[0], None
+    if same_time:
+        return None, f"{len(same_time)} finished runs in the store were created at {created}, and {old}"
+    of_task = [i for i, (task, _) in stored.items() if task == results["task"]]
+    if len(of_task) == 1:
+        return of_task[0], None
+    if of_task:
+        return None, f"the store holds {len(of_task)} finished runs of this task, and {old}"
+    return None, "the store holds no finished run of this task"
 
 
 def _load_items(db_path: Path, results: dict[str, Any]
@@ -97,9 +125,9 @@ def _load_items(db_path: Path, results: dict[str, Any]
     except sqlite3.DatabaseError as e:
         raise InputError(f"unreadable run store: {e}", file=db_path) from None
     try:
-        run_id = _store_run_id(store.db, results)
+        run_id, why = _store_run_id(store.db, results)
         if run_id is None:
-            return None, "the store holds no finished run of this task", {}, None
+            return None, why, {}, None
         scores = {lv["name"]: store.item_scores(run_id, lv["name"]) for lv in results["levers"]}
         if "run_items" not in store.tables():
             return None, ("this run was stored before reports kept per-item answers; run `advise run` "

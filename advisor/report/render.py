@@ -22,8 +22,12 @@ _SUFFIXES = {".html": "html", ".htm": "html", ".md": "md"}
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    tmp.replace(path)  # a reader never sees half a report
+    try:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
+        tmp.replace(path)  # a reader never sees half a report
+    except OSError:  # a full disk: no half-written .tmp is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -44,7 +48,8 @@ def report_paths(run_dir: Path, formats: tuple[str, ...], out: Path | None) -> d
 def write_reports(run_dir: Path, formats: tuple[str, ...] = FORMATS, out: Path | None = None) -> list[Path]:
     """Render `run_dir`'s stored run; returns the report paths written (charts go beside them).
 
-    Raises InputError (exit code 2) when the folder holds no readable results.json.
+    Raises InputError (exit code 2) when the folder holds no readable results.json; OSError as the
+    filesystem does (a full disk: ENOSPC), a report already there then left as it was.
     """
     run = load_run(run_dir)
     doc = build_document(run)

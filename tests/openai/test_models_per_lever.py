@@ -56,6 +56,7 @@ def test_prompt_on_the_server_and_lora_on_the_local_model_end_to_end(llama_serve
         result = runner.run()
         data = result.to_json()
         served_backend = runner.backend_for(resolve_models(task)[0])
+        runner.store.close()  # one writer per run folder: the second run opens the store once the first is done
         again = Runner(task, tmp_path / "run", latency_probe=1)
         try:
             repeat = again.run()
