@@ -48,8 +48,11 @@ class AdviseGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from advisor.interrupt import handled
+
         try:
-            return super().invoke(ctx)
+            with handled():  # a second Ctrl-C exits at once (advisor/interrupt.py)
+                return super().invoke(ctx)
         except AdviseError as e:
             _fail(e)
         except KeyboardInterrupt:

@@ -173,10 +173,15 @@ class RunStore:
                                         tokens_in_cached=t_cached or 0)
         return found
 
-    def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]]) -> None:
-        """Store a batch in one transaction: all of it survives a kill, or none of it."""
+    def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]],
+                        latencies: list[tuple[str, float]] | None = None) -> None:
+        """Store a batch in one transaction: all of it survives a kill, or none of it. `latencies`:
+        (latency key, ms) measured on these answers (an API model's), stored in the same transaction."""
         now = time.time()
         with self.db:
+            if latencies:
+                self.db.executemany("INSERT OR REPLACE INTO latencies VALUES (?,?,?,?)",
+                                    [(key, lever, ms, now) for key, ms in latencies])
             self.db.executemany(
                 "INSERT OR REPLACE INTO predictions (key, lever, example_id, backend, raw, output, tokens_in,"
                 " tokens_out, seconds, option_scores, context, created, tokens_in_cached)"
