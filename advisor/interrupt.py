@@ -50,11 +50,11 @@ def _on_sigint(signum: int, frame: Any) -> None:
 @contextmanager
 def handled() -> Iterator[None]:
     """Ctrl-C as this module describes, inside the block. Outside the main thread (where no signal
-    handler can be set) it does nothing. The previous handler comes back when the block ends,
+    handler can be set), or where SIGINT is ignored, it does nothing. The previous handler comes back when the block ends,
     unless the block ends interrupted: a second Ctrl-C while the process exits still exits at once."""
     global _hits
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # no handler can be set here, or Ctrl-C is meant to be ignored (nohup, a background job)
         return
     previous = signal.signal(signal.SIGINT, _on_sigint)
     _hits = 0

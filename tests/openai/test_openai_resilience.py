@@ -42,9 +42,13 @@ def _count(run: Path, table: str) -> int:
 
 
 def _start(task: Path, run: Path) -> subprocess.Popen:
+    """`advise run` in the background, receiving Ctrl-C as from a terminal: a suite started in the
+    background by a non-interactive shell hands its children SIGINT ignored, so the child restores
+    the default first (as tests/test_cli.py does)."""
     exe = Path(sys.executable).with_name("advise")
     return subprocess.Popen([str(exe), "run", str(task), "--out", str(run), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _until(condition, proc: subprocess.Popen, limit_s: float = 300) -> None:
