@@ -11,7 +11,8 @@ run against a flaky or rate-limited server needs. So each request is retried her
 429, 5xx, a dropped connection or a timeout (or as the server's `x-should-retry` says), after a
 jittered exponential wait (0.5 s doubling up to 8 s, less up to a quarter: the client's own
 schedule) that is never shorter than the server's Retry-After, for at most `retry_budget_s`
-seconds from its first failure (and `max_retries` tries, where set). The requests in flight adapt
+seconds from its first failure (its waits and later tries; not time spent waiting for room in the
+in-flight window), and `max_retries` retries where set. The requests in flight adapt
 (AIMD): a 429 halves how many may be in flight, each answer allows one more, never fewer than 1 nor
 more than `max_concurrency`. A request still failing when its budget is spent, a Retry-After longer
 than what is left of it, or a run's spent `budget:` ends the run cleanly (RunStopped, exit 1, every
@@ -226,7 +227,7 @@ class _Skipped(Exception):
 
 class _GaveUp(Exception):
     """A request that failed and is not retried again: its last error, the retries made, the seconds
-    since its first failure, and why (`"retry_after"`: the server asked to wait longer than the
+    they took (waits and tries after the first failure), and why (`"retry_after"`: the server asked to wait longer than the
     `left` seconds of the budget; `"budget"`: the next wait would pass it; `"max_retries"`)."""
 
     def __init__(self, error: Exception, retries: int, spent: float, why: str, asked: float | None,
@@ -396,7 +397,7 @@ class OpenAIBackend(Backend):
         """
         s = self.settings
         retries = 0
-        first_failure: float | None = None
+        spent = 0.0  # on retries: the waits and the tries after the first failure (not waiting for room)
         while True:
             if stopped():
                 raise _Skipped
@@ -407,15 +408,14 @@ class OpenAIBackend(Backend):
             try:
                 result = send()
             except Exception as e:
+                took = time.perf_counter() - start
                 retry, throttled = transient(e, refused=not at_start)
                 self.window.leave(epoch, answered=False, throttled=throttled)
                 if stopped():
                     raise _Skipped from None
                 if not retry:
                     raise
-                now = time.monotonic()
-                first_failure = now if first_failure is None else first_failure
-                spent = now - first_failure
+                spent += took if retries else 0.0
                 left = s.retry_budget_s - spent
                 headers = getattr(getattr(e, "response", None), "headers", None)
                 asked = retry_after_s(headers) if headers is not None else None
@@ -428,6 +428,7 @@ class OpenAIBackend(Backend):
                     raise _GaveUp(e, retries, spent, "budget", asked, left) from None
                 retries += 1
                 sleep(wait)
+                spent += wait
                 continue
             self.window.leave(epoch, answered=True)
             return result, time.perf_counter() - start
