@@ -216,9 +216,13 @@ class RunStore:
     # -- latency probes --------------------------------------------------------------------------
 
     def get_latencies(self, keys: list[str]) -> dict[str, float]:
-        marks = ",".join("?" * len(keys))
-        rows = self.db.execute(f"SELECT key, ms FROM latencies WHERE key IN ({marks})", keys)
-        return dict(rows.fetchall())
+        """{key: ms} of the latencies stored under `keys` (an API model's run asks for every eval item's)."""
+        found: dict[str, float] = {}
+        for i in range(0, len(keys), 500):  # under SQLite's limit on bound parameters
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(f"SELECT key, ms FROM latencies WHERE key IN ({marks})", chunk).fetchall())
+        return found
 
     def put_latency(self, key: str, lever: str, ms: float) -> None:
         with self.db:
