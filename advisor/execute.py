@@ -234,7 +234,12 @@ class Predictor:
         found = self.store.get_latencies(pool)
         chosen = [k for k in pool if k in found][:n]
         short = n - len(chosen)
-        missing = [i for i, k in enumerate(latency_key(k) for k in keys) if k not in found][:short] if short > 0 else []
+        missing: list[int] = []  # eval items to time now, in order
+        for i, key in enumerate(latency_key(k) for k in keys):
+            if len(missing) >= short:
+                break
+            if key not in found and not (remote and any(latency_key(keys[j]) == key for j in missing)):
+                missing.append(i)
         if missing:
             what = f"{row}: latency probe"
             if remote:
