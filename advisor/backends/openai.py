@@ -439,9 +439,11 @@ class OpenAIBackend(Backend):
 
         s = self.settings
         if g.why == "retry_after":
+            room = (f"the {s.retry_budget_s:g} s" if g.retries == 0
+                    else f"the {max(g.left, 0):.0f} s left of the {s.retry_budget_s:g} s")
             return RunStopped(f"the server at {self.server} asks to wait {g.asked:.0f} s (Retry-After), longer than "
-                              f"the {max(g.left, 0):.0f} s left of the {s.retry_budget_s:g} s a request may spend "
-                              "on retries (openai.retry_budget_s); answers so far are saved; run again later to go on")
+                              f"{room} a request may spend on retries (openai.retry_budget_s); answers so far are "
+                              "saved; run again later to go on")
         tries = f"{g.retries} {'retry' if g.retries == 1 else 'retries'} in {g.spent:.0f} s"
         limit = (f"openai.max_retries {s.max_retries}" if g.why == "max_retries"
                  else f"openai.retry_budget_s {s.retry_budget_s:g}")
