@@ -103,8 +103,11 @@ class AdviseGroup(click.Group):
                 formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from advisor.interrupt import handled
+
         try:
-            return _checked(lambda: super(AdviseGroup, self).invoke(ctx))
+            with handled():  # a second Ctrl-C exits at once (advisor/interrupt.py)
+                return _checked(lambda: super(AdviseGroup, self).invoke(ctx))
         except AdviseError as e:
             _fail(e)
         except KeyboardInterrupt:
@@ -225,7 +228,8 @@ set_opt = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               "(as `audit --json` and `compare --json` do).")
 @click.option("--json-out", "json_path", type=click.Path(path_type=Path), help="Also write results.json here.")
 @click.option("--latency-probe", type=click.IntRange(min=0), default=12, show_default=True,
-              help="Eval items sent one at a time to measure serving latency.")
+              help="Eval items whose serving latency is measured: sent one at a time to a local model; "
+              "an API model's are timed on the run's own requests (nothing sent again).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Requests the model answers together; larger is faster until memory runs out.")
 @click.option("--quiet", is_flag=True, help="No progress bars or scorecard; still writes results.json.")

@@ -71,7 +71,9 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
         count, method, backend = counters[row.model]
         requests = _requests(task, data, lever, options, cache_dir)
         extra_chars = lever.retrieved_chars(options)  # declared by the lever (rag, lora-rag)
-        n = len(requests) + min(latency_probe, len(requests))
+        # A local model's latency probe repeats the first requests; an API model's latency is
+        # measured on the run's own requests (advisor.execute.Predictor.latencies): none more.
+        n = len(requests) + (min(latency_probe, len(requests)) if backend is None else 0)
         t_in = sum(count(r) + extra_chars // 4 for r in requests)
         if task.kind == "classification" and backend is not None and task.labels:
             path = backend.classification_path(task.labels)
@@ -81,7 +83,7 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
         else:
             per_out = task.prompt.max_new_tokens
         t_out = per_out * len(requests)
-        scale = n / max(len(requests), 1)  # the latency probe repeats the first requests
+        scale = n / max(len(requests), 1)  # a local model's latency probe repeats the first requests
         t_in, t_out = round(t_in * scale), round(t_out * scale)
         if backend is None:
             usd, priced = None, "local model: priced at run time (tokens × this machine's calibrated compute rate)"

@@ -37,6 +37,11 @@ from advisor.types import (
 )
 
 
+def latency_key(key: str) -> str:
+    """The store key of the serving latency measured on the answer stored under `key`."""
+    return key + ":latency"
+
+
 def run_params(task: Any, params: GenerationParams | None = None) -> GenerationParams:
     """The generation parameters of a run: `params` (default: the task's answer budget) with, for a
     classification task, the task's option ranking riding in them (and so in every answer's key)
@@ -116,6 +121,7 @@ class Predictor:
         self.params = params
         self.progress: ProgressFactory = progress or NoProgress()
         self.latency_probe = latency_probe
+        self.probe_requests: dict[str, int] = {}  # by row: requests an API model's latency probe still sent
 
     def row_params(self, lever: Lever) -> GenerationParams:
         """The generation parameters of one lever's answers. Classification: ranked by the lever's
@@ -157,7 +163,10 @@ class Predictor:
             for j, g in backend.answers([requests[i] for i in todo], params):
                 i = todo[j]
                 found[keys[i]] = self._prediction(requests[i], g)
-                self.store.put_predictions(row, backend.identity, [(keys[i], found[keys[i]])])
+                # Its latency too (the serving-latency probe reads it: nothing is sent twice).
+                latency = ([(latency_key(keys[i]), self._latency_ms(requests[i], g))] if g.latency_s is not None
+                           else None)
+                self.store.put_predictions(row, backend.identity, [(keys[i], found[keys[i]])], latency)
                 done += 1
                 advance(done, len(examples))
             todo_local: list[int] = []
@@ -200,25 +209,58 @@ class Predictor:
 
     def latencies(self, lever: Lever, artifact: Artifact, keys: list[str], row_name: str | None = None,
                   method: str | None = None) -> list[float]:
-        """Serving latency: the first N eval requests one at a time, as a single user would send them,
-        ranked by the row's label-ranking `method` alone (as it would be served)."""
+        """Serving latency in ms of N eval items (N = `latency_probe`; none when 0).
+
+        A local model: the first N eval requests sent one at a time, as a single user would send
+        them, ranked by the row's label-ranking `method` alone (as it would be served), timed from
+        building the request (retrieval counts) to the answer.
+
+        An API model (`backend.answers`): the latencies the run measured on its own requests, at the
+        run's concurrency (each answer's answered try, plus building its request), stored with each
+        answer; the first N eval items that have one. Nothing is sent for them. Only answers stored
+        by an older version carry none: then as many of the first items as are short are sent one at
+        a time, as for a local model, and the run says so in one line and how many it sends
+        (`probe_requests` counts them)."""
         params = self.row_params(lever)
         if params.option_ranking:
             params = replace(params, option_ranking=method or params.option_ranking, rank_all=False)
+        row = row_name or lever.name
         n = min(self.latency_probe, len(keys))
-        probe_keys = [k + ":latency" for k in keys[:n]]
-        found = self.store.get_latencies(probe_keys) if probe_keys else {}
-        missing = [i for i, k in enumerate(probe_keys) if k not in found]
+        if n == 0:
+            return []
+        remote = artifact.backend.answers is not None
+        # An API model: any N items' own latencies serve (at most one probe key per distinct item).
+        pool = list(dict.fromkeys(latency_key(k) for k in keys)) if remote else [latency_key(k) for k in keys[:n]]
+        found = self.store.get_latencies(pool)
+        chosen = [k for k in pool if k in found][:n]
+        short = n - len(chosen)
+        missing: list[int] = []  # eval items to time now, in order
+        for i, key in enumerate(latency_key(k) for k in keys):
+            if len(missing) >= short:
+                break
+            if key not in found and not (remote and any(latency_key(keys[j]) == key for j in missing)):
+                missing.append(i)
         if missing:
-            advance = self.progress(f"{row_name or lever.name}: latency probe", len(missing))
+            what = f"{row}: latency probe"
+            if remote:
+                what += (f" sends {len(missing)} request{'s' if len(missing) != 1 else ''} one at a time "
+                         "(answers stored by an older version carry no latency)")
+                self.probe_requests[row] = self.probe_requests.get(row, 0) + len(missing)
+            advance = self.progress(what, len(missing))
             for j, i in enumerate(missing):
                 start = time.perf_counter()  # building the request (retrieval) counts as latency too
                 self._call(artifact.backend, self.requests(lever, artifact, [self.data.eval[i]]), params)
                 ms = (time.perf_counter() - start) * 1000
-                self.store.put_latency(probe_keys[i], row_name or lever.name, ms)
-                found[probe_keys[i]] = ms
+                self.store.put_latency(latency_key(keys[i]), row, ms)
+                found[latency_key(keys[i])] = ms
+                chosen.append(latency_key(keys[i]))
                 advance(j + 1, len(missing))
-        return [found[k] for k in probe_keys]
+        return [found[k] for k in chosen]
+
+    @staticmethod
+    def _latency_ms(request: Request, g: Generation) -> float:
+        """An API answer's serving latency: its answered try plus building its request (retrieval)."""
+        return ((g.latency_s or 0.0) + float(request.context.get("prep_seconds", 0.0))) * 1000
 
     # -- one call, one answer --------------------------------------------------------------------
 

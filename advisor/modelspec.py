@@ -64,7 +64,16 @@ class OpenAISettings(_Strict):
         description="Environment variable holding the key (the key itself is never in the task file).",
     )
     max_concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
-    max_retries: int = Field(2, ge=0, le=20, description="The openai client's retries (408/409/429/5xx).")
+    max_retries: int | None = Field(
+        None, ge=0, le=1000, description="Most retries of one request (408/409/429/5xx, dropped connections, "
+        "timeouts); unset: as many as retry_budget_s allows."
+    )
+    retry_budget_s: float = Field(
+        120.0, gt=0, description="Seconds one request may spend being retried (the waits, jittered "
+        "exponential or the server's Retry-After, and the tries after its first failure); once spent, or "
+        "when the server asks to wait longer than what is left, the run stops cleanly (exit 1). The default "
+        "leaves room for about 17 retries (README, 'Faults', says how it was measured)."
+    )
     timeout_s: float = Field(60.0, gt=0, description="Seconds before one request times out.")
     classification: ClassificationPath = Field(
         "auto", description="How labels are chosen: first-token top_logprobs, a JSON-schema enum, or "

@@ -274,10 +274,15 @@ class RunStore:
                                         tokens_in_cached=t_cached or 0)
         return found
 
-    def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]]) -> None:
-        """Store a batch in one transaction: all of it survives a kill, or none of it."""
+    def put_predictions(self, lever: str, backend: str, items: list[tuple[str, Prediction]],
+                        latencies: list[tuple[str, float]] | None = None) -> None:
+        """Store a batch in one transaction: all of it survives a kill, or none of it. `latencies`:
+        (latency key, ms) measured on these answers (an API model's), stored in the same transaction."""
         now = time.time()
         with self.db:
+            if latencies:
+                self.db.executemany("INSERT OR REPLACE INTO latencies VALUES (?,?,?,?)",
+                                    [(key, lever, ms, now) for key, ms in latencies])
             self.db.executemany(
                 "INSERT OR REPLACE INTO predictions (key, lever, example_id, backend, raw, output, tokens_in,"
                 " tokens_out, seconds, option_scores, context, created, tokens_in_cached)"
@@ -343,9 +348,13 @@ class RunStore:
     # -- latency probes --------------------------------------------------------------------------
 
     def get_latencies(self, keys: list[str]) -> dict[str, float]:
-        marks = ",".join("?" * len(keys))
-        rows = self.db.execute(f"SELECT key, ms FROM latencies WHERE key IN ({marks})", keys)
-        return dict(rows.fetchall())
+        """{key: ms} of the latencies stored under `keys` (an API model's run asks for every eval item's)."""
+        found: dict[str, float] = {}
+        for i in range(0, len(keys), 500):  # under SQLite's limit on bound parameters
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.db.execute(f"SELECT key, ms FROM latencies WHERE key IN ({marks})", chunk).fetchall())
+        return found
 
     def put_latency(self, key: str, lever: str, ms: float) -> None:
         with self.db:

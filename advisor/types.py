@@ -61,6 +61,9 @@ class Generation:
     # Of tokens_in, how many were read from a cache of a shared prompt prefix instead of computed
     # (the OpenAI API's usage.prompt_tokens_details.cached_tokens; a local backend's reused prefix).
     tokens_in_cached: int = 0
+    # Seconds from sending the request to its answer, where the backend timed it (an API model: the
+    # attempt that was answered, not the waits before retries); None: not timed per request.
+    latency_s: float | None = None
 
 
 @dataclass

@@ -174,3 +174,48 @@ def test_levers_declare_their_family_and_capabilities_and_the_declaration_is_wha
     with pytest.raises(InputError, match="magic"):  # an undeclared family is refused when the lever loads
         load_lever("odd")
     assert Cheap().held_out(None, None, None) is None and Cheap().report_details(None, {}) == {}
+
+
+class ApiBackend(CountingBackend):
+    """An API model's shape: answers arrive one by one (`answers`), each timed by the backend."""
+
+    identity = "api-backend@1"
+    remote = True
+
+    def answers(self, requests: list[Request], params: GenerationParams):
+        for i, g in enumerate(self.score_options(requests, params)):
+            g.latency_s = 0.25
+            yield i, g
+
+
+def test_an_api_models_latency_comes_from_its_own_answers_and_is_never_bought_twice(tiny):
+    import sqlite3
+
+    descriptions: list[str] = []
+
+    def progress(description: str, total: int):
+        descriptions.append(description)
+        return lambda *a, **k: None
+
+    def run(backend):
+        runner = Runner(load_task(tiny / "task.yaml"), tiny / "run", latency_probe=4, progress=progress)
+        runner._backend = backend
+        try:
+            return runner.run(["prompt"]), runner.predictor.probe_requests
+        finally:
+            runner.store.close()
+
+    backend = ApiBackend()
+    result, probed = run(backend)
+    assert len(backend.seen) == 10 and probed == {}  # the eval items only: no latency probe sent
+    assert result.levers[0].cost.latency_ms_p50 == pytest.approx(250.0)  # the answers' own timing
+    run(backend)
+    assert len(backend.seen) == 10  # all cached, latency included
+    db = sqlite3.connect(tiny / "run" / "advise.sqlite")
+    with db:
+        db.execute("DELETE FROM latencies")  # answers as an older version stored them: no latency
+    db.close()
+    _, probed = run(backend)
+    assert len(backend.seen) == 14 and probed == {"prompt": 4}
+    assert "prompt: latency probe sends 4 requests one at a time (answers stored by an older version carry " \
+           "no latency)" in descriptions

@@ -4,20 +4,36 @@
     for index, generation in backend.answers(requests, GenerationParams()):
         ...  # in arrival order, so the runner stores each answer the moment it exists
 
-Retries are the openai client's own (`max_retries`: jittered backoff on 408/409/429/5xx, honouring
-Retry-After up to 120 s). This module adds only what the client lacks: a clean stop when a server
-asks to wait longer than that, when a run's budget is spent, or when a server stays down. The API
-key is read from the environment variable the task names and is never written anywhere: not in
-the identity (part of every cache key), not in errors, not in results.
+Retries are this module's own; the openai client's are off (max_retries=0). The client retries
+inside `create()`, where nothing can stop it on Ctrl-C, keep it to a total time per request, or
+tell the other requests of the run to slow down when the server says 429; those three are what a
+run against a flaky or rate-limited server needs. So each request is retried here on 408, 409,
+429, 5xx, a dropped connection or a timeout (or as the server's `x-should-retry` says), after a
+jittered exponential wait (0.5 s doubling up to 8 s, less up to a quarter: the client's own
+schedule) that is never shorter than the server's Retry-After, for at most `retry_budget_s`
+seconds from its first failure (its waits and later tries; not time spent waiting for room in the
+in-flight window), and `max_retries` retries where set. The requests in flight adapt
+(AIMD): a 429 halves how many may be in flight, each answer allows one more, never fewer than 1 nor
+more than `max_concurrency`. A request still failing when its budget is spent, a Retry-After longer
+than what is left of it, or a run's spent `budget:` ends the run cleanly (RunStopped, exit 1, every
+answer so far kept). Ctrl-C stops sending at once and hangs up on the requests in flight
+(advisor/interrupt.py). Each answer carries the time its answered try took (`latency_s`), the
+run's serving latency. The API key is read from the environment variable the task names and is
+never written anywhere: not in the identity (part of every cache key), not in errors, not in
+results.
 """
 
 from __future__ import annotations
 
+import email.utils
+import math
 import os
+import queue
+import random
 import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +46,7 @@ from advisor.backends.classify_api import (
     rank_top_logprobs,
 )
 from advisor.errors import AdviseError, BackendError, InputError
+from advisor.interrupt import deferred, interrupted
 from advisor.modelspec import (
     ModelChoice,
     OpenAISettings,
@@ -42,7 +59,9 @@ from advisor.pricing import CONTEXT_WINDOWS, price_basis, token_cost_usd
 from advisor.types import Backend, Generation, GenerationParams, OnBatch, Prediction, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRY_AFTER_LIMIT_S = 120  # the openai client waits at most this long on Retry-After; beyond it, we stop
+BACKOFF_FIRST_S = 0.5  # the first wait before a retry; it doubles with each retry ...
+BACKOFF_MOST_S = 8.0  # ... up to this (the openai client's own schedule)
+RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
 
 
 class TokenUsage(NamedTuple):
@@ -145,6 +164,135 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds a response asks the client to wait: `retry-after-ms`, else `retry-after` in seconds
+    or as an HTTP date (0 when that date has passed); None when it asks nothing or cannot be read.
+    An endless or unreadable number of seconds is math.inf (never retried)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / scale
+        except ValueError:
+            if name == "retry-after-ms":
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        return max(seconds, 0.0) if math.isfinite(seconds) else math.inf
+    return None
+
+
+def backoff_s(retry: int) -> float:
+    """The wait before retry number `retry` (0 for the first): 0.5 s doubling up to 8 s, less a
+    random part of up to a quarter, so requests that failed together do not all come back together."""
+    return min(BACKOFF_FIRST_S * 2.0 ** min(retry, 30), BACKOFF_MOST_S) * (1 - 0.25 * random.random())
+
+
+def _refused(e: BaseException) -> bool:
+    """Whether a connection error was a refused connection (nothing listens at the address)."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def transient(e: Exception, refused: bool = True) -> tuple[bool, bool]:
+    """(worth retrying, throttled) for a failed request: retried on 408, 409, 429, 5xx (unless the
+    server's `x-should-retry` header says otherwise), a dropped or timed-out connection, and a
+    refused one when `refused`; throttled on a 429."""
+    import openai
+
+    if isinstance(e, openai.APIStatusError):
+        flag = (e.response.headers.get("x-should-retry") or "").lower()
+        retry = flag == "true" if flag in {"true", "false"} else e.status_code in RETRY_STATUSES or e.status_code >= 500
+        return retry, e.status_code == 429
+    if isinstance(e, openai.APIConnectionError):  # timeouts too
+        return refused or not _refused(e), False
+    return False, False
+
+
+class _Skipped(Exception):
+    """The run is stopping: the request was not sent (or its answer is not wanted)."""
+
+
+class _GaveUp(Exception):
+    """A request that failed and is not retried again: its last error, the retries made, the seconds
+    they took (waits and tries after the first failure), and why (`"retry_after"`: the server asked to wait longer than the
+    `left` seconds of the budget; `"budget"`: the next wait would pass it; `"max_retries"`)."""
+
+    def __init__(self, error: Exception, retries: int, spent: float, why: str, asked: float | None,
+                 left: float) -> None:
+        super().__init__(str(error))
+        self.error, self.retries, self.spent, self.why, self.asked, self.left = error, retries, spent, why, asked, left
+
+
+class Window:
+    """How many requests may be in flight at once, adapted to the server (AIMD): a 429 halves it,
+    each answer adds one back, never fewer than 1 nor more than `most`. A 429 to a request sent
+    before the last halving does not halve again (one cut per burst, as TCP cuts once per window)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.limit = most
+        self.lowest = most  # the fewest it came down to (for a note on a run that was throttled)
+        self.busy = 0
+        self.epoch = 0  # how many times it was halved
+        self._cond = threading.Condition()
+
+    def enter(self, stopped: Callable[[], bool]) -> int | None:
+        """Wait for room; the epoch the request is sent in, or None when `stopped()` turns true first."""
+        with self._cond:
+            while self.busy >= self.limit:
+                if stopped():
+                    return None
+                self._cond.wait(0.25)
+            self.busy += 1
+            return self.epoch
+
+    def leave(self, epoch: int, answered: bool, throttled: bool = False) -> None:
+        with self._cond:
+            self.busy -= 1
+            if throttled and epoch == self.epoch:
+                self.limit = max(1, self.limit // 2)
+                self.lowest = min(self.lowest, self.limit)
+                self.epoch += 1
+            elif answered and self.limit < self.most:
+                self.limit += 1
+            self._cond.notify_all()
+
+
+class _Call:
+    """What the workers of one `answers()` call share: the client they send with, and whether the
+    call is stopping (an error, Ctrl-C: `advisor.interrupt`)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.stopping = threading.Event()
+
+    def stopped(self) -> bool:
+        return self.stopping.is_set() or interrupted()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when the call stops meanwhile."""
+        end = time.monotonic() + seconds
+        while not self.stopped() and (left := end - time.monotonic()) > 0:
+            self.stopping.wait(min(left, 0.25))
+
+
+_DONE = object()  # a worker has nothing more to send
+_INTERRUPTED = object()  # the first Ctrl-C (advisor.interrupt.deferred)
+
+
 def local_tokenizer(name: str, cache_dir: Any = None) -> Any:
     """The transformers tokenizer of a local model: the embedded SmolLM2's straight from its GGUF
     (no weights converted), else a model folder's."""
@@ -170,8 +318,6 @@ class OpenAIBackend(Backend):
 
     def __init__(self, choice: ModelChoice, *, budget: RunBudget | None = None, price: Price | None = None,
                  price_source: str = "unknown", probe: bool = True, cache_dir: Any = None) -> None:
-        from openai import OpenAI
-
         s = choice.settings
         self.choice, self.settings, self.model = choice, s, choice.name
         self.base_url = base_url_of(s)
@@ -187,9 +333,16 @@ class OpenAIBackend(Backend):
         self._tokenizer: Any = None
         self.token_method = f"tokenizer {s.tokenizer}" if s.tokenizer else "characters / 4 (no local tokenizer)"
         self._path: str | None = None if s.classification == "auto" else s.classification
-        self.client = OpenAI(api_key=key, base_url=self.base_url, max_retries=s.max_retries, timeout=s.timeout_s)
+        self.window = Window(s.max_concurrency)  # shared by every answers() call: the server's limits persist
+        self.client = self._new_client()
         if probe:
             self._probe()
+
+    def _new_client(self) -> Any:
+        from openai import OpenAI
+
+        # max_retries=0: retries are this module's (see the module docstring for why).
+        return OpenAI(api_key=self._secret, base_url=self.base_url, max_retries=0, timeout=self.settings.timeout_s)
 
     # -- errors ----------------------------------------------------------------------------------
 
@@ -197,16 +350,24 @@ class OpenAIBackend(Backend):
         return text.replace(self._secret, "***") if self._secret and self._secret != "no-key" else text
 
     def _probe(self) -> None:
-        """One cheap GET /models, so a wrong base_url or key fails before any work (exit 2)."""
+        """One cheap GET /models, so a wrong base_url or key fails before any work (exit 2). Retried
+        like any request, except that a refused connection (nothing listens at base_url) and a
+        refused key (401) fail at once."""
         import openai
 
+        client = self.client.with_options(timeout=min(self.settings.timeout_s, 10))
         try:
-            self.client.with_options(max_retries=0, timeout=min(self.settings.timeout_s, 10)).models.list()
+            try:
+                self._retrying(client.models.list, lambda: False, time.sleep, at_start=True)
+            except _GaveUp as gave_up:
+                if isinstance(gave_up.error, openai.APIStatusError) and gave_up.error.status_code < 500:
+                    return  # rate-limited (429) even here: the server speaks HTTP; the run will wait on it
+                raise gave_up.error from None
         except openai.AuthenticationError:
             raise BackendError(f"the server at {self.server} refused the key in ${self.settings.api_key_env} "
                                "(401); check the key") from None
         except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise BackendError(f"cannot reach the model server at {self.server} ({self._reason(e)}); "
+            raise BackendError(f"cannot reach the model server at {self.server} ({self._scrub(self._reason(e))}); "
                                "check base_url and that the server is up") from None
         except openai.APIStatusError as e:
             if e.status_code >= 500:
@@ -223,31 +384,90 @@ class OpenAIBackend(Backend):
         text = str(cause or e).splitlines()[0] if str(cause or e) else type(e).__name__
         return text[:120]
 
-    def _stop_for(self, e: Exception) -> AdviseError:
-        """The one-line error a failed request ends the run with."""
+    def _retrying(self, send: Callable[[], Any], stopped: Callable[[], bool], sleep: Callable[[float], None],
+                  at_start: bool = False) -> tuple[Any, float]:
+        """`send()`'s result and the seconds its answered try took, retried as the module docstring
+        says, each try inside the in-flight window. `stopped()` is read before each try and after each
+        failure; `sleep(seconds)` waits (and may return early when stopping).
+
+        Raises _Skipped when the call stops first, _GaveUp when a failure is not retried again, and
+        the error itself when it is not worth retrying (400, 401, an answer that is not JSON). At
+        start (`at_start`), a refused connection is not retried: a wrong base_url is likelier than
+        a restart.
+        """
+        s = self.settings
+        retries = 0
+        spent = 0.0  # on retries: the waits and the tries after the first failure (not waiting for room)
+        while True:
+            if stopped():
+                raise _Skipped
+            epoch = self.window.enter(stopped)
+            if epoch is None:
+                raise _Skipped
+            start = time.perf_counter()
+            try:
+                result = send()
+            except Exception as e:
+                took = time.perf_counter() - start
+                retry, throttled = transient(e, refused=not at_start)
+                self.window.leave(epoch, answered=False, throttled=throttled)
+                if stopped():
+                    raise _Skipped from None
+                if not retry:
+                    raise
+                spent += took if retries else 0.0
+                left = s.retry_budget_s - spent
+                headers = getattr(getattr(e, "response", None), "headers", None)
+                asked = retry_after_s(headers) if headers is not None else None
+                wait = max(asked or 0.0, backoff_s(retries))
+                if asked is not None and asked > left:
+                    raise _GaveUp(e, retries, spent, "retry_after", asked, left) from None
+                if s.max_retries is not None and retries >= s.max_retries:
+                    raise _GaveUp(e, retries, spent, "max_retries", asked, left) from None
+                if wait > left:
+                    raise _GaveUp(e, retries, spent, "budget", asked, left) from None
+                retries += 1
+                sleep(wait)
+                spent += wait
+                continue
+            self.window.leave(epoch, answered=True)
+            return result, time.perf_counter() - start
+
+    def _gave_up(self, g: _GaveUp) -> AdviseError:
+        """The one-line error a request that stayed failed ends the run with."""
         import openai
 
+        s = self.settings
+        if g.why == "retry_after":
+            room = (f"the {s.retry_budget_s:g} s" if g.retries == 0
+                    else f"the {max(g.left, 0):.0f} s left of the {s.retry_budget_s:g} s")
+            return RunStopped(f"the server at {self.server} asks to wait {g.asked:.0f} s (Retry-After), longer than "
+                              f"{room} a request may spend on retries (openai.retry_budget_s); answers so far are "
+                              "saved; run again later to go on")
+        tries = f"{g.retries} {'retry' if g.retries == 1 else 'retries'} in {g.spent:.0f} s"
+        limit = (f"openai.max_retries {s.max_retries}" if g.why == "max_retries"
+                 else f"openai.retry_budget_s {s.retry_budget_s:g}")
+        e = g.error
         if isinstance(e, openai.APIStatusError):
-            retry_after = e.response.headers.get("retry-after")
-            try:
-                wait = float(retry_after) if retry_after is not None else None
-            except ValueError:
-                wait = None
-            if wait is not None and wait > RETRY_AFTER_LIMIT_S:
-                return RunStopped(f"the server at {self.server} asks to wait {wait:.0f} s (Retry-After), longer "
-                                  f"than the {RETRY_AFTER_LIMIT_S} s a run waits; answers so far are saved; "
-                                  "run again later to go on")
-            if isinstance(e, openai.AuthenticationError):
-                return BackendError(f"the server at {self.server} refused the key in "
-                                    f"${self.settings.api_key_env} (401)")
             message = self._scrub(str(getattr(e, "message", "")) or "")[:160]
-            return RunStopped(f"the model server at {self.server} answered {e.status_code} after "
-                              f"{self.settings.max_retries} retries: {message}; answers so far are saved; "
-                              "run again to go on")
+            return RunStopped(f"the model server at {self.server} answered {e.status_code} after {tries} "
+                              f"({limit}): {message}; answers so far are saved; run again to go on")
+        return RunStopped(f"the model server at {self.server} stopped answering ({self._scrub(self._reason(e))}) "
+                          f"after {tries} ({limit}); answers so far are saved; run again to resume")
+
+    def _stop_for(self, e: Exception) -> AdviseError:
+        """The one-line error a request that failed for good (not worth retrying) ends the run with."""
+        import openai
+
+        if isinstance(e, openai.AuthenticationError):
+            return BackendError(f"the server at {self.server} refused the key in ${self.settings.api_key_env} (401)")
+        if isinstance(e, openai.APIStatusError):
+            message = self._scrub(str(getattr(e, "message", "")) or "")[:160]
+            return RunStopped(f"the model server at {self.server} answered {e.status_code} (not retried): "
+                              f"{message}; answers so far are saved")
         if isinstance(e, (openai.APIConnectionError, openai.APITimeoutError)):
-            return RunStopped(f"the model server at {self.server} stopped answering ({self._scrub(self._reason(e))}) "
-                              f"after {self.settings.max_retries} retries; answers so far are saved; "
-                              "run again to resume")
+            return RunStopped(f"the model server at {self.server} stopped answering ({self._scrub(self._reason(e))}); "
+                              "answers so far are saved; run again to resume")
         return RunStopped(f"the model server at {self.server} sent an answer that is not OpenAI-style JSON "
                           f"({type(e).__name__}); answers so far are saved")
 
@@ -309,48 +529,58 @@ class OpenAIBackend(Backend):
 
     # -- requests --------------------------------------------------------------------------------
 
-    def _complete(self, request: Request, params: GenerationParams, **extra: Any) -> Any:
+    def _complete(self, request: Request, params: GenerationParams, call: _Call, **extra: Any) -> Any:
+        """(response, tokens, seconds the answered try took) of one chat completion, retried."""
         self.budget.reserve()
         kwargs: dict[str, Any] = {"model": self.model, "messages": request.messages,
                                   "max_tokens": request.max_new_tokens, "temperature": params.temperature, **extra}
-        response = self.client.chat.completions.create(**kwargs)
+        response, seconds = self._retrying(lambda: call.client.chat.completions.create(**kwargs), call.stopped,
+                                           call.sleep)
         if not getattr(response, "choices", None):
             raise ValueError("no choices in the response")
         used = usage_tokens(response.usage) if response.usage else TokenUsage(self.count_tokens(request), 0, 0)
         self.budget.charge(token_cost_usd(self.price, *used))
-        return response, used
+        return response, used, seconds
 
-    def _one(self, request: Request, params: GenerationParams, stopping: threading.Event) -> Generation | None:
-        """One request's answer; None when the run is stopping (nothing sent). Sets `stopping` on a stop."""
+    def _one(self, request: Request, params: GenerationParams, call: _Call) -> Generation | None:
+        """One request's answer; None when the run is stopping (nothing sent, or the answer is not
+        wanted). Stops the call on an error, so the other workers send nothing more."""
         import openai
 
-        if stopping.is_set():
+        if call.stopped():
             return None
         try:
             if request.options:
-                return self._classify(request, params)
+                return self._classify(request, params, call)
             extra = {}
             if request.json_schema:
                 extra["response_format"] = {"type": "json_schema",
                                             "json_schema": {"name": "answer", "schema": request.json_schema}}
-            response, used = self._complete(request, params, **extra)
+            response, used, seconds = self._complete(request, params, call, **extra)
             text = (response.choices[0].message.content or "").strip()
-            return Generation(text, used.tokens_in, used.tokens_out, 0.0, tokens_in_cached=used.tokens_in_cached)
+            return Generation(text, used.tokens_in, used.tokens_out, 0.0, tokens_in_cached=used.tokens_in_cached,
+                              latency_s=seconds)
+        except _Skipped:
+            return None
+        except _GaveUp as g:
+            call.stopping.set()
+            raise self._gave_up(g) from None
         except AdviseError:
-            stopping.set()  # the other workers send nothing more
+            call.stopping.set()
             raise
         except (openai.OpenAIError, ValueError, TypeError, AttributeError) as e:
-            stopping.set()
+            call.stopping.set()
             raise self._stop_for(e) from None
 
-    def _classify(self, request: Request, params: GenerationParams) -> Generation:
+    def _classify(self, request: Request, params: GenerationParams, call: _Call) -> Generation:
         import openai
 
         labels = list(request.options or [])
         path = self.classification_path(labels)
         if path == "first_token_logprobs":
             r = Request(request.example_id, request.messages, max_new_tokens=1)
-            response, used = self._complete(r, params, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            response, used, seconds = self._complete(r, params, call, logprobs=True,
+                                                     top_logprobs=TOP_LOGPROBS)
             content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
             top = [(t.token, t.logprob) for t in content[0].top_logprobs] if content else []
             label, scores = rank_top_logprobs(top, labels)
@@ -358,67 +588,115 @@ class OpenAIBackend(Backend):
             return Generation(label if label is not None else raw, used.tokens_in, used.tokens_out, 0.0,
                               option_scores=scores,  # type: ignore[arg-type]  # None: not among the top tokens
                               info={"classification_path": path, "unmappable": label is None},
-                              tokens_in_cached=used.tokens_in_cached)
+                              tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
         if path == "json_schema_enum":
             budget = max(len(lab) for lab in labels) + 8  # the quoted label and a little slack, in tokens at most
             r = Request(request.example_id, request.messages, max_new_tokens=budget)
             try:
-                response, used = self._complete(r, params, response_format=enum_format(labels))
+                response, used, seconds = self._complete(r, params, call, response_format=enum_format(labels))
             except openai.BadRequestError:
                 if self.settings.classification != "auto":
                     raise
                 self._path = "generate_and_map"  # this server has no JSON-schema output; fall back
-                return self._classify(request, params)
+                return self._classify(request, params, call)
             choice = response.choices[0]
             text = (choice.message.content or "").strip()
             label = parse_enum_answer(text, choice.finish_reason, labels)
             return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
                               info={"classification_path": path, "unmappable": label is None},
-                              tokens_in_cached=used.tokens_in_cached)
-        response, used = self._complete(request, params)
+                              tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
+        response, used, seconds = self._complete(request, params, call)
         text = (response.choices[0].message.content or "").strip()
         label = map_to_label(text, labels)
         return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
                           info={"classification_path": "generate_and_map", "unmappable": label is None},
-                          tokens_in_cached=used.tokens_in_cached)
+                          tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
 
     def answers(self, requests: list[Request], params: GenerationParams) -> Iterator[tuple[int, Generation]]:
-        """(index into `requests`, answer) as each arrives, at most `max_concurrency` in flight.
+        """(index into `requests`, answer) as each arrives, at most `max_concurrency` in flight
+        (fewer while the server answers 429: `Window`).
 
         `seconds` of an answer is the wall time since the previous one arrived, so a run's answers
-        add up to its wall time (what a server priced per hour costs). On a stop (RunStopped,
-        BackendError) nothing new is sent, the requests in flight are still collected and yielded,
-        then the error is raised.
+        add up to its wall time (what a server priced per hour costs); `latency_s` is the time its
+        answered try took. On a stop (RunStopped, BackendError) nothing new is sent, the requests in
+        flight are still collected and yielded, then the error is raised. On Ctrl-C (KeyboardInterrupt,
+        or the first Ctrl-C under `advisor.interrupt.handled`) nothing new is sent, the connections
+        of the requests in flight are closed without waiting for them, the answers that had already
+        arrived are yielded, then KeyboardInterrupt is raised.
+
+        The workers are daemon threads of this call's own (not a ThreadPoolExecutor, whose threads
+        the interpreter joins at exit: a Ctrl-C would wait for every request in flight).
         """
-        pool = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="advise-openai")
-        stopping = threading.Event()
-        futures: dict[Future[Generation | None], int] = {pool.submit(self._one, r, params, stopping): i
-                                                         for i, r in enumerate(requests)}
+        call = _Call(self.client)
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()  # SimpleQueue: put() is safe in a signal handler
+        order = iter(range(len(requests)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while not call.stopped():
+                with lock:
+                    i = next(order, None)
+                if i is None:
+                    break
+                try:
+                    results.put((i, self._one(requests[i], params, call), None))
+                except BaseException as e:  # noqa: BLE001 - the main thread raises it
+                    results.put((i, None, e))
+            results.put(_DONE)
+
+        live = min(self.settings.max_concurrency, len(requests))
+        for n in range(live):
+            threading.Thread(target=work, name=f"advise-openai-{n}", daemon=True).start()
         stop: AdviseError | None = None
         last = time.perf_counter()
         try:
-            for future in as_completed(futures):
+            with deferred(lambda: results.put(_INTERRUPTED)):
+                while live:
+                    item = results.get()
+                    if item is _DONE:
+                        live -= 1
+                        continue
+                    if item is _INTERRUPTED:
+                        raise KeyboardInterrupt
+                    i, generation, error = item
+                    if error is not None:
+                        call.stopping.set()  # nothing new is sent; the requests in flight are still collected
+                        if not isinstance(error, AdviseError):
+                            raise error
+                        stop = stop or error
+                        continue
+                    if generation is None:  # skipped: the run is stopping
+                        continue
+                    now = time.perf_counter()
+                    generation.seconds = now - last
+                    last = now
+                    yield i, generation
+        except KeyboardInterrupt:
+            call.stopping.set()
+            self._hang_up(call)
+            while True:  # answers that arrived meanwhile are paid for: hand them over too
                 try:
-                    generation = future.result()
-                except CancelledError:
-                    continue
-                except AdviseError as e:
-                    if stop is None:
-                        stop = e
-                        for f in futures:
-                            f.cancel()
-                    continue
-                if generation is None:  # skipped: the run is stopping
-                    continue
-                now = time.perf_counter()
-                generation.seconds = now - last
-                last = now
-                yield futures[future], generation
+                    item = results.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, tuple) and item[1] is not None:
+                    item[1].seconds = time.perf_counter() - last
+                    last = time.perf_counter()
+                    yield item[0], item[1]
+            raise
         finally:
-            stopping.set()  # also on Ctrl-C: nothing new is sent
-            pool.shutdown(wait=False, cancel_futures=True)
+            call.stopping.set()  # also when the caller stops asking: nothing new is sent
         if stop is not None:
             raise stop
+
+    def _hang_up(self, call: _Call) -> None:
+        """Close the connections of `call`'s requests in flight (the server may stop computing them)
+        and give this backend a fresh client for any later call."""
+        try:
+            call.client.close()
+        except Exception:  # noqa: BLE001, S110 - closing is a courtesy to the server; never fail a stop on it
+            pass
+        self.client = self._new_client()
 
     def generate(self, requests: list[Request], params: GenerationParams,
                  on_batch: OnBatch | None = None) -> list[Generation]:

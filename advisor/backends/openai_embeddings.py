@@ -18,6 +18,7 @@ from advisor.errors import BackendError
 from advisor.modelspec import OpenAISettings, settings_for_embeddings
 
 BATCH = 64  # texts per request
+CLIENT_RETRIES = 2  # the openai client's default
 
 
 class OpenAIEmbedder:
@@ -32,8 +33,10 @@ class OpenAIEmbedder:
         base_url = base_url_of(settings)
         self.server = public_url(base_url)
         key = api_key(settings, f"embedding openai:{model}") or "no-key"
-        self.client = OpenAI(api_key=key, base_url=base_url, max_retries=settings.max_retries,
-                             timeout=settings.timeout_s)
+        # Indexing is a few batched requests, not a run's hundreds: the openai client's own retries
+        # (2 unless max_retries is set) do here.
+        retries = settings.max_retries if settings.max_retries is not None else CLIENT_RETRIES
+        self.client = OpenAI(api_key=key, base_url=base_url, max_retries=retries, timeout=settings.timeout_s)
         self.identity = f"openai-{model}@{self.server}"
         self.encode_seconds = 0.0
         self.encoded_texts = 0

@@ -3,12 +3,19 @@
     with FaultProxy(upstream_url, faults=["429:1", "500", "drop"], delay_s=0.3) as proxy:
         proxy.url           # point base_url here (add /v1)
         proxy.answered      # bodies the upstream answered with 200, one entry per answer
+    with FaultProxy(upstream_url, rates={"429:1": 0.2, "500": 0.1, "drop": 0.05}, seed=7) as proxy:
+        ...                 # each POST meets a fault at these rates (seeded), else is forwarded
+        proxy.per_answer()  # requests forwarded upstream per distinct answer (1.0: nothing bought twice)
 
-`faults` is consumed in order, one per POST: "429:N" answers 429 with Retry-After N, "500" answers
-500, "drop" closes the connection without an answer, "ok" forwards; after the list, everything is
-forwarded. `delay_s` is added to every forwarded request (a hosted API's latency). Written by hand
-because the test needs exactly these faults at exactly these moments, which no proxy library
-offers without a second process.
+`faults` is consumed in order, one per POST: "429:N" answers 429 with Retry-After N, "500" (or any
+other status code, "401") answers that status, "drop" closes the connection without an answer, "ok"
+forwards; after the list, a POST meets a fault drawn at `rates` (with `seed`), or is forwarded.
+`get_faults` is the same for GETs (the client's startup GET /models). `delay_s` is added to every
+forwarded request (a hosted API's latency); it is read per request, so a test may change it
+mid-run. A request whose client hangs up during the delay is not forwarded (`cancelled`), as a
+server stops computing an answer nobody waits for; `held` is how many wait in the delay now.
+Written by hand because the test needs exactly these faults at exactly these moments, which no
+proxy library offers without a second process.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import random
+import select
 import socket
 import threading
 import time
@@ -26,11 +35,19 @@ from urllib.parse import urlsplit
 
 class FaultProxy:
     def __init__(self, upstream: str, faults: list[str] | None = None, delay_s: float = 0.0,
-                 body: bytes | None = None, replay: bool = False) -> None:
+                 body: bytes | None = None, replay: bool = False, rates: dict[str, float] | None = None,
+                 seed: int = 0, get_faults: list[str] | None = None) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.faults = list(faults or [])
+        self.get_faults = list(get_faults or [])
+        self.rates = dict(rates or {})
+        assert sum(self.rates.values()) <= 1
+        self._rng = random.Random(seed)
         self.delay_s = delay_s
+        self.held = 0  # requests waiting in the delay now
+        self.cancelled = 0  # requests whose client hung up during the delay: never forwarded
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self.fixed_body = body  # answer every request with this (e.g. an HTML page), for bad-server tests
         # replay: a request body seen before gets the upstream's earlier answer (after `delay_s`), so a
         # benchmark measures the client against a fixed-latency API rather than this machine's CPU.
@@ -52,7 +69,8 @@ class FaultProxy:
                 data = self.rfile.read(length) if length else b""
                 with proxy._lock:
                     proxy.headers_seen.append(dict(self.headers))
-                    fault = proxy.faults.pop(0) if (self.command == "POST" and proxy.faults) else "ok"
+                    proxy.requests.append((self.command, self.path))
+                    fault = proxy._fault(self.command)
                     proxy.seen.append(fault)
                 if proxy.fixed_body is not None:
                     return self._send(200, proxy.fixed_body, {"content-type": "text/html"})
@@ -66,8 +84,14 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return None
-                if proxy.delay_s:
-                    time.sleep(proxy.delay_s)
+                if fault.isdigit():
+                    return self._send(int(fault), b'{"error": {"message": "injected"}}',
+                                      {"content-type": "application/json"})
+                if proxy.delay_s and not self._wait(proxy.delay_s):
+                    self.close_connection = True
+                    with proxy._lock:
+                        proxy.cancelled += 1
+                    return None
                 digest = hashlib.sha256(data).hexdigest()
                 if proxy.replay is not None and digest in proxy.replay:
                     status, payload, ctype = proxy.replay[digest]
@@ -92,6 +116,26 @@ class FaultProxy:
                 return self._send(resp.status, payload, {"content-type": resp.getheader("content-type") or
                                                          "application/json"})
 
+            def _wait(self, seconds: float) -> bool:
+                """Sleep `seconds`; False as soon as the client hangs up."""
+                end = time.monotonic() + seconds
+                with proxy._lock:
+                    proxy.held += 1
+                try:
+                    while (left := end - time.monotonic()) > 0:
+                        readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                        if readable:
+                            try:
+                                if not self.connection.recv(1, socket.MSG_PEEK):
+                                    return False
+                            except OSError:
+                                return False
+                            time.sleep(min(left, 0.05))  # a next request already sent on this connection
+                    return True
+                finally:
+                    with proxy._lock:
+                        proxy.held -= 1
+
             def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
                 self.send_response(status)
                 for k, v in headers.items():
@@ -107,6 +151,27 @@ class FaultProxy:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _fault(self, method: str) -> str:
+        """The fault this request meets (under the lock): the ordered lists first, then `rates`."""
+        if method == "GET":
+            return self.get_faults.pop(0) if self.get_faults else "ok"
+        if self.faults:
+            return self.faults.pop(0)
+        draw, edge = self._rng.random(), 0.0
+        for fault, rate in self.rates.items():
+            edge += rate
+            if draw < edge:
+                return fault
+        return "ok"
+
+    def posts(self) -> int:
+        """POST requests that reached the proxy (faulted or not)."""
+        return sum(1 for method, _ in self.requests if method == "POST")
+
+    def per_answer(self) -> float:
+        """Requests forwarded upstream and answered, per distinct answer (1.0: none bought twice)."""
+        return len(self.answered) / max(len(set(self.answered)), 1)
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()

@@ -162,3 +162,209 @@ def test_scorecard_and_verdict_show_an_unknown_price_as_unknown():
     assert cost_row == ["prompt@api", "–", "–", "0.00", "0.00", "–", "300", "/", "400"], cost_row
     words = " ".join(text.split())  # rich wraps a caption to its table's width
     assert "'–': not known (e.g. no price for the model)" in words and "prompt@api: price unknown" in words
+
+
+# -- retries, the in-flight window, Ctrl-C (issue 27) ----------------------------------------------
+
+
+class _Clock:
+    """Stands in for the backend's `time`: sleeping moves it, so a budget of minutes takes none."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    perf_counter = monotonic
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def _http():
+    """The HTTP library the installed openai client is built on (httpx, or a fork of it)."""
+    import importlib
+
+    import openai
+
+    return importlib.import_module(openai.DefaultHttpxClient.__bases__[0].__module__.split(".")[0])
+
+
+def _request():
+    return _http().Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+
+def _status_error(status: int, headers: dict[str, str] | None = None):
+    import openai
+
+    response = _http().Response(status, headers=headers or {}, request=_request())
+    cls = {401: openai.AuthenticationError, 429: openai.RateLimitError}.get(status, openai.APIStatusError)
+    return cls(f"status {status}", response=response, body=None)
+
+
+def _dropped_error():
+    import openai
+
+    return openai.APIConnectionError(request=_request())
+
+
+def _refused_error():
+    import openai
+
+    try:
+        try:
+            raise ConnectionRefusedError(111, "Connection refused")
+        except ConnectionRefusedError as cause:
+            raise openai.APIConnectionError(request=_request()) from cause
+    except openai.APIConnectionError as e:
+        return e
+
+
+def _offline_backend(monkeypatch, **settings):
+    import advisor.backends.openai as oa
+    from advisor.modelspec import ModelChoice, OpenAISettings
+
+    clock = _Clock()
+    monkeypatch.setattr(oa, "time", clock)
+    choice = ModelChoice(None, "openai:m", OpenAISettings(base_url="http://127.0.0.1:9/v1", **settings))
+    return oa.OpenAIBackend(choice, probe=False), clock
+
+
+def _failing(*errors):
+    """send() that raises `errors` in turn, then answers "ok"."""
+    left = list(errors)
+
+    def send():
+        if left:
+            raise left.pop(0)
+        return "ok"
+
+    return send
+
+
+def test_retry_after_in_milliseconds_seconds_or_a_date():
+    from datetime import datetime, timedelta, timezone
+    from email.utils import format_datetime
+
+    from advisor.backends.openai import retry_after_s
+
+    assert retry_after_s({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert retry_after_s({"retry-after": "2"}) == 2.0
+    later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
+    assert 25 < retry_after_s({"retry-after": later}) <= 30
+    past = format_datetime(datetime.now(timezone.utc) - timedelta(seconds=30), usegmt=True)
+    assert retry_after_s({"retry-after": past}) == 0.0
+    assert retry_after_s({"retry-after": "soon"}) is None and retry_after_s({}) is None
+    assert retry_after_s({"retry-after": "1e999"}) == math.inf  # endless: never waited for
+
+
+def test_window_halves_once_per_burst_of_429s_and_grows_back_one_per_answer():
+    from advisor.backends.openai import Window
+
+    w = Window(8)
+    burst = [w.enter(lambda: False) for _ in range(8)]
+    assert w.enter(lambda: True) is None  # full: a stopping caller does not wait
+    w.leave(burst[0], answered=False, throttled=True)
+    assert w.limit == 4
+    w.leave(burst[1], answered=False, throttled=True)  # sent before the cut: no second cut
+    assert w.limit == 4
+    for epoch in burst[2:]:
+        w.leave(epoch, answered=False)
+    for expected in (2, 1, 1):  # each 429 to a request sent after the last cut halves; never below 1
+        w.leave(w.enter(lambda: False), answered=False, throttled=True)
+        assert w.limit == expected
+    for expected in range(2, 9):
+        w.leave(w.enter(lambda: False), answered=True)
+        assert w.limit == expected
+    w.leave(w.enter(lambda: False), answered=True)
+    assert w.limit == 8 and w.lowest == 1 and w.busy == 0  # never above max_concurrency
+
+
+def test_retries_back_off_honour_retry_after_and_stop_within_the_budget(monkeypatch):
+    import openai
+    import pytest
+
+    from advisor.backends.openai import RunStopped, _GaveUp, _Skipped
+
+    backend, clock = _offline_backend(monkeypatch, retry_budget_s=30)
+    never = lambda: False  # noqa: E731
+    # 500, a dropped connection, a 429 asking for 3 s: retried, with waits doubling from 0.5 s (less up
+    # to a quarter), never shorter than Retry-After.
+    send = _failing(_status_error(500), _dropped_error(), _status_error(429, {"retry-after": "3"}))
+    assert backend._retrying(send, never, clock.sleep)[0] == "ok"
+    assert 0.375 <= clock.slept[0] <= 0.5 and 0.75 <= clock.slept[1] <= 1.0 and clock.slept[2] == 3.0
+    assert backend.window.limit == 8 // 2 + 1  # the 429 halved the in-flight window, the answer added one
+    # A server that stays at 500: retried until the next wait would pass the 30 s budget.
+    clock.slept.clear()
+    with pytest.raises(_GaveUp) as gave_up:
+        backend._retrying(_failing(*[_status_error(500)] * 50), never, clock.sleep)
+    assert gave_up.value.why == "budget" and sum(clock.slept) <= 30 and len(clock.slept) >= 5
+    line = str(backend._gave_up(gave_up.value))
+    assert "answered 500 after" in line and "openai.retry_budget_s 30" in line and "saved" in line
+    # Retry-After longer than the budget: the run stops at once, saying so.
+    clock.slept.clear()
+    with pytest.raises(_GaveUp) as gave_up:
+        backend._retrying(_failing(_status_error(429, {"retry-after": "900"})), never, clock.sleep)
+    assert clock.slept == [] and gave_up.value.why == "retry_after"
+    stop = backend._gave_up(gave_up.value)
+    assert isinstance(stop, RunStopped) and "900 s (Retry-After)" in str(stop)
+    # Not worth retrying: a refused key, a bad request.
+    for status in (401, 400):
+        with pytest.raises(openai.APIStatusError):
+            backend._retrying(_failing(_status_error(status)), never, clock.sleep)
+    assert clock.slept == []
+    # Stopping (an error elsewhere, Ctrl-C) ends the retries: nothing more is sent.
+    sent = []
+    with pytest.raises(_Skipped):  # stopping during the wait after the first failure
+        backend._retrying(lambda: sent.append(1) or _failing(_status_error(500))(), lambda: bool(clock.slept),
+                          clock.sleep)
+    assert sent == [1]
+
+
+def test_max_retries_caps_the_tries_and_a_refused_connection_fails_at_start_only(monkeypatch):
+    import openai
+    import pytest
+
+    from advisor.backends.openai import _GaveUp
+
+    backend, clock = _offline_backend(monkeypatch, max_retries=1)
+    with pytest.raises(_GaveUp) as gave_up:
+        backend._retrying(_failing(*[_status_error(503)] * 5), lambda: False, clock.sleep)
+    assert gave_up.value.why == "max_retries" and len(clock.slept) == 1
+    assert "openai.max_retries 1" in str(backend._gave_up(gave_up.value))
+    with pytest.raises(openai.APIConnectionError):  # at start: nothing listens at base_url
+        backend._retrying(_failing(_refused_error()), lambda: False, clock.sleep, at_start=True)
+    assert backend._retrying(_failing(_refused_error()), lambda: False, clock.sleep)[0] == "ok"  # mid-run: a restart
+
+
+def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from advisor.interrupt import AGAIN
+
+    script = tmp_path / "wait.py"
+    script.write_text(
+        "import time\n"
+        "from advisor.interrupt import deferred, handled\n"
+        "with handled(), deferred(lambda: None):  # the first Ctrl-C wakes a loop that, here, never looks\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(root)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert proc.poll() is None  # the first one is the loop's to act on
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130 and err == AGAIN
