@@ -508,6 +508,75 @@ def schema(of_results: bool) -> None:
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--task", "task_file", type=click.Path(path_type=Path), default=None,
+              help="The task.yaml (default: the one the run recorded).")
+@click.option("--lever", default=None, help="The row whose outputs to grade (default: the run's first).")
+@click.option("-n", "count", type=click.IntRange(min=1), default=20, show_default=True, help="Outputs to show.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
+@click.option("--import", "csv_file", type=click.Path(path_type=Path), default=None,
+              help="Read grades from a CSV (example_id, criterion, grade[, output_hash]) instead of asking.")
+def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, seed: int,
+          csv_file: Path | None) -> None:
+    """Grade a seeded sample of a run's outputs by hand against the rubric; kappa and PPI go into results.json.
+
+    Grades go to labels.jsonl in the task folder, keyed by item, output hash and criterion. Answer p(ass),
+    f(ail), s(kip) or q(uit) per criterion."""
+    from advisor.judge.grading import text_hash
+    from advisor.judge.labels import (
+        LABELS_FILE,
+        append_labels,
+        ask,
+        import_csv,
+        judge_section,
+        load_labels,
+        sample,
+    )
+    from advisor.record import load_record, results_path
+    from advisor.store import RunStore
+
+    record = load_record(run_dir)
+    if task_file is None:
+        recorded = record.provenance.task_file if record.provenance else None
+        if not recorded:
+            raise InputError("the run recorded no task file; give --task TASK.yaml", file=results_path(run_dir))
+        task_file = Path(recorded)
+    task = _load(task_file, ())
+    if task.rubric is None:
+        raise InputError("the task has no `rubric:` to grade against", file=task_file, field="rubric")
+    names = [lv.name for lv in record.levers]
+    lever = lever or (names[0] if names else None)
+    if lever not in names:
+        raise InputError(f"no row '{lever}' in the run; one of {', '.join(names)}", field="--lever")
+    store = RunStore(run_dir / "advise.sqlite")
+    try:
+        assert record.run_id is not None
+        items = [{**it, "output_hash": text_hash(it["raw"])} for it in store.run_items(record.run_id, lever)]
+        path = task.base_dir / LABELS_FILE
+        have = load_labels(path)
+        if csv_file is not None:
+            rows = import_csv(csv_file, task.rubric.names, {it["example_id"]: it["output_hash"] for it in items})
+        else:
+            def read() -> str | None:
+                line = sys.stdin.readline()
+                return line if line else None
+
+            rows = ask(sample(items, count, seed), task.rubric.criteria, read,
+                       lambda text: click.echo(text, nl=False), have)
+        append_labels(path, rows)
+        labels = load_labels(path)
+        record.judge = judge_section(store, record.run_id, names, task.rubric.names, labels,
+                                     task.target.confidence, task.rubric.min_kappa)
+        record.write(results_path(run_dir))
+    finally:
+        store.close()
+    click.echo(f"\n{len(rows)} grade{'s' * (len(rows) != 1)} recorded in {path} ({len(labels)} in all)")
+    from advisor.report.scorecard import print_judge
+
+    print_judge(Console(), record)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path), default=None, required=False)
 def show(run_dir: Path | None) -> None:
     """Show the scorecard of a finished run from its results.json."""

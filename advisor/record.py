@@ -294,6 +294,9 @@ class RunRecord(_Record):
     checks: list[CheckRecord] = Field(default_factory=list)  # the task's checks; pass_all when any
     audit: AuditRecord | None = None  # None: a run from before the audit
     provenance: Provenance | None = None
+    # With a rubric: lever -> criterion -> judge rate over scored items, unscored count, human grades, and
+    # where people graded some outputs, kappa (advisor.judge.agreement) and the PPI interval (advisor.judge.ppi).
+    judge: dict[str, JsonValue] | None = None
 
     def lever(self, name: str) -> LeverRecord:
         """The row called `name`. Raises KeyError when there is none."""

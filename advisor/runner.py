@@ -223,6 +223,8 @@ class Runner:
         self.store.put_item_reasons(run_id, name, ids, scores.check_reasons)
         self.store.put_run_items(run_id, name, self.data.eval, predictions)  # the report's failures
         metrics = intervals(self.task, self.data, scores, golds, preds)
+        if self.task.rubric is not None:
+            self.grade_outputs(run_id, name, row, predictions, scores, metrics)
         method = ranking.get("method") if ranking else None
         cost = lever_cost(artifact, artifact.backend, predictions,
                           self.latencies(lever, artifact, keys, name, method),
@@ -235,6 +237,40 @@ class Runner:
             extra["option_ranking"] = ranking
         return LeverResult(name, lever.rung, lever.family, options.model_dump(mode="json"), artifact,
                            predictions, scores, metrics, cost, computed, extra=extra)
+
+    judge_backend: Any = None  # the rubric's judge (tests may set their own)
+
+    def grade_outputs(self, run_id: int, name: str, row: Any, predictions: list[Any], scores: Any,
+                      metrics: dict[str, Any]) -> None:
+        """Grade a lever's outputs against the task's rubric (advisor.judge.grading), cached in the store.
+        Each criterion's rate is over the items the judge scored, with a Wilson interval over them; the
+        unscored are counted in `details["judge"]`, never a pass or a fail. The judge's cost is there too,
+        apart from the lever's."""
+        from advisor.judge.grading import Grader, self_judge_warning
+        from advisor.stats import metric_interval
+
+        rubric = self.task.rubric
+        assert rubric is not None
+        if self.judge_backend is None:
+            from advisor.backends import make_backend_for
+            from advisor.modelspec import ModelChoice
+
+            choice = ModelChoice(None, rubric.judge_spec, rubric.judge_settings(self.task.openai))
+            self.judge_backend = make_backend_for(self.task, choice, self.cache_dir)
+        found = Grader(rubric, self.judge_backend, self.store).grade(
+            [(ex.id, ex.input, p.raw) for ex, p in zip(self.data.eval, predictions)])
+        self.store.put_run_grades(run_id, name, [(ex, crit, oh, g) for crit in found.criteria
+                                                 for ex, oh, g in zip(found.ids, found.output_hashes,
+                                                                      found.grades[crit])])
+        conf = self.task.target.confidence
+        for crit, values in found.grades.items():
+            scored = [v for v in values if v is not None]
+            if scored:
+                metrics[crit] = metric_interval(scored, conf)
+                scores.aggregate[crit] = sum(scored) / len(scored)
+        warning = self_judge_warning(rubric, row.model.spec if row is not None else self.task.model)
+        scores.details["judge"] = {"criteria": found.summary(), "cost": found.cost(),
+                                   "warnings": [warning] if warning else []}
 
     def score_artifact(self, lever: Lever, artifact: Artifact, row_name: str | None = None) -> float:
         """The target metric of an artifact on the eval set (answers cached like any others, stored
@@ -293,6 +329,13 @@ class Runner:
             curves = (self.learning_curves([r.name for r in results], curve_fractions) if curve_fractions
                       else {})
             result = self.judge(results, curves, task_file, run_id)
+            if self.task.rubric is not None:
+                from advisor.judge.labels import LABELS_FILE, judge_section, load_labels
+
+                labels = load_labels(self.task.base_dir / LABELS_FILE)
+                result.record.judge = judge_section(self.store, run_id, [r.name for r in results],
+                                                    self.task.rubric.names, labels, self.task.target.confidence,
+                                                    self.task.rubric.min_kappa)
             self.store.finish_run(run_id, "done", result.to_json())
         except KeyboardInterrupt:
             self._finish(run_id, "interrupted")

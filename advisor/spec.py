@@ -24,6 +24,7 @@ from pydantic import (
 from advisor.checks import CheckSpec, JsonSchemaCheck, check_metrics, name_problem
 from advisor.checks.schema import SchemaFileError
 from advisor.errors import InputError
+from advisor.judge.rubric import Rubric
 from advisor.modelspec import Budget, ModelEntry, OpenAISettings, Price, check_scheme
 from advisor.origin import (
     Origin,
@@ -191,6 +192,9 @@ class Task(_Strict):
         description="Checks on every output that need no model and no gold answer (json_schema, length, phrases, "
         "tone, language); each is a per-item pass/fail metric named by its `name`, usable as target.metric, "
         "and pass_all is every check passing. With a check as target.metric, eval items may leave out `output`.")
+    rubric: Rubric | None = Field(
+        None, description="Criteria a judge model grades every output against (advisor.judge.rubric): each a "
+        "per-item pass/fail metric; an answer the judge gives that cannot be read is unscored, counted apart.")
     # Several models: a row per (lever, model); see advisor/modelspec.py.
     models: dict[str, str | ModelEntry] | None = Field(
         None, description="Several models by alias ('hf:...'/'openai:...' or a mapping with settings); "
@@ -271,6 +275,13 @@ class Task(_Strict):
         if problem is not None:
             i, key, message = problem
             raise SettingError(("checks", i, key), message)
+        if self.rubric is not None:
+            taken = {*METRICS[self.kind], *OTHER_FIGURES, *check_metrics(self.checks), "pass_all"}
+            for i, c in enumerate(self.rubric.criteria):
+                if c.name in taken:
+                    raise SettingError(("rubric", "criteria", i, "name"),
+                                       f"criterion name '{c.name}' is already a metric of this task (a check's, "
+                                       "the kind's or pass_all); give the criterion another name")
         for i, check in enumerate(self.checks):
             if isinstance(check, JsonSchemaCheck):
                 try:

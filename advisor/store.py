@@ -100,6 +100,34 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, lever, example_id, metric)
     );
     """,
+    # A judge's grades (advisor.judge.grading), cached like predictions: keyed by the judge's identity,
+    # the judge prompt's hash, the criterion and the graded text's hash, so a rerun grades nothing twice.
+    # grade: 1.0 pass, 0.0 fail, NULL unscored (the judge's answer could not be read; `answer` keeps it).
+    # run_grades: which grades each run's lever got, per item.
+    """
+    CREATE TABLE judge_grades (
+        key TEXT PRIMARY KEY,
+        judge TEXT NOT NULL,
+        prompt_hash TEXT NOT NULL,
+        criterion TEXT NOT NULL,
+        output_hash TEXT NOT NULL,
+        grade REAL,
+        answer TEXT NOT NULL,
+        tokens_in INTEGER NOT NULL,
+        tokens_out INTEGER NOT NULL,
+        usd REAL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE run_grades (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        lever TEXT NOT NULL,
+        example_id TEXT NOT NULL,
+        criterion TEXT NOT NULL,
+        output_hash TEXT NOT NULL,
+        grade REAL,
+        PRIMARY KEY (run_id, lever, example_id, criterion)
+    );
+    """,
 ]
 
 
@@ -408,6 +436,43 @@ class RunStore:
         for ex_id, metric, why in self.db.execute(
                 "SELECT example_id, metric, reason FROM item_reasons WHERE run_id=? AND lever=?", (run_id, lever)):
             out.setdefault(ex_id, {})[metric] = why
+        return out
+
+    def get_grades(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Cached judge grades by key: {grade (None: unscored), answer, tokens_in, tokens_out, usd}."""
+        out: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows = self.db.execute(
+                f"SELECT key, grade, answer, tokens_in, tokens_out, usd FROM judge_grades WHERE key IN "
+                f"({','.join('?' * len(chunk))})", chunk)
+            for key, grade, answer, tin, tout, usd in rows:
+                out[key] = {"grade": grade, "answer": answer, "tokens_in": tin, "tokens_out": tout, "usd": usd}
+        return out
+
+    def put_grades(self, rows: list[tuple[str, str, str, str, str, float | None, str, int, int, float | None]]) -> None:
+        """Store judge grades: (key, judge, prompt_hash, criterion, output_hash, grade, answer, tokens_in,
+        tokens_out, usd) each."""
+        now = time.time()
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO judge_grades VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                                [(*r, now) for r in rows])
+
+    def put_run_grades(self, run_id: int, lever: str, rows: list[tuple[str, str, str, float | None]]) -> None:
+        """Record a run's grades for one lever: (example_id, criterion, output_hash, grade) each."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO run_grades VALUES (?,?,?,?,?,?)",
+                                [(run_id, lever, *r) for r in rows])
+
+    def run_grades(self, run_id: int, lever: str) -> dict[str, dict[str, tuple[str, float | None]]]:
+        """criterion -> example_id -> (output_hash, grade) of one run and lever ({} before grading existed)."""
+        if "run_grades" not in self.tables():
+            return {}
+        out: dict[str, dict[str, tuple[str, float | None]]] = {}
+        for ex_id, crit, oh, grade in self.db.execute(
+                "SELECT example_id, criterion, output_hash, grade FROM run_grades WHERE run_id=? AND lever=?",
+                (run_id, lever)):
+            out.setdefault(crit, {})[ex_id] = (oh, grade)
         return out
 
     def put_run_items(self, run_id: int, lever: str, examples: list[Example], predictions: list[Prediction]) -> None:

@@ -259,9 +259,47 @@ def print_results(console: Console, record: RunRecord) -> None:
         console.print(part)
     for part in ranking_table(results):
         console.print(part)
+    print_judge(console, record)
     if results.get("audit"):
         from advisor.audit.render import audit_summary
 
         for line in audit_summary(results["audit"]):
             console.print(line)
     console.print(verdict_panel(results))
+
+
+def print_judge(console: Console, record: RunRecord) -> None:
+    """The rubric's table: per row and criterion, the judge's rate over scored items, the unscored count,
+    human grades, kappa with its interval and state, and the PPI interval on the rate people would give;
+    then each row's judge cost, apart from the lever's. Nothing without a rubric."""
+    from rich.table import Table
+
+    if not record.judge:
+        return
+    table = Table(title="Judge (rubric criteria)")
+    for col in ("row", "criterion", "judge rate", "unscored", "human", "kappa", "PPI rate"):
+        table.add_column(col)
+    for lever, crits in record.judge.items():
+        if not isinstance(crits, dict):
+            continue
+        for crit, e in crits.items():
+            if not isinstance(e, dict):
+                continue
+            rate = e.get("judge_rate")
+            a, p = e.get("agreement"), e.get("ppi")
+            kappa = (f"{a['kappa']:.2f} [{a['kappa_low']:.2f}, {a['kappa_high']:.2f}] {a['state']}"
+                     if isinstance(a, dict) else "-")
+            ppi = f"{p['value']:.2f} [{p['ci_low']:.2f}, {p['ci_high']:.2f}]" if isinstance(p, dict) else "-"
+            table.add_row(lever, crit, "-" if rate is None else f"{rate:.2f} of {e.get('scored')}",
+                          str(e.get("unscored")), str(e.get("human")), kappa, ppi)
+    console.print(table)
+    for lv in record.levers:
+        judge = lv.details.get("judge")
+        if isinstance(judge, dict) and isinstance(judge.get("cost"), dict):
+            c = judge["cost"]
+            usd = "price unknown" if c.get("usd") is None else f"${c['usd']:.4f}"
+            console.print(f"judge cost of {lv.name} (apart from the lever's): {c.get('requests')} requests sent, "
+                          f"{c.get('cached')} grades reused, {c.get('tokens_in')} tokens in, "
+                          f"{c.get('tokens_out')} out, {usd}")
+            for w in judge.get("warnings") or []:
+                console.print(f"warning: {w}")
