@@ -548,9 +548,11 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
     lever = lever or (names[0] if names else None)
     if lever not in names:
         raise InputError(f"no row '{lever}' in the run; one of {', '.join(names)}", field="--lever")
+    if record.run_id is None:
+        raise InputError("results.json names no run id (written before runs were recorded); run the task again",
+                         file=results_path(run_dir))
     store = RunStore(run_dir / "advise.sqlite")
     try:
-        assert record.run_id is not None
         items = [{**it, "output_hash": text_hash(it["raw"])} for it in store.run_items(record.run_id, lever)]
         path = task.base_dir / LABELS_FILE
         have = load_labels(path)

@@ -2,6 +2,8 @@
 far a judge agrees with people (`agreement`, Cohen's kappa) and what a few human grades plus the
 judge's grades on every item show about the rate people would give (`ppi`, PPI++).
 
-Built so far: the statistics (`advisor.judge.agreement`, `advisor.judge.ppi`). The rubric in
-task.yaml, grading through a Backend, `advise label` and the verdict's use of them are not built yet.
+Built: the statistics (`agreement`, `ppi`), the rubric in task.yaml (`rubric`), grading through an
+`openai:` judge cached in the run store (`grading`), human grades and the results.json `judge` section
+(`labels`, `advise label`). Not built yet: the verdict's use of judge grades (a criterion as
+target.metric, pass_all over criteria).
 """
