@@ -14,9 +14,10 @@ import pytest
 pytestmark = pytest.mark.slow
 
 N_EVAL = 4
+SECRET = "sk-judge-secret-never-written"
 RUBRIC = """\
 rubric:
-  judge: openai:smollm2
+  judge: {{model: openai:smollm2, base_url: '{url}', api_key_env: ADVISE_TEST_JUDGE_KEY}}
   criteria:
     - name: owns_problem
       question: Does the reply say sorry and own the customer's problem?
@@ -31,13 +32,14 @@ rubric:
 
 def advise(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("advise")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, input=stdin, env=dict(os.environ),
+    env = {**os.environ, "ADVISE_TEST_JUDGE_KEY": SECRET}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, input=stdin, env=env,
                           timeout=900)
 
 
 def test_rubric_graded_by_a_real_judge_cached_labelled(llama_server, make_task, tmp_path):
     settings = (f"model: openai:smollm2\nopenai: {{base_url: '{llama_server.base_url}', max_concurrency: 4}}\n"
-                "prices: {smollm2: {input_per_1m_usd: 1.0, output_per_1m_usd: 2.0}}\n" + RUBRIC)
+                "prices: {smollm2: {input_per_1m_usd: 1.0, output_per_1m_usd: 2.0}}\n" + RUBRIC.format(url=llama_server.base_url))
     task = make_task(settings, kind="support-replies", n_eval=N_EVAL, n_train=6, max_new_tokens=40)
     out = tmp_path / "run"
     first = advise(["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"])
@@ -65,7 +67,7 @@ def test_rubric_graded_by_a_real_judge_cached_labelled(llama_server, make_task, 
     # Human grades: 2 sampled outputs from scripted stdin, the rest from a CSV.
     labelled = advise(["label", str(out), "-n", "2", "--seed", "1"], stdin="p\nf\nf\np\n")
     assert labelled.returncode == 0, labelled.stderr[-2000:]
-    assert "OUTPUT:" in labelled.stdout and "4 grades recorded" in labelled.stdout
+    assert "OUTPUT:" in labelled.stdout and "Judge (rubric criteria)" in labelled.stdout and "4 grades recorded" in labelled.stdout
     labels_file = task.parent / "labels.jsonl"
     assert len(labels_file.read_text().splitlines()) == 4
     ids = [json.loads(line)["id"] for line in (task.parent / "data" / "eval.jsonl").read_text().splitlines()]
@@ -93,3 +95,7 @@ def test_rubric_graded_by_a_real_judge_cached_labelled(llama_server, make_task, 
     assert j3["cost"]["requests"] > 0
     assert all(c["unscored"] == N_EVAL and c["rate"] is None for c in j3["criteria"].values())
     assert "owns_problem" not in lever3["metrics"]  # no grade read: no rate, not a 0
+    # The judge's key (read from the variable the rubric names) is in no file the runs wrote.
+    written = [p for folder in (out, task.parent) for p in folder.rglob("*") if p.is_file()]
+    assert written and not any(SECRET.encode() in p.read_bytes() for p in written)
+    assert SECRET not in short.stdout + short.stderr + first.stderr
