@@ -15,7 +15,7 @@ from typing import Any
 
 from advisor.costs import lever_cost, token_price
 from advisor.data import Dataset
-from advisor.errors import DiskFullError, is_disk_full, size_text
+from advisor.errors import DiskFullError, InputError, is_disk_full, size_text
 from advisor.events import NoProgress, ProgressFactory
 from advisor.execute import Backends, Predictor, run_params
 from advisor.measure import (
@@ -256,7 +256,13 @@ class Runner:
             from advisor.modelspec import ModelChoice
 
             choice = ModelChoice(None, rubric.judge_spec, rubric.judge_settings(self.task.openai))
-            self.judge_backend = make_backend_for(self.task, choice, self.cache_dir)
+            try:
+                self.judge_backend = make_backend_for(self.task, choice, self.cache_dir)
+            except InputError as e:  # about the judge's settings: named at the rubric's judge line
+                if e.file is None:
+                    e.field = "rubric.judge"
+                    self.task.place(e)
+                raise
         found = Grader(rubric, self.judge_backend, self.store).grade(
             [(ex.id, ex.input, p.raw) for ex, p in zip(self.data.eval, predictions)])
         self.store.put_run_grades(run_id, name, [(ex, crit, oh, g) for crit in found.criteria

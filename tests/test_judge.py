@@ -227,3 +227,26 @@ def test_record_accepts_judge_section():
 def test_support_replies_loads_unchanged():
     task = load_task(SUPPORT)
     assert task.rubric is None and task.target.metric == "pass_all"
+
+
+def test_a_missing_judge_key_names_the_rubric_judge_line(tmp_path, monkeypatch):
+    """The judge's settings are its own: a key variable it names and the shell lacks is one line at rubric.judge."""
+    from advisor.runner import Runner
+
+    monkeypatch.delenv("ADVISE_NO_SUCH_KEY", raising=False)
+    text = support_text(RUBRIC.replace("judge: openai:qwen2.5-7b-instruct",
+                                       "judge: {model: 'openai:qwen2.5-7b-instruct', base_url: 'http://127.0.0.1:9/v1', "
+                                       "api_key_env: ADVISE_NO_SUCH_KEY}"))
+    folder = tmp_path / "task"
+    folder.mkdir()
+    (folder / "task.yaml").write_text(text)
+    (folder / "data").symlink_to(SUPPORT.parent / "data")
+    task = load_task(folder / "task.yaml")
+    runner = Runner(task, tmp_path / "run", limit=2)
+    try:
+        with pytest.raises(InputError) as e:
+            runner.grade_outputs(1, "prompt", None, [], None, {})
+    finally:
+        runner.close()
+    assert e.value.field == "rubric.judge" and e.value.line == line_of(text, "judge: {")
+    assert "ADVISE_NO_SUCH_KEY" in str(e.value)
