@@ -111,6 +111,9 @@ class LeverVerdict(_Record):
     upper_bound: float
     more_items_needed: int | None = None  # eval items to add before the state settles (undecided only)
     no_better_than_baseline: bool = False
+    # With a rubric criterion as target.metric: which evidence the bounds come from (PPI++, the judge only,
+    # or why the judge's grades decide nothing), in one sentence (advisor.judge.decision.assess_criterion).
+    basis: str | None = None
 
 
 class LeverRecord(_Record):

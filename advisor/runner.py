@@ -111,6 +111,8 @@ class Runner:
         # each lever row ranks by its natural method (`row_params`), every method's pick recorded.
         self.params = run_params(self.task, params)
         self.console = console
+        # (row, criterion) -> example_id -> the k grades of rubric.samples > 1 (this run's, in memory)
+        self.judge_samples: dict[tuple[str, str], dict[str, list[float | None]]] = {}
         self.backends = Backends(self.task, self.cache_dir, self.progress)
         # What this runner creates, so that `close` can take it away again when nothing was computed.
         self._made: list[Path] = []
@@ -389,6 +391,27 @@ class Runner:
             pass
         return DiskFullError("; ".join(parts) + "; free some space and run again")
 
+    def criterion_evidence(self, run_id: int, ev: Any) -> Any:
+        """`ev` (advisor.verdict.LeverEvidence) with its target criterion's grades and the human grades of
+        the same outputs (labels.jsonl, by output hash) attached (advisor.judge.decision). No trivial
+        baseline is graded: the judge is not asked about an empty answer."""
+        from dataclasses import replace
+
+        from advisor.judge.decision import criterion_evidence
+        from advisor.judge.labels import LABELS_FILE, load_labels
+
+        t = self.task
+        assert t.rubric is not None
+        crit = t.target.metric
+        per = self.store.run_grades(run_id, ev.name).get(crit, {})
+        order = [ex.id for ex in self.data.eval if ex.id in per]
+        labels = load_labels(t.base_dir / LABELS_FILE)
+        human = {ex: labels[(ex, per[ex][0], crit)] for ex in order if (ex, per[ex][0], crit) in labels}
+        samples = self.judge_samples.get((ev.name, crit))  # rubric.samples > 1: each item's k grades
+        found = criterion_evidence(crit, {ex: per[ex][1] for ex in order}, human, confidence=t.target.confidence,
+                                   min_kappa=t.rubric.min_kappa, samples=samples or None, seed=t.seed)
+        return replace(ev, criterion=found)
+
     def judge(self, results: list[LeverResult], curves: dict[str, Any], task_file: Path | None,
               run_id: int | None = None) -> RunResult:
         """The verdict over the measured rows (advisor.verdict.decide, computed once) and the run record;
@@ -399,7 +422,10 @@ class Runner:
         groups = eval_groups(self.data)
         baseline = trivial_baseline(t, self.data, groups)
         curve_records = {k: CurveRecord.model_validate(plain_json(v)) for k, v in curves.items()}
-        verdict = decide(target, [r.evidence() for r in results], baseline,
+        evidence = [r.evidence() for r in results]
+        if t.target_is_criterion and run_id is not None:
+            evidence = [self.criterion_evidence(run_id, e) for e in evidence]
+        verdict = decide(target, evidence, None if t.target_is_criterion else baseline,
                          golds=[ex.output for ex in self.data.eval], labels=t.labels,
                          has_knowledge=t.data.knowledge is not None, curves=curve_records, groups=groups, seed=t.seed)
         scoring = None

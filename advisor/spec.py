@@ -238,9 +238,12 @@ class Task(_Strict):
         if self.kind != "classification" and self.labels:
             raise SettingError(("labels",), f"'labels' only applies to classification, not {self.kind}")
         self._check_checks()
-        if self.target.metric not in METRICS[self.kind] and self.target.metric not in self.check_metrics:
+        if (self.target.metric not in METRICS[self.kind] and self.target.metric not in self.check_metrics
+                and self.target.metric not in self.criterion_metrics):
             checks = (f", or a check's: {', '.join(self.check_metrics)}" if self.checks else
                       " (or declare `checks:` and name one of them, or pass_all)")
+            if self.rubric is not None:
+                checks += f", or a rubric criterion: {', '.join(self.rubric.names)}"
             raise SettingError(("target", "metric"),
                                f"'{self.target.metric}' does not apply to {self.kind}; "
                                f"choose one of {', '.join(METRICS[self.kind])}{checks}")
@@ -300,10 +303,20 @@ class Task(_Strict):
         return METRICS[self.kind]
 
     @property
+    def criterion_metrics(self) -> list[str]:
+        """The rubric's criteria (each a per-item metric a judge grades); [] without a rubric."""
+        return self.rubric.names if self.rubric is not None else []
+
+    @property
+    def target_is_criterion(self) -> bool:
+        """Whether target.metric is a rubric criterion (the verdict then reads advisor.judge.decision)."""
+        return self.target.metric in self.criterion_metrics
+
+    @property
     def eval_needs_gold(self) -> bool:
-        """False when every metric the target needs comes from checks (target.metric is a check's
-        metric or pass_all): eval items may then leave out `output`."""
-        return self.target.metric not in self.check_metrics
+        """False when every metric the target needs comes from checks or the rubric (target.metric is a
+        check's metric, pass_all or a criterion): eval items may then leave out `output`."""
+        return self.target.metric not in self.check_metrics and not self.target_is_criterion
 
     def where(self, *loc: str | int) -> dict[str, Any]:
         """`file` and `line` of the setting at `loc` (task.yaml's line, or the `--set` that set it),

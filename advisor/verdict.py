@@ -171,7 +171,7 @@ def trivial_baseline(task: Any, data: Any, groups: Sequence[Any] | None = None) 
     With a check (or pass_all) as target.metric it is the empty answer "" ("empty-answer"), run through
     the checks like any output: a constant answer taken from train is a well-formed answer, and would
     pass checks on form for every item. Its gold metrics are scored only where eval has gold."""
-    if task.target.metric in task.check_metrics:
+    if task.target.metric in task.check_metrics or task.target_is_criterion:
         name, answer, raw = "empty-answer", "", ""
         pred = parse_output(task, raw)
     else:
@@ -214,6 +214,9 @@ class LeverEvidence:
     per_item: Mapping[str, Sequence[float]]
     preds: Sequence[Any]
     retrieves: bool = False
+    # With a rubric criterion as target.metric: its grades and what people said of them
+    # (advisor.judge.decision.CriterionEvidence); the state is then read off it (assess_criterion).
+    criterion: Any = None
 
 
 @dataclass
@@ -242,8 +245,12 @@ class _Stats:
         if key not in self._cache:
             m = self.target.metric
             if m in a.per_item and m in b.per_item:
-                self._cache[key] = paired_difference(a.per_item[m], b.per_item[m], confidence, groups=self.groups,
-                                                     seed=self.seed)
+                xa, xb, groups = list(a.per_item[m]), list(b.per_item[m]), self.groups
+                keep = [i for i, (u, v) in enumerate(zip(xa, xb)) if u is not None and v is not None]
+                if len(keep) < len(xa):  # a criterion's unscored grades: the items both rows have scored
+                    xa, xb = [xa[i] for i in keep], [xb[i] for i in keep]
+                    groups = None if groups is None else [groups[i] for i in keep]
+                self._cache[key] = paired_difference(xa, xb, confidence, groups=groups, seed=self.seed)
             else:
                 self._cache[key] = self._set_diff(a.preds, b.preds, confidence)
         return self._cache[key]
@@ -440,7 +447,16 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
     metric, threshold, conf = target.metric, target.threshold, target.confidence
     stats = _Stats(target, golds, labels or [], groups, seed)
     verdicts: dict[str, LeverVerdict] = {}
+    rows = [_with_grades(r, metric) for r in rows]
     for r in rows:
+        if r.criterion is not None:
+            from advisor.judge.decision import assess_criterion
+
+            st, lo, hi, basis = assess_criterion(r.criterion, threshold, target.rule)
+            guessing = baseline is not None and not better_than_baseline(r, baseline, stats)
+            verdicts[r.name] = LeverVerdict(state=st, lower_bound=lo, upper_bound=hi, more_items_needed=None,
+                                            no_better_than_baseline=guessing, basis=basis)
+            continue
         if metric in r.per_item:
             a = assess(r.per_item[metric], threshold, conf, target.rule, groups=groups, seed=seed)
         else:
@@ -522,9 +538,13 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
         for r in sorted(undecided, key=lambda r: -r.metrics[metric].value):
             v = verdicts[r.name]
             guess = "; it is not yet shown better than the trivial baseline either" if v.no_better_than_baseline else ""
+            if v.basis:
+                said.append(f"{r.name}: {v.basis}{guess}")
+                continue
             said.append(f"{r.name} scores {_f(r.metrics[metric].value)} with one-sided bounds {_f(v.lower_bound)}–"
                         f"{_f(v.upper_bound)}: {more_items_text(v, r.n_eval, metric)}{guess}")
-        step = f"collect more eval items for {lead.name}: {more_items_text(verdicts[lead.name], lead.n_eval, metric)}"
+        step = (f"collect more eval items for {lead.name}: {more_items_text(verdicts[lead.name], lead.n_eval, metric)}"
+                if not verdicts[lead.name].basis else f"for {lead.name}, {verdicts[lead.name].basis}")
         open_ = (f"{undecided[0].name} is neither shown to meet nor shown to fail it" if len(undecided) == 1 else
                  f"{len(undecided)} of {len(ranked)} levers are neither shown to meet nor shown to fail it")
         reason = (f"Undecided: no lever is shown to meet {metric} ≥ {_f(threshold)} at {pct}% confidence, and "
@@ -557,12 +577,29 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
                                            reasons=reasons))
 
 
+def _with_grades(r: LeverEvidence, metric: str) -> LeverEvidence:
+    """A row whose target is a rubric criterion, with the criterion's grades as its per-item target scores
+    (None unscored: paired comparisons use the items both rows have scored) and a metric placeholder
+    (0 to 1) where the judge scored none of its outputs."""
+    ev = r.criterion
+    if ev is None:
+        return r
+    from dataclasses import replace
+
+    metrics = dict(r.metrics)
+    if metric not in metrics:
+        metrics[metric] = MetricRecord(value=ev.rate if ev.rate is not None else 0.0, ci_low=0.0, ci_high=1.0)
+    return replace(r, per_item={**r.per_item, metric: list(ev.grades)}, metrics=metrics)
+
+
 def _why_short(r: LeverEvidence, v: LeverVerdict, metric: str, threshold: float, pct: int) -> str:
     m = r.metrics[metric]
     head = f"{r.name}: {metric} {_f(m.value)} ({pct}% interval {_f(m.ci_low)}–{_f(m.ci_high)})"
     if v.no_better_than_baseline:
         return (f"{head} is no better than guessing: not significantly above the trivial baseline "
                 f"(and {v.state} against the target); never recommended")
+    if v.basis:
+        return f"{head} is {v.state}: {v.basis}"
     if v.state == "fails":
         return f"{head} fails: even its one-sided upper bound {_f(v.upper_bound)} is below the target {_f(threshold)}"
     if v.state == "undecided":
