@@ -141,8 +141,8 @@ def assess_criterion(ev: CriterionEvidence, threshold: float, rule: str) -> tupl
                  f"{a.n} items graded by both)")
         if a.state == "refused":
             why = (f"{c} is not decided: the judge disagrees with people on it: {kappa} lies wholly below "
-                   f"rubric.min_kappa {a.min_kappa:g}, so its grades are refused; more human grades will not "
-                   "make this judge trustworthy: fix the rubric's wording or the judge, or grade every output "
+                   f"rubric.min_kappa {a.min_kappa:g}, so its grades are refused; more human grades are "
+                   "unlikely to lift it over: fix the rubric's wording or the judge, or grade every output "
                    "by hand (advise label)")
         else:
             more = f"about {a.more_grades} more human grades" if a.more_grades else "more human grades"

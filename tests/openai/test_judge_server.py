@@ -99,3 +99,52 @@ def test_rubric_graded_by_a_real_judge_cached_labelled(llama_server, make_task, 
     written = [p for folder in (out, task.parent) for p in folder.rglob("*") if p.is_file()]
     assert written and not any(SECRET.encode() in p.read_bytes() for p in written)
     assert SECRET not in short.stdout + short.stderr + first.stderr
+
+
+def test_a_judge_people_disagree_with_is_refused_not_trusted(llama_server, make_task, tmp_path):
+    """A criterion as target.metric graded by the real judge; human grades that contradict it (every one
+    the opposite of the judge's) show up as a refused criterion, and the verdict will not decide on it."""
+    from advisor.store import RunStore
+
+    n_eval = 6
+    settings = (f"model: openai:smollm2\nopenai: {{base_url: '{llama_server.base_url}', max_concurrency: 4}}\n"
+                + RUBRIC.format(url=llama_server.base_url))
+    task = make_task(settings, kind="support-replies", n_eval=n_eval, n_train=6, max_new_tokens=40)
+    task.write_text(task.read_text().replace("metric: pass_all", "metric: owns_problem"))
+    out = tmp_path / "run"
+    args = ["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"]
+    first = advise(args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    lever = res["levers"][0]
+    basis = lever["verdict"]["basis"]
+    assert res["target"]["metric"] == "owns_problem"
+    scored = lever["details"]["judge"]["criteria"]["owns_problem"]["scored"]
+    if scored:  # no human grades yet: the judge's own rate, and the verdict says it is the judge's only
+        assert "judge only, not checked against people" in basis, basis
+    store = RunStore(out / "advise.sqlite")
+    try:
+        grades = store.run_grades(res["run_id"], lever["name"])["owns_problem"]
+    finally:
+        store.close()
+    judged = {ex: g for ex, (_, g) in grades.items() if g is not None}
+    assert len(judged) >= 3, f"the judge scored only {len(judged)} of {n_eval}: too few to test agreement"
+    people = tmp_path / "people.csv"  # a person who grades the opposite of the judge on every scored output
+    people.write_text("example_id,criterion,grade\n" + "".join(
+        f"{ex},owns_problem,{'fail' if g == 1.0 else 'pass'}\n" for ex, g in judged.items()))
+    labelled = advise(["label", str(out), "--import", str(people)])
+    assert labelled.returncode == 0, labelled.stderr[-2000:]
+    again = advise(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    lever = res["levers"][0]
+    agree = res["judge"][lever["name"]]["owns_problem"]["agreement"]
+    assert agree["state"] == "refused" and agree["kappa_high"] < agree["min_kappa"]
+    assert lever["details"]["judge"]["cost"]["requests"] == 0  # the same outputs: every grade read back
+    assert lever["verdict"]["state"] == "undecided"  # not a confident meets or fails
+    assert res["verdict"]["outcome"] == "undecided" and res["verdict"]["lever"] is None
+    basis = lever["verdict"]["basis"]
+    assert "disagrees with people" in basis and f"kappa {agree['kappa']:.2f}" in basis and "min_kappa 0.6" in basis
+    assert "disagrees with people" in res["verdict"]["reason"]
+    print(f"\nreal judge vs contradicting people: kappa {agree['kappa']:.2f} "
+          f"({agree['kappa_low']:.2f} to {agree['kappa_high']:.2f}) on {agree['n']} items; {basis}")
