@@ -270,10 +270,20 @@ class Runner:
         self.store.put_run_grades(run_id, name, [(ex, crit, oh, g) for crit in found.criteria
                                                  for ex, oh, g in zip(found.ids, found.output_hashes,
                                                                       found.grades[crit])])
+        if rubric.samples > 1:  # each item's k grades: the verdict's two-level bootstrap reads them
+            for crit, drawn in found.samples.items():
+                self.judge_samples[(name, crit)] = dict(zip(found.ids, drawn))
         conf = self.task.target.confidence
         for crit, values in found.grades.items():
             scored = [v for v in values if v is not None]
-            if scored:
+            if scored and rubric.samples > 1:  # judge noise in the interval: items, then one of each item's k grades
+                from advisor.judge.decision import two_level_bounds
+                from advisor.stats import Interval
+
+                low, high = two_level_bounds(found.samples[crit], (1 + conf) / 2, seed=self.task.seed)
+                metrics[crit] = Interval(sum(scored) / len(scored), low, high, conf)
+                scores.aggregate[crit] = sum(scored) / len(scored)
+            elif scored:
                 metrics[crit] = metric_interval(scored, conf)
                 scores.aggregate[crit] = sum(scored) / len(scored)
         warning = self_judge_warning(rubric, row.model.spec if row is not None else self.task.model)

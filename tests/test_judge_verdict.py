@@ -3,6 +3,8 @@ judge's own Wilson bounds without (saying so), and refuses to decide when the ju
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,61 @@ def test_criterion_is_a_target_metric_and_gold_is_optional():
         parse(bad)
     assert e.value.line == line_of(bad, "metric: tone_ok") and "rubric criterion: owns_problem" in str(e.value)
     assert SUPPORT.exists() and RUBRIC
+
+
+def test_samples_need_a_temperature_and_name_its_line():
+    text = support_text(RUBRIC.replace("  mode: per_criterion\n", "  mode: per_criterion\n  samples: 3\n"))
+    with pytest.raises(InputError) as e:
+        parse(text)
+    assert "temperature above 0" in str(e.value) and e.value.field == "rubric.samples"
+    assert e.value.line == line_of(text, "samples: 3")
+    ok = parse(support_text(RUBRIC.replace("  mode: per_criterion\n",
+                                           "  mode: per_criterion\n  samples: 3\n  temperature: 0.7\n")))
+    assert ok.rubric.samples == 3 and ok.rubric.temperature == 0.7
+    assert parse(support_text()).rubric.temperature == 0.0
+
+
+def test_samples_majority_flips_ties_and_cache_per_sample(tmp_path):
+    from advisor.judge.grading import Grader
+    from advisor.store import RunStore
+    from tests.test_judge import ScriptedJudge
+
+    task = parse(support_text(RUBRIC.replace("  mode: per_criterion\n",
+                                             "  mode: per_criterion\n  samples: 4\n  temperature: 0.7\n")))
+    script = {  # output -> the grades of its 4 samples, in the order sent
+        "steady": ["pass"] * 4, "flipper": ["pass", "pass", "pass", "fail"], "tie": ["pass", "fail", "pass", "fail"],
+        "garbled": ["pass", "not json", "pass", "pass"]}
+    calls: dict[tuple[str, str], int] = {}
+
+    def answer(r):
+        text = r.messages[-1]["content"]
+        out = next(o for o in script if f"Output:\n{o}\n" in text)
+        crit = next(iter(r.json_schema["properties"]))
+        i = calls.get((out, crit), 0)
+        calls[(out, crit)] = i + 1
+        g = script[out][i]
+        return g if g == "not json" else json.dumps({crit: g})
+
+    judge = ScriptedJudge(answer)
+    store = RunStore(tmp_path / "s.sqlite")
+    items = [(f"e{i}", "complaint", out) for i, out in enumerate(script)]
+    found = Grader(task.rubric, judge, store).grade(items)
+    assert len(judge.sent) == 4 * 4 * 2  # 4 outputs x 4 samples x 2 criteria
+    assert found.grades["owns_problem"] == [1.0, 1.0, None, 1.0]  # majority; the 2-2 tie unscored
+    s = found.summary()["owns_problem"]
+    assert s["samples"] == 4 and s["flips"] == 2 and s["flip_ids"] == ["e1", "e2"] and s["flip_rate"] == 0.5
+    assert s["ties"] == 1 and s["tie_ids"] == ["e2"] and s["unscored"] == 1
+    assert found.samples["owns_problem"][3] == [1.0, None, 1.0, 1.0]  # an unreadable sample stays unscored
+    again = Grader(task.rubric, judge, store).grade(items)
+    assert len(judge.sent) == 32 and again.requests == 0 and again.samples == found.samples  # cached per sample
+    store.close()
+
+
+def test_verdict_bounds_include_judge_noise_with_samples():
+    grades = [1.0] * 45 + [0.0] * 5
+    steady = evidence("prompt", grades, {}).criterion
+    noisy_samples = [[1.0, 1.0, 0.0]] * 45 + [[0.0, 0.0, 1.0]] * 5  # same majority, every item flips
+    noisy = evidence("prompt", grades, {}, samples=noisy_samples).criterion
+    _, lo_s, hi_s, _ = assess_criterion(steady, 0.8, "lower_bound")
+    _, lo_n, hi_n, basis = assess_criterion(noisy, 0.8, "lower_bound")
+    assert lo_n < lo_s and "judge noise included" in basis

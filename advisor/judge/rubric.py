@@ -4,6 +4,8 @@
       judge: openai:qwen2.5-7b-instruct      # any `openai:` model, or a mapping {model:, base_url:, ...}
       mode: per_criterion                     # per_criterion: one call per criterion; joint: one JSON answer
       max_new_tokens: 32                      # the judge's budget per answer
+      samples: 1                              # grades per output; k > 1 needs temperature > 0
+      temperature: 0                          # the judge's sampling temperature
       criteria:
         - name: owns_problem
           question: Does the reply say sorry and own the customer's problem?
@@ -58,7 +60,21 @@ class Rubric(_Strict):
     max_new_tokens: int = Field(48, ge=4, le=1024, description="The judge's generation budget per answer.")
     min_kappa: float = Field(0.6, ge=-1, le=1, description="Agreement with people at which a criterion's "
                              "judge grades are trusted (advisor.judge.agreement).")
+    temperature: float = Field(0.0, ge=0, le=2, description="The judge's sampling temperature: 0 (the default) "
+                               "with samples 1; above 0 with samples > 1.")
+    samples: int = Field(1, ge=1, le=20, description="Grades per output: k > 1 grades each output k times at "
+                         "`temperature`; the item's grade is the majority (a tie is unscored), and the items whose "
+                         "grade flips across samples are counted.")
     criteria: list[Criterion] = Field(min_length=1, description="The criteria, each a per-item metric.")
+
+    @field_validator("samples")
+    @classmethod
+    def _noise(cls, v: int, info: Any) -> int:
+        t = info.data.get("temperature", 0.0)
+        if v > 1 and not t:
+            raise ValueError(f"samples {v} needs rubric.temperature above 0 (e.g. 0.7): at 0 the judge gives the "
+                             "same grade every time and the samples would show no noise")
+        return v
 
     @field_validator("judge")
     @classmethod
