@@ -300,6 +300,8 @@ class RunRecord(_Record):
     # With a rubric: lever -> criterion -> judge rate over scored items, unscored count, human grades, and
     # where people graded some outputs, kappa (advisor.judge.agreement) and the PPI interval (advisor.judge.ppi).
     judge: dict[str, JsonValue] | None = None
+    # With a rubric: per criterion, the judge's pass rate against output length per row (advisor.judge.bias).
+    judge_bias: dict[str, JsonValue] | None = None
 
     def lever(self, name: str) -> LeverRecord:
         """The row called `name`. Raises KeyError when there is none."""

@@ -354,6 +354,7 @@ class Runner:
                 result.record.judge = judge_section(self.store, run_id, [r.name for r in results],
                                                     self.task.rubric.names, labels, self.task.target.confidence,
                                                     self.task.rubric.min_kappa)
+                result.record.judge_bias = self.length_probes(run_id, results)
             self.store.finish_run(run_id, "done", result.to_json())
         except KeyboardInterrupt:
             self._finish(run_id, "interrupted")
@@ -400,6 +401,22 @@ class Runner:
         except OSError:
             pass
         return DiskFullError("; ".join(parts) + "; free some space and run again")
+
+    def length_probes(self, run_id: int, results: list[LeverResult]) -> dict[str, Any]:
+        """criterion -> the judge's pass rate against output length per row (advisor.judge.bias)."""
+        from advisor.judge.bias import length_probe, words
+
+        assert self.task.rubric is not None
+        out: dict[str, Any] = {}
+        graded = {r.name: self.store.run_grades(run_id, r.name) for r in results}
+        for crit in self.task.rubric.names:
+            rows = {}
+            for r in results:
+                per = graded[r.name].get(crit, {})
+                ids = [ex.id for ex in self.data.eval]
+                rows[r.name] = ([words(p.raw) for p in r.predictions], [per.get(i, ("", None))[1] for i in ids])
+            out[crit] = plain_json(length_probe(rows, crit))
+        return out
 
     def criterion_evidence(self, run_id: int, ev: Any) -> Any:
         """`ev` (advisor.verdict.LeverEvidence) with its target criterion's grades and the human grades of

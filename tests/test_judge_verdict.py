@@ -166,3 +166,41 @@ def test_verdict_bounds_include_judge_noise_with_samples():
     _, lo_s, hi_s, _ = assess_criterion(steady, 0.8, "lower_bound")
     _, lo_n, hi_n, basis = assess_criterion(noisy, 0.8, "lower_bound")
     assert lo_n < lo_s and "judge noise included" in basis
+
+
+def test_length_probe_flags_a_lead_that_is_only_length():
+    from advisor.judge.bias import length_probe
+
+    rng = np.random.default_rng(3)
+    # The judge passes an output by its length alone; the long row writes longer outputs.
+    short_w = rng.integers(10, 60, 90)
+    long_w = rng.integers(30, 90, 90)
+
+    def grade(w):
+        return [float(x > 45) for x in w]
+
+    probe = length_probe({"prompt": (list(short_w), grade(short_w)), "rag": (list(long_w), grade(long_w))},
+                         "owns_problem")
+    rag, prompt = probe["levers"]["rag"], probe["levers"]["prompt"]
+    assert rag["rate"] > prompt["rate"] and rag["r"] > 0.5 and rag["p"] < 0.01
+    assert len(probe["flags"]) == 1 and probe["flags"][0].startswith("owns_problem: rag passes")
+    # A real lead: the long row passes more at every length.
+    fair = length_probe({"prompt": (list(short_w), [0.0] * 90), "rag": (list(long_w), [1.0] * 90)}, "owns_problem")
+    assert fair["flags"] == [] and fair["levers"]["rag"]["r"] is None  # a constant grade: no correlation
+    assert length_probe({"prompt": ([5, 6], [1.0, None])}, "c")["cuts"] is None  # too few to bin
+
+
+def test_terminal_shows_the_length_probe():
+    from rich.console import Console
+
+    from advisor.judge.bias import length_probe
+    from advisor.record import RunRecord
+    from advisor.report.scorecard import print_length_probe
+
+    probe = length_probe({"prompt": ([10, 20, 30, 40, 50, 60], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0])}, "owns_problem")
+    record = RunRecord.model_construct(judge_bias={"owns_problem": probe})
+    console = Console(record=True, width=200)
+    print_length_probe(console, record)
+    text = console.export_text()
+    r = np.corrcoef([10, 20, 30, 40, 50, 60], [0, 0, 1, 1, 1, 1])[0, 1]  # point-biserial = Pearson on 0/1
+    assert "owns_problem by length" in text and f"prompt 0.00/1.00/1.00, r {r:+.2f} (p=0.042)" in text

@@ -268,6 +268,24 @@ def print_results(console: Console, record: RunRecord) -> None:
     console.print(verdict_panel(results))
 
 
+def print_length_probe(console: Console, record: RunRecord) -> None:
+    """Per criterion and row: the judge's pass rate by output-length tercile and the point-biserial r of
+    length and grade (advisor.judge.bias); then any lead the length bins take away, flagged."""
+    for crit, probe in (record.judge_bias or {}).items():
+        if not isinstance(probe, dict) or not probe.get("cuts"):
+            continue
+        cuts = probe["cuts"]
+        head = f"{crit} by length (terciles ≤{cuts[0]:.0f}, ≤{cuts[1]:.0f}, >{cuts[1]:.0f} words):"
+        parts = []
+        for name, e in (probe.get("levers") or {}).items():
+            rates = "/".join("-" if x is None else f"{x:.2f}" for x in e["by_tercile"])
+            r = "r -" if e.get("r") is None else f"r {e['r']:+.2f} (p={e['p']:.2g})"
+            parts.append(f"{name} {rates}, {r}")
+        console.print(head + " " + "; ".join(parts))
+        for flag in probe.get("flags") or []:
+            console.print(f"warning: {flag}")
+
+
 def print_judge(console: Console, record: RunRecord) -> None:
     """The rubric's table: per row and criterion, the judge's rate over scored items, the unscored count,
     human grades, kappa with its interval and state, and the PPI interval on the rate people would give;
@@ -293,8 +311,15 @@ def print_judge(console: Console, record: RunRecord) -> None:
             table.add_row(lever, crit, "-" if rate is None else f"{rate:.2f} of {e.get('scored')}",
                           str(e.get("unscored")), str(e.get("human")), kappa, ppi)
     console.print(table)
+    print_length_probe(console, record)
     for lv in record.levers:
         judge = lv.details.get("judge")
+        crits = judge.get("criteria") if isinstance(judge, dict) else None
+        for crit, c in (crits or {}).items():
+            if isinstance(c, dict) and c.get("samples"):
+                ids = ", ".join(c.get("flip_ids") or []) or "none"
+                console.print(f"{lv.name} {crit}: {c['samples']} grades per output; {c.get('flips')} items flip "
+                              f"across them ({ids}); {c.get('ties')} ties left unscored")
         if isinstance(judge, dict) and isinstance(judge.get("cost"), dict):
             c = judge["cost"]
             usd = "price unknown" if c.get("usd") is None else f"${c['usd']:.4f}"
