@@ -113,6 +113,8 @@ class Runner:
         self.console = console
         # (row, criterion) -> example_id -> the k grades of rubric.samples > 1 (this run's, in memory)
         self.judge_samples: dict[tuple[str, str], dict[str, list[float | None]]] = {}
+        # row -> example_id -> pass_all over checks and criteria (rubric.in_pass_all; None: a criterion unscored)
+        self.judge_pass_all: dict[str, dict[str, float | None]] = {}
         self.backends = Backends(self.task, self.cache_dir, self.progress)
         # What this runner creates, so that `close` can take it away again when nothing was computed.
         self._made: list[Path] = []
@@ -286,6 +288,18 @@ class Runner:
             elif scored:
                 metrics[crit] = metric_interval(scored, conf)
                 scores.aggregate[crit] = sum(scored) / len(scored)
+        if rubric.in_pass_all and "pass_all" in scores.per_item:
+            # pass_all: every check and every criterion passed; an unscored criterion leaves the item unscored.
+            combined = [None if any(found.grades[c][i] is None for c in found.criteria)
+                        else float(checks == 1.0 and all(found.grades[c][i] == 1.0 for c in found.criteria))
+                        for i, checks in enumerate(scores.per_item["pass_all"])]
+            self.judge_pass_all[name] = dict(zip(found.ids, combined))
+            kept = [v for v in combined if v is not None]
+            if kept:
+                metrics["pass_all"] = metric_interval(kept, conf)
+                scores.aggregate["pass_all"] = sum(kept) / len(kept)
+            else:
+                metrics.pop("pass_all", None)
         warning = self_judge_warning(rubric, row.model.spec if row is not None else self.task.model)
         scores.details["judge"] = {"criteria": found.summary(), "cost": found.cost(),
                                    "warnings": [warning] if warning else []}
@@ -430,9 +444,30 @@ class Runner:
         t = self.task
         assert t.rubric is not None
         crit = t.target.metric
+        labels = load_labels(t.base_dir / LABELS_FILE)
+        if crit == "pass_all":  # rubric.in_pass_all: checks and criteria; people's pass_all where they graded all
+            graded = self.store.run_grades(run_id, ev.name)
+            combined = self.judge_pass_all.get(ev.name, {})
+            order = [ex.id for ex in self.data.eval if ex.id in combined]
+            checks = dict(zip([ex.id for ex in self.data.eval], ev.per_item.get("pass_all", [])))
+            human = {}
+            for ex in order:
+                got = [labels.get((ex, graded[c][ex][0], c)) for c in t.rubric.names if ex in graded.get(c, {})]
+                if len(got) == len(t.rubric.names) and None not in got:
+                    human[ex] = float(checks.get(ex) == 1.0 and all(g == 1.0 for g in got))
+            found = criterion_evidence("pass_all", {ex: combined[ex] for ex in order}, human,
+                                       confidence=t.target.confidence, min_kappa=t.rubric.min_kappa, seed=t.seed)
+            parts = {}
+            for c in t.rubric.names:
+                per = graded.get(c, {})
+                own = {ex: labels[(ex, oh, c)] for ex, (oh, _) in per.items() if (ex, oh, c) in labels}
+                part = criterion_evidence(c, {ex: g for ex, (_, g) in per.items()}, own,
+                                          confidence=t.target.confidence, min_kappa=t.rubric.min_kappa, seed=t.seed)
+                if part.agreement is not None:
+                    parts[c] = part.agreement
+            return replace(ev, criterion=replace(found, parts=parts))
         per = self.store.run_grades(run_id, ev.name).get(crit, {})
         order = [ex.id for ex in self.data.eval if ex.id in per]
-        labels = load_labels(t.base_dir / LABELS_FILE)
         human = {ex: labels[(ex, per[ex][0], crit)] for ex in order if (ex, per[ex][0], crit) in labels}
         samples = self.judge_samples.get((ev.name, crit))  # rubric.samples > 1: each item's k grades
         found = criterion_evidence(crit, {ex: per[ex][1] for ex in order}, human, confidence=t.target.confidence,
@@ -450,7 +485,7 @@ class Runner:
         baseline = trivial_baseline(t, self.data, groups)
         curve_records = {k: CurveRecord.model_validate(plain_json(v)) for k, v in curves.items()}
         evidence = [r.evidence() for r in results]
-        if t.target_is_criterion and run_id is not None:
+        if (t.target_is_criterion or (t.target.metric == "pass_all" and t.pass_all_uses_judge)) and run_id is not None:
             evidence = [self.criterion_evidence(run_id, e) for e in evidence]
         verdict = decide(target, evidence, None if t.target_is_criterion else baseline,
                          golds=[ex.output for ex in self.data.eval], labels=t.labels,

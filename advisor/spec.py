@@ -313,6 +313,11 @@ class Task(_Strict):
         return self.target.metric in self.criterion_metrics
 
     @property
+    def pass_all_uses_judge(self) -> bool:
+        """Whether pass_all also needs every rubric criterion passed (`rubric.in_pass_all`)."""
+        return self.rubric is not None and self.rubric.in_pass_all
+
+    @property
     def eval_needs_gold(self) -> bool:
         """False when every metric the target needs comes from checks or the rubric (target.metric is a
         check's metric, pass_all or a criterion): eval items may then leave out `output`."""

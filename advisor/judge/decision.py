@@ -16,6 +16,10 @@ The evidence the bounds come from, in this order:
 3. Human grades on 2+ items and judge-only grades on 1+ others (agreement trusted): the one-sided
    PPI++ bounds (Angelopoulos, Duchi & Zrnic 2023; `advisor.judge.ppi`) on the rate people would give.
 4. Human grades on every scored item: their own one-sided Wilson bounds.
+With `rubric.in_pass_all`, pass_all (every check and every criterion) is judged the same way, its
+human counterpart being the items people graded on every criterion; a criterion whose own agreement
+is refused or unsettled leaves pass_all undecided too (`parts`).
+
 5. No human grades (or one): the judge's rate over the items it scored, one-sided Wilson bounds, and
    `basis` says "judge only, not checked against people". With `rubric.samples` > 1 the bounds come
    from a two-level bootstrap (items, then one of each item's k grades), so they include judge noise.
@@ -57,6 +61,9 @@ class CriterionEvidence:
     confidence: float
     min_kappa: float
     samples: list[list[float | None]] | None = None
+    # pass_all with rubric.in_pass_all: each criterion's own agreement with people (a refused or unsettled
+    # one leaves pass_all undecided too)
+    parts: dict[str, Agreement] | None = None
 
     @property
     def scored(self) -> list[float]:
@@ -136,6 +143,12 @@ def assess_criterion(ev: CriterionEvidence, threshold: float, rule: str) -> tupl
     c, a = ev.criterion, ev.agreement
     judge_lo, judge_hi = ev.judge_bounds if ev.judge_bounds is not None else (0.0, 1.0)
     tail = _unscored(ev)
+    doubtful = {name: p for name, p in (ev.parts or {}).items() if p.state in ("refused", "unsettled")}
+    if (a is None or a.state == "trusted") and doubtful:
+        name, p = next(iter(doubtful.items()))
+        inner = assess_criterion(CriterionEvidence(name, ev.ids, ev.grades, ev.unscored, {}, p, None, ev.judge_bounds,
+                                                   ev.confidence, ev.min_kappa), threshold, rule)[3]
+        return "undecided", judge_lo, judge_hi, f"{c} is not decided: it includes {name}, and {inner}"
     if a is not None and a.state in ("refused", "unsettled"):
         kappa = (f"Cohen's kappa {a.kappa:.2f} ({pct}% interval {a.kappa_low:.2f} to {a.kappa_high:.2f}, "
                  f"{a.n} items graded by both)")
@@ -170,7 +183,7 @@ def assess_criterion(ev: CriterionEvidence, threshold: float, rule: str) -> tupl
     noise = " (two-level bootstrap over items and the judge's samples: judge noise included)" if (
         ev.samples is not None and any(len(s) > 1 for s in ev.samples)) else ""
     return lever_state(ev.rate, judge_lo, judge_hi, threshold, rule), judge_lo, judge_hi, (
-        f"{c}: judge only, not checked against people: the judge passes {ev.rate:.3f} of {len(ev.scored)} scored "
+        f"{c}: judge only, not checked against people: pass rate {ev.rate:.3f} over {len(ev.scored)} scored "
         f"outputs, one-sided {pct}% bounds {judge_lo:.3f}–{judge_hi:.3f}{noise}; {tail}")
 
 

@@ -6,6 +6,7 @@
       max_new_tokens: 32                      # the judge's budget per answer
       samples: 1                              # grades per output; k > 1 needs temperature > 0
       temperature: 0                          # the judge's sampling temperature
+      in_pass_all: false                      # true: pass_all also needs every criterion (unscored: unscored)
       criteria:
         - name: owns_problem
           question: Does the reply say sorry and own the customer's problem?
@@ -65,6 +66,9 @@ class Rubric(_Strict):
     samples: int = Field(1, ge=1, le=20, description="Grades per output: k > 1 grades each output k times at "
                          "`temperature`; the item's grade is the majority (a tie is unscored), and the items whose "
                          "grade flips across samples are counted.")
+    in_pass_all: bool = Field(False, description="Whether pass_all also needs every criterion passed: an item "
+                              "with an unscored criterion is then unscored for pass_all (default: pass_all is "
+                              "over the checks only).")
     criteria: list[Criterion] = Field(min_length=1, description="The criteria, each a per-item metric.")
 
     @field_validator("samples")

@@ -146,5 +146,19 @@ def test_a_judge_people_disagree_with_is_refused_not_trusted(llama_server, make_
     basis = lever["verdict"]["basis"]
     assert "disagrees with people" in basis and f"kappa {agree['kappa']:.2f}" in basis and "min_kappa 0.6" in basis
     assert "disagrees with people" in res["verdict"]["reason"]
+    # pass_all over the checks and, with rubric.in_pass_all, every criterion too (the criteria cached).
+    checks_only = lever["metrics"]["pass_all"]["value"]
+    both = advise([*args, "--set", "rubric.in_pass_all=true", "--set", "target.metric=pass_all"])
+    assert both.returncode == 0, both.stderr[-2000:]
+    res3 = json.loads((out / "results.json").read_text())
+    lever3 = res3["levers"][0]
+    assert lever3["details"]["judge"]["cost"]["requests"] == 0
+    basis3 = lever3["verdict"]["basis"]
+    # pass_all rests on owns_problem, which people contradicted: not decided either
+    assert basis3.startswith("pass_all is not decided: it includes owns_problem"), basis3
+    assert lever3["verdict"]["state"] == "undecided"
+    if "pass_all" in lever3["metrics"]:
+        assert lever3["metrics"]["pass_all"]["value"] <= checks_only + 1e-9  # criteria can only take passes away
+    print(f"\npass_all with criteria: {basis3}")
     print(f"\nreal judge vs contradicting people: kappa {agree['kappa']:.2f} "
           f"({agree['kappa_low']:.2f} to {agree['kappa_high']:.2f}) on {agree['n']} items; {basis}")
