@@ -154,8 +154,9 @@ def _why_output(task: Task) -> str:
     if not task.checks:
         return (f" (target.metric {task.target.metric} compares answers with it; an eval item may go without "
                 "one only when the task declares `checks:` and target.metric is one of them or pass_all)")
+    crits = f" or a rubric criterion: {', '.join(task.criterion_metrics)}" if task.criterion_metrics else ""
     return (f" (target.metric {task.target.metric} compares answers with it; an eval item may go without one "
-            f"only when target.metric is a check: {', '.join(task.check_metrics)})")
+            f"only when target.metric is a check: {', '.join(task.check_metrics)}{crits})")
 
 
 def _short(value: Any) -> str:

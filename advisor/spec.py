@@ -194,7 +194,8 @@ class Task(_Strict):
         "and pass_all is every check passing. With a check as target.metric, eval items may leave out `output`.")
     rubric: Rubric | None = Field(
         None, description="Criteria a judge model grades every output against (advisor.judge.rubric): each a "
-        "per-item pass/fail metric; an answer the judge gives that cannot be read is unscored, counted apart.")
+        "per-item pass/fail metric, usable as target.metric (decided as far as people back the judge: "
+        "advisor.judge.decision); an answer the judge gives that cannot be read is unscored, counted apart.")
     # Several models: a row per (lever, model); see advisor/modelspec.py.
     models: dict[str, str | ModelEntry] | None = Field(
         None, description="Several models by alias ('hf:...'/'openai:...' or a mapping with settings); "

@@ -9,6 +9,10 @@ States (`target.rule`, advisor.record.LeverVerdict):
   with the eval items that would settle it (a statsmodels power calculation, advisor.stats).
 - point: meets when the point estimate reaches the threshold (a quick look; its false "meets"
   rate near the threshold is far above 1 − confidence).
+- A rubric criterion as target.metric (or pass_all with rubric.in_pass_all): the row carries
+  `criterion` evidence and its state and bounds come from advisor.judge.decision.assess_criterion
+  (PPI++ with human grades, the judge's own Wilson bounds without; undecided while people's
+  agreement with the judge is refused or unsettled); `LeverVerdict.basis` says which.
 
 The recommendation (`decide`):
 1. Only a lever that meets the target can be recommended, and never one that is not
