@@ -526,6 +526,8 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
         if short:
             parts.append("the cheaper " + ", ".join(f"{r.name} ({_f(r.metrics[metric].value)}, {state[r.name]})"
                                                    for r in short) + " did not qualify")
+        if v.basis:  # a rubric criterion: what the bounds rest on (PPI++, or the judge only)
+            parts.append(v.basis)
         if target.rule == "lower_bound":
             parts.append(f"its one-sided {pct}% lower bound {_f(v.lower_bound)} clears the target")
         elif v.lower_bound < threshold:

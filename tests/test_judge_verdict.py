@@ -38,6 +38,7 @@ def test_judge_only_decides_on_wilson_bounds_and_says_so():
     lv = v.levers["prompt"]
     assert lv.state == "meets" and v.record.outcome == "recommend"
     assert "judge only, not checked against people" in lv.basis
+    assert "judge only, not checked against people" in v.record.reason  # the recommendation says so too
     assert "5 of 100 judge grades unscored" in lv.basis  # counted, never a pass or a fail
     lo, hi = metric_interval([1.0] * 95, 0.90).as_dict()["ci_low"], 1.0
     assert lv.lower_bound == pytest.approx(lo)

@@ -162,3 +162,36 @@ def test_a_judge_people_disagree_with_is_refused_not_trusted(llama_server, make_
     print(f"\npass_all with criteria: {basis3}")
     print(f"\nreal judge vs contradicting people: kappa {agree['kappa']:.2f} "
           f"({agree['kappa_low']:.2f} to {agree['kappa_high']:.2f}) on {agree['n']} items; {basis}")
+
+
+def test_judge_samples_at_temperature_count_flips(llama_server, make_task, tmp_path):
+    """rubric.samples 3 at temperature 1: every output graded 3 times by the real judge, cached per sample;
+    the flips across samples are counted with their ids and the verdict's bounds include the judge's noise."""
+    n_eval = 4
+    rubric = RUBRIC.format(url=llama_server.base_url).replace("  criteria:\n",
+                                                             "  samples: 3\n  temperature: 1.0\n  criteria:\n")
+    settings = (f"model: openai:smollm2\nopenai: {{base_url: '{llama_server.base_url}', max_concurrency: 4}}\n"
+                + rubric)
+    task = make_task(settings, kind="support-replies", n_eval=n_eval, n_train=6, max_new_tokens=40)
+    task.write_text(task.read_text().replace("metric: pass_all", "metric: one_step"))
+    out = tmp_path / "run"
+    args = ["run", str(task), "--out", str(out), "--latency-probe", "0"]
+    first = advise(args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    judge = res["levers"][0]["details"]["judge"]
+    assert judge["cost"]["requests"] == 3 * 2 * n_eval  # 3 samples x 2 criteria x 4 outputs
+    for crit, c in judge["criteria"].items():
+        assert c["samples"] == 3 and 0 <= c["flips"] == len(c["flip_ids"]) <= n_eval
+        assert c["scored"] + c["unscored"] == n_eval and c["ties"] <= c["unscored"]
+        print(f"\n{crit}: flip rate {c['flip_rate']:.2f} ({c['flips']} of {n_eval}), ties {c['ties']}")
+    assert "grades per output" in first.stdout  # the terminal says how many flipped
+    assert "by length (terciles" in first.stdout or judge["criteria"]["one_step"]["scored"] < 3
+    basis = res["levers"][0]["verdict"]["basis"]
+    assert basis.startswith("one_step")
+    if judge["criteria"]["one_step"]["scored"] and "judge only" in basis:
+        assert "judge noise included" in basis
+    again = advise(args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    judge2 = json.loads((out / "results.json").read_text())["levers"][0]["details"]["judge"]
+    assert judge2["cost"]["requests"] == 0 and judge2["criteria"] == judge["criteria"]  # every sample cached
