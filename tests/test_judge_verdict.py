@@ -205,3 +205,28 @@ def test_terminal_shows_the_length_probe():
     text = console.export_text()
     r = np.corrcoef([10, 20, 30, 40, 50, 60], [0, 0, 1, 1, 1, 1])[0, 1]  # point-biserial = Pearson on 0/1
     assert "owns_problem by length" in text and f"prompt 0.00/1.00/1.00, r {r:+.2f} (p=0.042)" in text
+
+
+def test_report_judge_section_shows_kappa_flips_and_length():
+    from advisor.judge.bias import length_probe
+    from advisor.report.judge_view import judge_section
+
+    probe = length_probe({"prompt": ([10, 20, 30, 40, 50, 60], [0.0, 0.0, 1.0, 1.0, 1.0, 1.0])}, "owns_problem")
+    r = {"judge": {"prompt": {"owns_problem": {
+            "judge_rate": 0.67, "scored": 6, "unscored": 0, "human": 6, "ppi": None,
+            "agreement": {"kappa": -0.2, "kappa_low": -0.6, "kappa_high": 0.3, "state": "refused"}}}},
+         "judge_bias": {"owns_problem": probe},
+         "levers": [{"name": "prompt", "details": {"judge": {"criteria": {"owns_problem": {
+             "samples": 3, "flips": 1, "flip_rate": 1 / 6, "flip_ids": ["e2"], "ties": 0}}}}}]}
+    section = judge_section(r)
+    tables = [b for b in section.blocks if b.kind == "table"]
+    assert tables[0].rows[0][5] == "-0.20 [-0.60, 0.30] refused"
+    assert tables[1].rows[0][3:5] == ["1 (0.17)", "e2"]
+    assert tables[2].rows[0][3:6] == ["0.00", "1.00", "1.00"]
+    assert judge_section({"levers": []}) is None  # no rubric: no section
+    from advisor.report.blocks import Document
+    from advisor.report.html import render_html
+    from advisor.report.markdown import render_markdown
+
+    doc = Document("t", "s", [section])
+    assert "refused" in render_html(doc) and "e2" in render_markdown(doc, {})

@@ -194,6 +194,7 @@ def build_document(run: StoredRun) -> Document:
     """The whole report as sections, in reading order."""
     # Sections draw charts (matplotlib): imported here, so reading a stored run stays light.
     from advisor.report.checks_view import checks_section
+    from advisor.report.judge_view import judge_section
     from advisor.report.levers import levers_section
     from advisor.report.sections import (
         cost_quality_section,
@@ -215,6 +216,7 @@ def build_document(run: StoredRun) -> Document:
         verdict_section(r),
         scorecard_section(r),
         *([checks] if (checks := checks_section(r, run)) else []),
+        *([judged] if (judged := judge_section(r)) else []),
         *([ranking] if (ranking := ranking_section(r)) else []),
         cost_quality_section(r),
         volume_section(r),
