@@ -45,6 +45,14 @@ def test_judge_only_decides_on_wilson_bounds_and_says_so():
     assert hi >= lv.upper_bound
 
 
+def test_judge_only_undecided_says_how_many_more_items():
+    grades = [1.0] * 16 + [0.0] * 4
+    v = decide(TARGET, [evidence("prompt", grades, {})], None, golds=[None] * 20)
+    lv = v.levers["prompt"]
+    assert lv.state == "undecided" and "more scored eval items would settle it" in lv.basis
+    assert "judge only" in v.record.reason
+
+
 def test_refused_criterion_is_never_decided():
     # People grade the opposite of the judge on every item they graded: kappa -1, refused.
     grades = [1.0 if i % 2 else 0.0 for i in range(30)] + [1.0] * 30

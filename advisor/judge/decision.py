@@ -107,8 +107,9 @@ def criterion_evidence(criterion: str, grades: Mapping[str, float | None], human
     scored = {e: g for e, g in grades.items() if g is not None}
     both = [e for e in human if e in scored]
     rest = [e for e in scored if e not in human]
+    # seed 0, as results.json's judge section computes it, so the verdict quotes the same kappa interval
     agree = (agreement([human[e] for e in both], [scored[e] for e in both], confidence=confidence,
-                       min_kappa=min_kappa, seed=seed) if len(both) >= 2 else None)
+                       min_kappa=min_kappa) if len(both) >= 2 else None)
     ppi = (ppi_mean([human[e] for e in both], [scored[e] for e in both], [scored[e] for e in rest],
                     confidence=confidence) if len(both) >= 2 and rest else None)
     bounds = None
@@ -180,9 +181,17 @@ def assess_criterion(ev: CriterionEvidence, threshold: float, rule: str) -> tupl
         return lever_state(value, lo, hi, threshold, rule), lo, hi, (
             f"{c}: human grades on all {len(values)} scored outputs, rate {value:.3f}, one-sided {pct}% bounds "
             f"{lo:.3f}–{hi:.3f}; {tail}")
+    state = lever_state(ev.rate, judge_lo, judge_hi, threshold, rule)
+    if state == "undecided":
+        from advisor.stats import total_items_needed
+
+        total = total_items_needed(ev.rate, threshold, ev.confidence)
+        tail += ("; its rate equals the threshold, so no eval size settles it" if total is None else
+                 f"; about {max(total - len(ev.scored), 1):,} more scored eval items would settle it (power "
+                 "calculation, statsmodels, 80% power)")
     noise = " (two-level bootstrap over items and the judge's samples: judge noise included)" if (
         ev.samples is not None and any(len(s) > 1 for s in ev.samples)) else ""
-    return lever_state(ev.rate, judge_lo, judge_hi, threshold, rule), judge_lo, judge_hi, (
+    return state, judge_lo, judge_hi, (
         f"{c}: judge only, not checked against people: pass rate {ev.rate:.3f} over {len(ev.scored)} scored "
         f"outputs, one-sided {pct}% bounds {judge_lo:.3f}–{judge_hi:.3f}{noise}; {tail}")
 
