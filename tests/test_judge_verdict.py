@@ -238,3 +238,23 @@ def test_report_judge_section_shows_kappa_flips_and_length():
 
     doc = Document("t", "s", [section])
     assert "refused" in render_html(doc) and "e2" in render_markdown(doc, {})
+
+
+@pytest.mark.parametrize("extra, field", [("  samples: 0\n", "rubric.samples"),
+                                          ("  in_pass_all: maybe\n", "rubric.in_pass_all"),
+                                          ("  temperature: -1\n", "rubric.temperature"),
+                                          ("  samples: 2\n", "rubric.samples")])
+def test_bad_repeatability_settings_name_line_and_field(extra, field, tmp_path):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    text = support_text(RUBRIC.replace("  mode: per_criterion\n", "  mode: per_criterion\n" + extra))
+    with pytest.raises(InputError) as e:
+        parse(text)
+    assert e.value.field == field and e.value.line == line_of(text, extra.strip())
+    (tmp_path / "data").symlink_to(SUPPORT.parent / "data")  # the data it names, relative to task.yaml
+    path = tmp_path / "task.yaml"
+    path.write_text(text)
+    out = CliRunner().invoke(main, ["validate", str(path)])
+    assert out.exit_code == 2 and f":{e.value.line}: {field}" in out.output
