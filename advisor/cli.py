@@ -576,6 +576,9 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
     from advisor.report.scorecard import print_judge
 
     print_judge(Console(), record)
+    if task.target_is_criterion or (task.target.metric == "pass_all" and task.pass_all_uses_judge):
+        click.echo(f"The verdict on {task.target.metric} reads these grades at the next `advise run` (answers and "
+                   "judge grades are reused); results.json's verdict is the last run's until then.")
 
 
 @main.command()

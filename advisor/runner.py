@@ -369,6 +369,9 @@ class Runner:
                                                     self.task.rubric.names, labels, self.task.target.confidence,
                                                     self.task.rubric.min_kappa)
                 result.record.judge_bias = self.length_probes(run_id, results)
+                probe = result.record.judge_bias.get(self.task.target.metric)
+                if isinstance(probe, dict):  # a target criterion the judge may grade by length: a note
+                    result.record.verdict.notes += [str(f) for f in probe.get("flags") or []]
             self.store.finish_run(run_id, "done", result.to_json())
         except KeyboardInterrupt:
             self._finish(run_id, "interrupted")

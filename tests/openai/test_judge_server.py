@@ -134,6 +134,7 @@ def test_a_judge_people_disagree_with_is_refused_not_trusted(llama_server, make_
         f"{ex},owns_problem,{'fail' if g == 1.0 else 'pass'}\n" for ex, g in judged.items()))
     labelled = advise(["label", str(out), "--import", str(people)])
     assert labelled.returncode == 0, labelled.stderr[-2000:]
+    assert "reads these grades at the next `advise run`" in labelled.stdout
     again = advise(args)
     assert again.returncode == 0, again.stderr[-2000:]
     res = json.loads((out / "results.json").read_text())
