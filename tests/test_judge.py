@@ -15,24 +15,12 @@ from advisor.judge.rubric import answer_schema, parse_grades, prompt_hash
 from advisor.spec import load_task, parse_task
 from advisor.store import RunStore
 from advisor.types import Generation
+from tests.judge_fixtures import CRITERIA
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = ROOT / "sample_tasks" / "support-replies" / "task.yaml"
 
-RUBRIC = """\
-rubric:
-  judge: openai:qwen2.5-7b-instruct
-  mode: per_criterion
-  criteria:
-    - name: owns_problem
-      question: Does the reply say sorry and own the customer's problem?
-      pass: names the problem in a few words and says it is on us
-      fail: apologises vaguely, blames the customer, or quotes a policy
-    - name: one_step
-      question: Does the reply offer exactly one concrete next step?
-      pass: one replacement, refund, label, credit, part or thing to try
-      fail: no next step, or several
-"""
+RUBRIC = "rubric:\n  judge: openai:qwen2.5-7b-instruct\n  mode: per_criterion\n" + CRITERIA
 
 
 def support_text(rubric: str = RUBRIC) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -53,3 +54,17 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float =
     exe = Path(sys.executable).with_name("advise")
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def stored_predictions(run: Path) -> int:
+    """Predictions in the run folder's store (opened read-only: never creates it); 0 when none."""
+    db_path = run / "advise.sqlite"
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        db.close()

@@ -11,23 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.judge_fixtures import CRITERIA
+
 pytestmark = pytest.mark.slow
 
 N_EVAL = 4
 SECRET = "sk-judge-secret-never-written"
-RUBRIC = """\
-rubric:
-  judge: {{model: openai:smollm2, base_url: '{url}', api_key_env: ADVISE_TEST_JUDGE_KEY}}
-  criteria:
-    - name: owns_problem
-      question: Does the reply say sorry and own the customer's problem?
-      pass: names the problem in a few words and says it is on us
-      fail: apologises vaguely, blames the customer, or quotes a policy
-    - name: one_step
-      question: Does the reply offer exactly one concrete next step?
-      pass: one replacement, refund, label, credit, part or thing to try
-      fail: no next step, or several
-"""
+RUBRIC = ("rubric:\n  judge: {{model: openai:smollm2, base_url: '{url}', api_key_env: ADVISE_TEST_JUDGE_KEY}}\n"
+          + CRITERIA)  # no braces in it: .format(url=...) leaves it as it is
 
 
 def advise(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from openai_helpers import LlamaServer, run_cli
+from openai_helpers import LlamaServer, run_cli, stored_predictions
 from openai_proxy import FaultProxy
 
 pytestmark = pytest.mark.slow
@@ -31,17 +30,6 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def _stored(run: Path) -> int:
-    """Predictions in the run's store (read-only: never creates it)."""
-    if not (run / "advise.sqlite").exists():
-        return 0
-    db = sqlite3.connect(f"file:{run / 'advise.sqlite'}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        db.close()
 
 
 def test_retries_through_429_500_and_dropped_connections(llama_server, make_task, tmp_path):
@@ -63,7 +51,7 @@ def test_long_retry_after_stops_cleanly_and_the_next_run_resumes(llama_server, m
         assert stopped.returncode == 1
         line = _one_line_error(stopped)
         assert "Retry-After" in line and "900" in line and "saved" in line
-        assert _stored(run) == 2  # the two answers before the stop are kept
+        assert stored_predictions(run) == 2  # the two answers before the stop are kept
         done = run_cli(["run", str(task), "--out", str(run), "--latency-probe", "0", "--quiet"])
         assert done.returncode == 0, done.stderr
         # The request log: no prediction was asked for twice across the stop and the resume.
@@ -77,7 +65,7 @@ def test_budget_stops_cleanly_then_resumes(llama_server, make_task, tmp_path):
         stopped = run_cli(["run", str(task), "--out", str(run), "--latency-probe", "0", "--quiet"])
         assert stopped.returncode == 1
         assert "budget.max_requests 3" in _one_line_error(stopped)
-        assert _stored(run) == 3 and len(proxy.answered) == 3
+        assert stored_predictions(run) == 3 and len(proxy.answered) == 3
         done = run_cli(["run", str(task), "--out", str(run), "--latency-probe", "0", "--quiet",
                         "--set", "budget.max_requests=10"])
         assert done.returncode == 0, done.stderr
@@ -94,20 +82,20 @@ def test_a_killed_server_stops_the_run_cleanly_and_the_next_run_resumes(make_tas
             proc = subprocess.Popen([str(exe), "run", str(task), "--out", str(run), "--latency-probe", "0",
                                      "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             deadline = time.monotonic() + 300
-            while _stored(run) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            while stored_predictions(run) < 3 and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
             server.kill()  # mid-run: answers are stored, others are in flight or waiting
             _, err = proc.communicate(timeout=300)
             assert proc.returncode == 1, err
             line = _one_line_error(subprocess.CompletedProcess([], 1, "", err))
             assert "stopped answering" in line and proxy.url in line and "resume" in line
-            kept = _stored(run)
+            kept = stored_predictions(run)
             assert 3 <= kept < 16
             server = LlamaServer(tmp_path / "server2.log", parallel=2)  # back up, on a new port behind the proxy
             proxy.upstream = ("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
             done = run_cli(["run", str(task), "--out", str(run), "--latency-probe", "0", "--quiet"])
             assert done.returncode == 0, done.stderr
-            assert _stored(run) == 16
+            assert stored_predictions(run) == 16
             assert len(proxy.answered) == 16 and len(set(proxy.answered)) == 16  # nothing requested twice
     finally:
         server.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from openai_helpers import run_cli
+from openai_helpers import run_cli, stored_predictions
 from openai_proxy import FaultProxy
 
 from advisor.cli import main
@@ -35,16 +35,6 @@ def _settings(url: str) -> str:
     return f"model: openai:smollm2\nopenai: {{base_url: '{url}/v1', max_concurrency: 1}}\n"
 
 
-def _stored(db: Path) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
 
 
 def _intact(db: Path) -> None:
@@ -81,7 +71,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_rerun_resumes(llama_serve
         stopped = run_cli(["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"])
         assert stopped.returncode == 1, stopped.stderr
         line = one_line(stopped)
-        saved = _stored(out / "advise.sqlite")
+        saved = stored_predictions(out)
         assert 1 <= saved < N, line
         assert line.startswith(f"error: the disk is full: {out / 'advise.sqlite'} could not be written (database or "
                                "disk is full); "), line
@@ -114,7 +104,7 @@ def test_sqlite_full_inside_the_store_is_one_line_and_resumes(llama_server, make
         r = CliRunner().invoke(main, ["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"])
         assert r.exit_code == 1, r.output
         assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
-        saved = _stored(out / "advise.sqlite")
+        saved = stored_predictions(out)
         assert 1 <= saved < n, r.output
         assert r.output.startswith(f"error: the disk is full: {out / 'advise.sqlite'} could not be written (database "
                                    f"or disk is full); the {saved} answers stored so far are saved"), r.output
@@ -162,7 +152,7 @@ def test_a_second_run_into_a_busy_folder_is_refused_and_the_folder_names_one_run
         args = ["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"]
         first = subprocess.Popen([*advise_cmd(), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
-        while _stored(out / "advise.sqlite") < 1 and time.time() < deadline and first.poll() is None:
+        while stored_predictions(out) < 1 and time.time() < deadline and first.poll() is None:
             time.sleep(0.1)
         second = run_cli([*args, "--limit", "4"])
         assert first.poll() is None, "the first run ended before the second started: nothing was tested"
@@ -195,11 +185,11 @@ def test_a_run_killed_with_kill_9_is_marked_abandoned_and_resumed(llama_server, 
         args = ["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"]
         proc = subprocess.Popen([*advise_cmd(), *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 120
-        while _stored(out / "advise.sqlite") < 2 and time.time() < deadline and proc.poll() is None:
+        while stored_predictions(out) < 2 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        saved = _stored(out / "advise.sqlite")
+        saved = stored_predictions(out)
         assert 2 <= saved < N
         done = _resume(task, out, saved)
         note = one_line(done)
