@@ -149,6 +149,10 @@ class AuditSpec(_Strict):
     label_half_width: float = Field(0.15, gt=0.0, lt=0.5, description="A label needs enough eval items for "
                                     "its recall's interval to be at most ± this wide.")
     examples: int = Field(3, ge=1, le=50, description="Examples shown per finding.")
+    label_errors: bool = Field(True, description="Look for gold answers that are likely simply wrong: for "
+                               "classification, confident learning on out-of-fold probabilities (loads the "
+                               "embedding model); for extraction, field values not in their input or breaking "
+                               "the field's form (no model).")
 
 
 class ScoringSpec(_Strict):
