@@ -360,15 +360,14 @@ def _label_error_checks(task: Task, train: list[Record], eval_: list[Record], ou
                              "by_suggested": dict(Counter(s.suggested for s in found))}
             if not n:
                 continue
-            where = ("train" if split == "train" else
-                     "eval; an eval label error corrupts the verdict itself: review these first")
+            first = "; an eval label error corrupts the verdict itself: review these first" if split == "eval" else ""
             if found:
                 out.findings.append(Finding(
                     f"label-error:{split}", "warning", len(found),
-                    f"{split} items whose label is likely wrong, of {n} checked ({where}); most likely first "
-                    f"with the label the data suggests and a score (1 − the out-of-fold probability of the "
-                    f"given label); `advise audit --review FILE.csv` writes them all for review. Method: "
-                    f"{METHOD}{left}", _suspect_rows(found, shown)))
+                    f"{split} items whose label is likely wrong, of {n} checked{first}; likeliest first, with the "
+                    "label the data suggests and a score (1 − the out-of-fold probability of the given label); "
+                    f"`advise audit --review FILE.csv` writes them all. Method: {METHOD}{left}",
+                    _suspect_rows(found, shown)))
             else:
                 out.findings.append(Finding(f"label-error:{split}", "info", 0, f"no likely label errors among "
                                             f"{n} {split} items ({METHOD}){left}"))

@@ -64,9 +64,8 @@ FOLDS = 5
 MIN_PER_LABEL = 10  # a label with fewer train examples cannot be learned out of fold, nor thresholded
 MIN_TRAIN = 100  # below this, out-of-fold probabilities say little about any single label
 C_GRID = {"embedding": (1.0, 3.0, 10.0), "tfidf": (10.0, 30.0, 100.0)}
-METHOD = (f"confident learning (Northcutt et al. 2021, JAIR; cleanlab find_label_issues, prune_by_class) on "
-          f"{FOLDS}-fold out-of-fold probabilities of logistic regressions on sentence embeddings and word "
-          "TF-IDF, averaged")
+METHOD = (f"confident learning (Northcutt et al. 2021; cleanlab find_label_issues, prune_by_class) on {FOLDS}-fold "
+          "out-of-fold probabilities of logistic regressions on embeddings and word TF-IDF")
 COPY_SHARE = 0.90  # a field "copies text" when this share of its values occur in their input
 PATTERN_COVER = 0.95  # the commonest forms covering this share of a field's values are its pattern...
 PATTERN_FORMS = 3  # ...when there are at most this many of them
