@@ -21,9 +21,12 @@ from click.testing import CliRunner
 
 from advisor.audit import audit_task
 from advisor.audit.label_errors import MIN_PER_LABEL, MIN_TRAIN, form, occurs_in
+from advisor.audit.render import audit_summary
 from advisor.audit.review import COLUMNS
 from advisor.cli import main
+from advisor.runner import Runner
 from advisor.spec import load_task
+from advisor.types import Backend, Generation, GenerationParams, Request
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_tasks"
 
@@ -413,3 +416,36 @@ def test_review_round_trip_of_a_field(tmp_path, write_jsonl):
     log = [json.loads(x) for x in (out / "changes.jsonl").read_text().splitlines()]
     assert [(c["id"], c["field"], c["before"], c["after"]) for c in log] == [
         ("a42", "zip", "ST", "10137"), ("a7", "city", "Shelbyville", None), ("a5", "zip", "0685", "10685")]
+
+
+class _FirstOption(Backend):
+    """Answers every classification request with its first option; no model (bookkeeping test)."""
+
+    identity = "first-option@1"
+
+    def price_per_second_usd(self) -> float:
+        return 0.0
+
+    def score_options(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
+        return [Generation(r.options[0], 5, 1, 0.001, [0.0] * len(r.options)) for r in requests]
+
+    def generate(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
+        raise AssertionError("classification ranks options")
+
+
+def test_a_run_stores_the_suspects_in_results_audit_and_the_scorecard_names_them(tmp_path, write_jsonl, fake_embed):
+    task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    task = load_task(task_file)
+    runner = Runner(task, tmp_path / "run", latency_probe=1)
+    runner._backend = _FirstOption()
+    try:
+        result = runner.run(task_file=task_file)
+    finally:
+        runner.store.close()
+    audit = result.to_json()["audit"]
+    checks = {f["check"]: f for f in audit["findings"]}
+    assert checks["label-error:train"]["examples"][0]["id"].startswith("flip-")
+    assert checks["label-error:eval"]["examples"][0]["id"] == "flip-eval"
+    assert audit["counts"]["label_errors"]["checked"] == {"train": 153, "eval": 25}
+    lines = [t.plain for t in audit_summary(audit)]
+    assert any(line.startswith("- label-error:train: ") for line in lines)
