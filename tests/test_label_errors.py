@@ -449,3 +449,30 @@ def test_a_run_stores_the_suspects_in_results_audit_and_the_scorecard_names_them
     assert audit["counts"]["label_errors"]["checked"] == {"train": 153, "eval": 25}
     lines = [t.plain for t in audit_summary(audit)]
     assert any(line.startswith("- label-error:train: ") for line in lines)
+
+
+def test_review_of_csv_data_writes_a_corrected_csv(tmp_path, write_jsonl, fake_embed):
+    task_file, truth = _labelled_task(tmp_path, write_jsonl)
+    rows = [json.loads(x) for x in (tmp_path / "train.jsonl").read_text().splitlines()]
+    rows[0]["input"] = 'a "quoted", comma ' + rows[0]["input"]  # CSV quoting survives the copy
+    with (tmp_path / "train.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "input", "output"])
+        w.writerows([r["id"], r["input"], r["output"]] for r in rows)
+    task_file.write_text(CLASSIFY.replace("train: train.jsonl", "train: train.csv"))
+    review = tmp_path / "r.csv"
+    assert CliRunner().invoke(main, ["audit", str(task_file), "--review", str(review)]).exit_code == 0
+    reviewed = _read_csv(review)
+    for row in reviewed:
+        if row["id"] == "flip-0":
+            row.update(decision="relabel", reviewer="ana")
+        if row["id"] == "flip-1":
+            row.update(decision="drop", reviewer="ana")
+    _write_csv(review, reviewed)
+    r = CliRunner().invoke(main, ["apply-review", str(task_file), str(review), "--out", str(tmp_path / "fixed")])
+    assert r.exit_code == 0, r.output
+    with (tmp_path / "fixed" / "train.csv").open(newline="", encoding="utf-8") as f:
+        fixed = {row["id"]: row for row in csv.DictReader(f)}
+    assert fixed["flip-0"]["output"] == truth["flip-0"] and "flip-1" not in fixed
+    assert fixed[rows[0]["id"]]["input"] == rows[0]["input"] and len(fixed) == len(rows) - 1
+    assert (tmp_path / "fixed" / "eval.jsonl").read_bytes() == (tmp_path / "eval.jsonl").read_bytes()

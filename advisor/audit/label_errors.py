@@ -199,7 +199,7 @@ def find_label_errors(vectors: np.ndarray, texts: Sequence[str], labels: Sequenc
             eval_probs += _fit_predict(train_x, y, c, eval_x, seed) / len(used)
     all_probs = np.vstack([probs, eval_probs])
     all_y = np.concatenate([y, y_eval])
-    flagged = find_label_issues(all_y, all_probs, filter_by=filter_by)
+    flagged = find_label_issues(all_y, all_probs, filter_by=filter_by, n_jobs=1)  # no worker processes
     quality = get_label_quality_scores(all_y, all_probs, method="self_confidence")
     others = all_probs.copy()
     others[np.arange(len(all_y)), all_y] = -1.0
