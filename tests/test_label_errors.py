@@ -476,3 +476,15 @@ def test_review_of_csv_data_writes_a_corrected_csv(tmp_path, write_jsonl, fake_e
     assert fixed["flip-0"]["output"] == truth["flip-0"] and "flip-1" not in fixed
     assert fixed[rows[0]["id"]]["input"] == rows[0]["input"] and len(fixed) == len(rows) - 1
     assert (tmp_path / "fixed" / "eval.jsonl").read_bytes() == (tmp_path / "eval.jsonl").read_bytes()
+
+
+def test_unwritable_review_and_out_paths_are_refused_before_any_work(tmp_path, write_jsonl, fake_embed):
+    task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    line = _one_line_error(CliRunner().invoke(main, ["audit", str(task_file), "--review", str(blocker / "r.csv")]))
+    assert line.startswith(f"error: --review {blocker / 'r.csv'}: ") and fake_embed == []
+    review = tmp_path / "r.csv"
+    assert CliRunner().invoke(main, ["audit", str(task_file), "--review", str(review)]).exit_code == 0
+    line = _one_line_error(CliRunner().invoke(main, ["apply-review", str(task_file), str(review), "--out", str(blocker)]))
+    assert line == f"error: --out {blocker}: exists and is not a folder"

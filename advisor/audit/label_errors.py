@@ -11,7 +11,8 @@ our own re-implementation:
    its label. C is picked per view from a small grid by the out-of-fold log-loss of the labels as
    given (no knowledge of which labels are wrong). The two views' probabilities are averaged.
 3. `cleanlab.filter.find_label_issues(labels, pred_probs, filter_by="prune_by_class")` flags the
-   suspects (per class, the examples the confident joint says are mislabelled, lowest margin first);
+   suspects (per given label, as many examples as the confident joint estimates are mislabelled, those
+   with the lowest probability of that label);
    `cleanlab.rank.get_label_quality_scores` (self-confidence: the out-of-fold probability of the given
    label) ranks them. A suspect's score is 1 − that probability: 1 is surely wrong, 0 surely right.
    Its suggested label is the likeliest other label.
