@@ -412,28 +412,65 @@ def metrics_line(task: Any, gold: int, n_eval: int) -> str:
 @click.option("--strict", is_flag=True, default=None, help="Exit 1 on any warning (also: audit.strict: true).")
 @click.option("--embeddings", is_flag=True, default=None,
               help="Also compare inputs by embedding cosine (loads the embedding model; audit.embeddings).")
+@click.option("--review", "review_path", type=click.Path(path_type=Path), metavar="FILE.csv",
+              help="Write every likely label error (and extraction field error) to this CSV for a person to "
+              "review, likeliest first; apply it with `advise apply-review`.")
 @set_opt
 def audit(task_file: Path, as_json: bool, strict: bool | None, embeddings: bool | None,
-          sets: tuple[str, ...]) -> None:
-    """Audit train, eval and knowledge: duplicates, near-duplicates, leakage, label conflicts, balance, form."""
+          review_path: Path | None, sets: tuple[str, ...]) -> None:
+    """Audit train, eval and knowledge: duplicates, near-duplicates, leakage, label conflicts, likely label
+    errors, balance, form."""
     from advisor.audit import audit_task
     from advisor.audit.render import audit_table
 
     task = _load(task_file, sets)
+    if review_path is not None:
+        _check_writable(review_path, "--review", "file")
     with _about(task):
-        report = audit_task(task, embeddings=embeddings)
+        report = audit_task(task, embeddings=embeddings, label_errors=True if review_path else None)
     if strict:
         report.strict = True
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
     else:
         Console().print(audit_table(report.as_dict(), title=f"{task.name}: data audit"))
+    if review_path is not None:
+        from advisor.audit.review import write_review
+
+        n = write_review(review_path, report.suspects)
+        click.echo(f"review: {n} suspect(s) written to {review_path}" + (
+            "; fill `decision` (keep / relabel / drop), then `advise apply-review TASK "
+            f"{review_path} --out DIR`" if n else " (none found; see the audit's label-error lines for why)"),
+            err=True)
     refusal = report.refusal()
     if refusal is not None:  # the data is bad input, as validate and run say: exit 2, after the full list
         raise refusal
     if report.failed():
         click.echo(f"audit failed (strict): {len(report.warnings)} warning check(s)", err=True)
         sys.exit(1)
+
+
+@main.command(name="apply-review")
+@task_arg
+@click.argument("review_file", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the corrected copy (train and eval files) and its change log, changes.jsonl.")
+@set_opt
+def apply_review_cmd(task_file: Path, review_file: Path, out: Path, sets: tuple[str, ...]) -> None:
+    """Apply a reviewed `audit --review` CSV: write a corrected copy of the data and a change log; the
+    original files are never modified, and a review of data that has changed since is refused."""
+    from advisor.audit.review import apply_review
+
+    task = _load(task_file, sets)
+    _check_writable(out, "--out", "folder")
+    with _about(task):
+        done = apply_review(task, review_file, out)
+    files = done["files"]
+    click.echo(f"applied {done['relabel']} relabel(s) and {done['drop']} drop(s) ({done['keep']} kept, "
+               f"{done['unreviewed']} not reviewed): {files['train']}, {files['eval']}; change log "
+               f"{done['change_log']}")
+    click.echo(f"run on it: advise run {task_file} --set data.train={Path(files['train']).resolve()} "
+               f"--set data.eval={Path(files['eval']).resolve()}")
 
 
 @main.command()

@@ -150,6 +150,12 @@ class AuditSpec(_Strict):
     label_half_width: float = Field(0.15, gt=0.0, lt=0.5, description="A label needs enough eval items for "
                                     "its recall's interval to be at most ± this wide.")
     examples: int = Field(3, ge=1, le=50, description="Examples shown per finding.")
+    label_errors: bool | None = Field(None, description="Look for gold answers that are likely simply wrong: for "
+                                      "classification, confident learning on out-of-fold probabilities (loads the "
+                                      "embedding model); for extraction, field values not in their input or breaking "
+                                      "the field's form (no model). Unset: in `advise audit`, not at the start of "
+                                      "`advise run` (embedding every train example there would slow each run); "
+                                      "true: in both; false: in neither.")
 
 
 class ScoringSpec(_Strict):

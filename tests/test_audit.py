@@ -189,7 +189,9 @@ def test_a_clean_task_finds_nothing(tmp_path, write_jsonl):
         "target: {metric: accuracy, threshold: 0.5}\nlevers: [prompt, prompt-few-shot]\n"
         "audit: {label_half_width: 0.45, strict: true}\n")
     report = audit_task(load_task(tmp_path / "task.yaml"))
-    assert [f.check for f in report.findings] == ["balance"]  # the class counts, as information only
+    # The class counts, and why the label-error check did not run (20 items), as information only.
+    assert [(f.check, f.severity) for f in report.findings] == [("balance", "info"), ("label-error", "info")]
+    assert "not checked: only 20 train example(s)" in report.find("label-error").message
     assert report.counts["labels"] == {"train": {"A": 10, "B": 10}, "eval": {"A": 5, "B": 5}}
     assert not report.failed()
     result = CliRunner().invoke(main, ["audit", str(tmp_path / "task.yaml")])

@@ -1,8 +1,10 @@
-"""`advise audit`: duplicates, near-duplicates, leakage, label conflicts, balance and form across
-train, eval, the few-shot pool and knowledge — before a run spends anything.
+"""`advise audit`: duplicates, near-duplicates, leakage, label conflicts, likely label errors, balance
+and form across train, eval, the few-shot pool and knowledge — before a run spends anything.
 
     report = audit_task(load_task("sample_tasks/trec/task.yaml"))
     report.find("near-duplicate:train/eval").count   # train items nearly copying an eval input
+    report.find("label-error:eval").examples         # eval labels likely wrong (label_errors.py)
+    report.suspects                                   # every likely wrong gold answer (review.py writes them)
     report.as_dict()                                  # the `audit` key of results.json
 """
 

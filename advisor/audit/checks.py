@@ -1,5 +1,7 @@
 """The audit's checks over train, eval, the few-shot pool and knowledge. No language model is loaded;
-the embedding model only when `audit.embeddings` (or `embeddings=True`) asks for it.
+the embedding model only when `audit.embeddings` (or `embeddings=True`) asks for it, or when the
+label-error check (`audit.label_errors`, advisor/audit/label_errors.py) has a classification task large
+enough to check.
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from collections.abc import Callable, Iterable
 from statistics import NormalDist
 from typing import Any
 
+import numpy as np
+
+from advisor.audit.label_errors import (
+    METHOD,
+    MIN_FIELD_VALUES,
+    MIN_PER_LABEL,
+    Suspect,
+    check_fields,
+    check_labels,
+)
 from advisor.audit.report import AuditReport, Finding, Severity
 from advisor.audit.similar import cosine_pairs, near_pairs
 from advisor.audit.sources import KnowledgeDoc, Record, load_documents, load_records
@@ -299,12 +311,118 @@ def _knowledge_checks(task: Task, eval_: list[Record], docs: list[KnowledgeDoc],
             "they cite (answer normalisation, whole tokens): retrieval cannot supply it", absent)
 
 
-def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
-    """Audit the task's train, eval and knowledge. `embeddings` overrides `audit.embeddings`.
+class _Embeddings:
+    """The audit's embedding function: loads the model on first use and embeds each distinct text once
+    (the near-duplicate and the label-error checks share the vectors)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self._encode: Callable[[list[str]], Any] | None = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if self._encode is None:
+            from advisor.knowledge.embeddings import Embedder
+
+            self._encode = Embedder(self.model).encode
+        todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if todo:
+            self._cache.update(zip(todo, self._encode(todo)))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._cache[t] for t in texts])
+
+
+# Suspects shown in a label-error finding: more than other findings' examples, since each is a thing to review.
+SUSPECTS_SHOWN = 10
+
+
+def _suspect_rows(suspects: list[Suspect], shown: int) -> list[dict[str, Any]]:
+    rows = []
+    for s in suspects[:shown]:
+        if s.check == "label-error":
+            text = f"{s.id}: {_short(s.input, 60)!r} labelled {s.given}; the data suggests {s.suggested}"
+        else:
+            text = f"{s.id}: {s.field} = {_short(s.given, 40)!r} in {_short(s.input, 50)!r} ({s.why})"
+        rows.append({"a": s.where, "b": None, "text": f"{text} (score {s.score:.2f})", **s.as_dict()})
+    return rows
+
+
+def _label_error_checks(task: Task, train: list[Record], eval_: list[Record], out: _Collector,
+                        embed: Callable[[list[str]], Any]) -> tuple[list[Suspect], dict[str, Any]]:
+    """Likely label errors (classification) and field errors (extraction), train and eval apart; a check
+    that cannot run on this data says why in an info finding (never an empty result without a reason)."""
+    shown = max(out.limit, SUSPECTS_SHOWN)
+    if task.kind == "classification":
+        result = check_labels(task.labels or [], train, eval_, embed, seed=task.seed)
+        left = (f"; not checked: {', '.join(f'{lb} ({n} train)' for lb, n in result.left_out.items())} "
+                f"(a label needs {MIN_PER_LABEL} train examples)") if result.left_out else ""
+        counts: dict[str, Any] = {"method": METHOD, "skipped": result.skipped, "left_out": result.left_out,
+                                  "checked": result.checked, "chosen_c": result.chosen_c,
+                                  "oof_accuracy": result.oof_accuracy, "seconds": result.seconds}
+        if result.skipped:
+            out.findings.append(Finding("label-error", "info", 0, f"likely label errors: not checked: "
+                                        f"{result.skipped}"))
+            return [], counts
+        for split in ("train", "eval"):
+            found, n = result.suspects[split], result.checked[split]
+            counts[split] = {"flagged": len(found), "by_given": dict(Counter(s.given for s in found)),
+                             "by_suggested": dict(Counter(s.suggested for s in found))}
+            if not n:
+                continue
+            first = "; an eval label error corrupts the verdict itself: review these first" if split == "eval" else ""
+            if found:
+                out.findings.append(Finding(
+                    f"label-error:{split}", "warning", len(found),
+                    f"{split} items whose label is likely wrong, of {n} checked{first}; likeliest first, with the "
+                    "label the data suggests and a score (1 − the out-of-fold probability of the given label); "
+                    f"`advise audit --review FILE.csv` writes them all. Method: {METHOD}{left}",
+                    _suspect_rows(found, shown)))
+            else:
+                out.findings.append(Finding(f"label-error:{split}", "info", 0, f"no likely label errors among "
+                                            f"{n} {split} items ({METHOD}){left}"))
+        return result.suspects["eval"] + result.suspects["train"], counts
+    if task.kind == "extraction":
+        result = check_fields(train, eval_)
+        counts = {"fields": result.fields, "copying": result.copying, "patterns": result.patterns}
+        if not result.copying and not result.patterns:
+            few = [k for k, n in result.fields.items() if n < MIN_FIELD_VALUES]
+            why = (f"fields with fewer than {MIN_FIELD_VALUES} values cannot show a rule: {', '.join(few)}; "
+                   if few else "")
+            out.findings.append(Finding("field-error", "info", 0, "gold field values: not checked: " + why +
+                                        "no field copies text from its input (90% of values found in it) or "
+                                        "keeps to 3 or fewer forms (95% of values)"))
+        for split in ("train", "eval"):
+            found = result.suspects[split]
+            counts[split] = {"not_in_input": sum(s.check == "field-not-in-input" for s in found),
+                             "pattern": sum(s.check == "field-pattern" for s in found)}
+            missing = [s for s in found if s.check == "field-not-in-input"]
+            if missing:
+                out.findings.append(Finding(
+                    f"field-not-in-input:{split}", "warning", len(missing),
+                    f"{split} gold values that do not occur in their input, in fields that copy text "
+                    f"({', '.join(f'{k}: {v:.0%} found' for k, v in result.copying.items())}; words compared, "
+                    "punctuation and case ignored): the counterpart of a wrong label", _suspect_rows(missing, shown)))
+            odd = [s for s in found if s.check == "field-pattern"]
+            if odd:
+                out.findings.append(Finding(
+                    f"field-pattern:{split}", "warning", len(odd),
+                    f"{split} gold values whose form breaks their field's pattern (fields: "
+                    f"{', '.join(result.patterns)}; form = character classes with run lengths, e.g. 9{{5}} "
+                    "for five digits)", _suspect_rows(odd, shown)))
+        return [s for split in ("eval", "train") for s in result.suspects[split]], counts
+    return [], {}
+
+
+def audit_task(task: Task, *, embeddings: bool | None = None, label_errors: bool | None = None) -> AuditReport:
+    """Audit the task's train, eval and knowledge. `embeddings` overrides `audit.embeddings`,
+    `label_errors` overrides `audit.label_errors` (likely wrong gold answers: `AuditReport.suspects`;
+    with neither set, they are looked for: the run passes its own choice, see `advisor.plan.load_data`).
 
     Raises InputError (exit 2) for a missing file or a line that is not JSON; every other problem is
     a finding, records the loaders refuse too (severity "error", `AuditReport.refused`), with the
-    loaders' own messages. No language model is loaded; the embedding model only when asked for.
+    loaders' own messages. No language model is loaded; the embedding model only when asked for or
+    when the label-error check has a classification task large enough to check.
     """
     cfg = task.audit
     train, refused = load_records(task, "train")
@@ -317,20 +435,20 @@ def audit_task(task: Task, *, embeddings: bool | None = None) -> AuditReport:
     _form_checks(task, train, eval_, out)
     exact = _exact_checks(train, eval_, docs, out, conflicts)
     _id_checks(train, eval_, out)
-    embed = None
-    if cfg.embeddings if embeddings is None else embeddings:
-        from advisor.knowledge.embeddings import Embedder
-
-        embed = Embedder(cfg.embedding).encode
+    shared = _Embeddings(cfg.embedding)
+    embed = shared if (cfg.embeddings if embeddings is None else embeddings) else None
     near = _near_checks(task, train, eval_, docs, set(exact), out, conflicts, embed)
     _conflict_findings(conflicts, out)
     counts: dict[str, Any] = {"train": len(train), "eval": len(eval_), "knowledge": len(docs), "refused": len(refused)}
     if task.kind == "classification":
         counts["labels"] = _balance_checks(task, train, eval_, out)
+    suspects: list[Suspect] = []
+    if label_errors if label_errors is not None else cfg.label_errors is not False:
+        suspects, counts["label_errors"] = _label_error_checks(task, train, eval_, out, shared)
     _knowledge_checks(task, eval_, docs, out)
     counts["warnings"] = sum(f.count for f in out.findings if f.severity == "warning")
     counts["removed_exact"] = len(exact)
     counts["removed_near"] = len(near) if cfg.near_duplicates == "remove" else 0
     counts["near_method"] = f"minhash-lsh jaccard>={cfg.jaccard} on {cfg.shingle_words}-word shingles" + (
         f" + embedding cosine>={cfg.cosine}" if embed is not None else "")
-    return AuditReport(out.findings, counts, cfg.strict, exact, near, refused)
+    return AuditReport(out.findings, counts, cfg.strict, exact, near, refused, suspects)

@@ -41,6 +41,9 @@ class AuditReport:
     exact_leak_ids: list[str] = field(default_factory=list)  # train ids whose input is in eval
     near_leak_ids: list[str] = field(default_factory=list)  # train ids nearly copying an eval input
     refused: list[InputError] = field(default_factory=list)  # the loaders' errors, one per refused record
+    # Likely wrong gold answers (advisor.audit.label_errors.Suspect), eval first, each split most likely
+    # first: every one, where the findings show the top few; `advise audit --review` writes them.
+    suspects: list[Any] = field(default_factory=list)
 
     def refusal(self) -> InputError | None:
         """The error `advise validate` would stop at, saying how many more the audit lists; None when the
