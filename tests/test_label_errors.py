@@ -147,6 +147,20 @@ def test_too_little_data_is_skipped_with_a_reason_and_no_model(tmp_path, write_j
     assert not any(f.check.startswith("label-error") for f in audit_task(load_task(task_file)).findings)
 
 
+def test_the_run_looks_for_label_errors_only_when_the_task_asks(tmp_path, write_jsonl, fake_embed):
+    """`advise run`'s audit (advisor.plan.load_data) leaves the check out unless audit.label_errors is
+    true: it embeds every train example, at the start of every run."""
+    from advisor.plan import load_data
+
+    task_file, _ = _labelled_task(tmp_path, write_jsonl, per_label=40, flips=0)
+    _, report = load_data(load_task(task_file))
+    assert report.find("label-error") is None and fake_embed == []
+    assert audit_task(load_task(task_file)).find("label-error:train") is not None  # `advise audit` looks
+    (tmp_path / "task.yaml").write_text(task_file.read_text() + "audit: {label_errors: true}\n")
+    _, report = load_data(load_task(task_file))
+    assert report.find("label-error:train") is not None
+
+
 def test_a_label_with_few_examples_is_left_out_and_named(tmp_path, write_jsonl, fake_embed):
     task_file, _ = _labelled_task(tmp_path, write_jsonl, per_label=50, flips=0, eval_flip=False)
     text = CLASSIFY.replace("labels: [LOC, NUM, HUM]", "labels: [LOC, NUM, HUM, ABBR]")
