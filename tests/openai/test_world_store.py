@@ -62,10 +62,24 @@ def _resume(task: Path, out: Path, saved: int, n: int = N) -> subprocess.Complet
     return done
 
 
+def _fresh_store_bytes(folder: Path) -> int:
+    """Bytes an empty run store takes on disk (database, write-ahead log, shared memory, lock)."""
+    from advisor.store import RunStore
+
+    folder.mkdir()
+    store = RunStore(folder / "advise.sqlite")
+    try:
+        return sum(p.stat().st_size for p in folder.iterdir())
+    finally:
+        store.close()
+
+
 def test_a_full_disk_stops_the_run_in_one_line_and_the_rerun_resumes(llama_server, make_task, tmp_path):
     """Issue 27 (2): 'sqlite3.OperationalError: database or disk is full' from put_predictions, exit 1 with a
-    traceback. A 160 kB filesystem fills after a few answers."""
-    with FaultProxy(llama_server.url) as proxy, tmpfs(tmp_path / "disk", "160k") as disk:
+    traceback. A filesystem of a fresh store's footprint plus 48 kB fills after a few answers (the
+    footprint is measured, since each new table a migration adds grows it)."""
+    size = (_fresh_store_bytes(tmp_path / "fresh") + 48 * 1024 + 4095) // 4096 * 4
+    with FaultProxy(llama_server.url) as proxy, tmpfs(tmp_path / "disk", f"{size}k") as disk:
         task = make_task(_settings(proxy.url), n_eval=N)
         out = disk / "run"
         stopped = run_cli(["run", str(task), "--out", str(out), "--latency-probe", "0", "--quiet"])
