@@ -15,7 +15,7 @@ from typing import Any
 
 from advisor.errors import InputError
 from advisor.spec import Task
-from advisor.textio import jsonl_objects, read_text
+from advisor.textio import JSONError, jsonl_objects, loads, read_text
 from advisor.textnorm import canonical_text, normalize_answer
 from advisor.types import Example
 
@@ -102,8 +102,8 @@ def _check_output(task: Task, value: Any, *, file: Path, line: int) -> Any:
     if task.kind == "extraction":
         if isinstance(value, str):
             try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
+                value = loads(value)
+            except JSONError:
                 raise InputError(
                     "extraction output must be a JSON object", file=file, line=line, field="output"
                 ) from None

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from advisor.errors import InputError
 from advisor.spec import Costs, TaskKind
-from advisor.textio import read_text
+from advisor.textio import JSONError, loads, read_text
 
 SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
@@ -376,9 +376,9 @@ def load_record(run: Path) -> RunRecord:
     if not path.is_file():
         raise InputError(f"no {RESULTS_FILE} here; run 'advise run TASK' (or with --out DIR) first", file=path)
     try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as e:
-        raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=e.lineno) from None
+        data = loads(read_text(path))
+    except JSONError as e:
+        raise InputError(f"broken JSON: {e.msg}{e.where()}", file=path, line=e.lineno or None) from None
     return parse_record(data, file=path)
 
 

@@ -36,6 +36,33 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
+class JSONError(ValueError):
+    """Text that is not strict JSON: `msg`, and `lineno`/`colno` where the parser gave them (else 0)."""
+
+    def __init__(self, msg: str, lineno: int = 0, colno: int = 0) -> None:
+        super().__init__(msg)
+        self.msg, self.lineno, self.colno = msg, lineno, colno
+
+    def where(self) -> str:
+        return f" (column {self.colno})" if self.colno else ""
+
+
+def _no_constant(name: str) -> Any:
+    raise JSONError(f"{name} is not JSON (write null, or a number)")
+
+
+def loads(text: str) -> Any:
+    """`json.loads` for files a person or another tool wrote: NaN, Infinity and -Infinity (which
+    Python's json accepts and writes) are refused, and nesting too deep to parse is an error, not a
+    RecursionError. Raises JSONError."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as e:
+        raise JSONError(e.msg, e.lineno, e.colno) from None
+    except RecursionError:
+        raise JSONError("nested too deeply to read") from None
+
+
 def jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a JSONL file, read through `read_text`.
 
@@ -48,9 +75,9 @@ def jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"broken JSON: {e.msg} (column {e.colno})", file=path, line=n) from None
+            obj = loads(line)
+        except JSONError as e:
+            raise InputError(f"broken JSON: {e.msg}{e.where()}", file=path, line=n) from None
         if not isinstance(obj, dict):
             raise InputError("expected a JSON object per line", file=path, line=n)
         rows.append((n, obj))

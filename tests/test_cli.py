@@ -357,6 +357,12 @@ def test_show_report_and_compare_read_results_json_with_one_loader_and_the_same_
     assert errors() == {f"error: {path}: kind: not an advise results file (no 'kind')"}
     path.write_bytes(b'{"task": "caf\xe9"}\n')
     assert errors() == {f"error: {path}:1: not UTF-8 text (byte 13: 0xe9); save the file as UTF-8"}
+    # What Python's json accepts but JSON is not (a metric of NaN: `show` once died formatting it), and
+    # nesting too deep for the parser (once a RecursionError): the same one line from every reader.
+    path.write_text('{"task": "t",\n "levers": [{"metrics": {"accuracy": {"value": NaN}}}]}\n')
+    assert errors() == {f"error: {path}: broken JSON: NaN is not JSON (write null, or a number)"}
+    path.write_text("[" * 100_000)
+    assert errors() == {f"error: {path}: broken JSON: nested too deeply to read"}
 
 
 def test_unwritable_output_paths_are_refused_before_any_work(trec_small, tmp_path):

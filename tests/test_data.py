@@ -36,6 +36,10 @@ def test_broken_jsonl_line_is_named(task, tmp_path):
         load_examples(task, p, split="train")
     assert e.value.line == 2 and e.value.file == str(p)
     assert "broken JSON" in str(e.value)
+    p.write_text('{"input": "a", "output": "A"}\n{"input": "b", "output": "A", "weight": Infinity}\n')
+    with pytest.raises(InputError) as e:
+        load_examples(task, p, split="train")
+    assert e.value.line == 2 and "broken JSON: Infinity is not JSON" in str(e.value)
 
 
 def test_unknown_label_names_file_line_field(task, tmp_path, write_jsonl):
