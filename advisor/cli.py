@@ -111,7 +111,7 @@ class AdviseGroup(click.Group):
         except AdviseError as e:
             _fail(e)
         except KeyboardInterrupt:
-            click.echo("interrupted: everything computed so far is saved; run again to resume.", err=True)
+            click.echo("interrupted: every answer stored so far is kept (a batch in progress is not); run again to resume.", err=True)
             sys.exit(130)
 
 

@@ -176,10 +176,12 @@ class Predictor:
         for start in range(0, len(todo_local), chunk):
             idx = todo[start : start + chunk]
             batch = [requests[i] for i in idx]
-            # The bar moves per batch the backend finishes (on_batch); the store commits per chunk.
+            # The bar moves per batch the backend finishes (on_batch); the store commits per chunk, and
+            # the bar reaches the chunk's end only once it is stored: "done" never shows answers that a
+            # Ctrl-C or a kill at that moment would lose.
             base, moved = len(examples) - len(todo) + start, [0]
 
-            def on_done(n: int, base: int = base, moved: list[int] = moved, cap: int = len(idx)) -> None:
+            def on_done(n: int, base: int = base, moved: list[int] = moved, cap: int = len(idx) - 1) -> None:
                 moved[0] = min(moved[0] + n, cap)
                 advance(base + moved[0], len(examples))
 
