@@ -202,8 +202,12 @@ class Runner:
 
     def preflight(self, rows: list[Any] | None = None) -> None:
         """Before any lever runs: every template renders and, unless the task truncates, every eval
-        item's plain prompt fits the context of every model the run's rows (advisor.plan.Row) use."""
+        item's plain prompt fits the context of every model the run's rows (advisor.plan.Row) use;
+        and the rubric's judge has its key and answers at its server (`judge_model`), so a missing
+        key or a wrong base_url fails at start, not after the levers' work."""
         preflight(self.task, self.data, self.backends.getters(rows))
+        if self.task.rubric is not None:
+            self.judge_model()
 
     # -- scoring ---------------------------------------------------------------------------------
 
@@ -244,6 +248,29 @@ class Runner:
 
     judge_backend: Any = None  # the rubric's judge (tests may set their own)
 
+    def judge_model(self) -> Any:
+        """The rubric's judge backend, made once: its key read and its server probed (GET /models)
+        on first use. Raises InputError / BackendError (exit 2) naming task.yaml's `rubric.judge`
+        line for the judge's own settings, and saying that it is the judge's server that failed."""
+        if self.judge_backend is None:
+            from advisor.backends import make_backend_for
+            from advisor.errors import BackendError
+            from advisor.modelspec import ModelChoice
+
+            rubric = self.task.rubric
+            assert rubric is not None
+            choice = ModelChoice(None, rubric.judge_spec, rubric.judge_settings(self.task.openai))
+            try:
+                self.judge_backend = make_backend_for(self.task, choice, self.cache_dir)
+            except InputError as e:  # about the judge's settings: named at the rubric's judge line
+                if e.file is None:
+                    e.field = "rubric.judge"
+                    self.task.place(e)
+                raise
+            except BackendError as e:
+                raise BackendError(f"the rubric's judge ({rubric.judge_spec}): {e}") from None
+        return self.judge_backend
+
     def grade_outputs(self, run_id: int, name: str, row: Any, predictions: list[Any], scores: Any,
                       metrics: dict[str, Any]) -> None:
         """Grade a lever's outputs against the task's rubric (advisor.judge.grading), cached in the store.
@@ -255,19 +282,7 @@ class Runner:
 
         rubric = self.task.rubric
         assert rubric is not None
-        if self.judge_backend is None:
-            from advisor.backends import make_backend_for
-            from advisor.modelspec import ModelChoice
-
-            choice = ModelChoice(None, rubric.judge_spec, rubric.judge_settings(self.task.openai))
-            try:
-                self.judge_backend = make_backend_for(self.task, choice, self.cache_dir)
-            except InputError as e:  # about the judge's settings: named at the rubric's judge line
-                if e.file is None:
-                    e.field = "rubric.judge"
-                    self.task.place(e)
-                raise
-        found = Grader(rubric, self.judge_backend, self.store).grade(
+        found = Grader(rubric, self.judge_model(), self.store).grade(
             [(ex.id, ex.input, p.raw) for ex, p in zip(self.data.eval, predictions)])
         self.store.put_run_grades(run_id, name, [(ex, crit, oh, g) for crit in found.criteria
                                                  for ex, oh, g in zip(found.ids, found.output_hashes,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from openai_helpers import stored_predictions
 
 from tests.judge_fixtures import CRITERIA
 
@@ -187,3 +188,28 @@ def test_judge_samples_at_temperature_count_flips(llama_server, make_task, tmp_p
     assert again.returncode == 0, again.stderr[-2000:]
     judge2 = json.loads((out / "results.json").read_text())["levers"][0]["details"]["judge"]
     assert judge2["cost"]["requests"] == 0 and judge2["criteria"] == judge["criteria"]  # every sample cached
+
+
+def test_a_judge_without_its_key_or_server_fails_at_start_before_any_lever_works(llama_server, make_task, tmp_path):
+    """The judge's key and server are checked before the levers spend anything (a fresh user once waited
+    for a whole lever, then met 'cannot reach the model server' without being told it was the judge's)."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    settings = f"model: openai:smollm2\nopenai: {{base_url: '{llama_server.base_url}'}}\n"
+    for url, env_key, want in ((dead, SECRET, "the rubric's judge (openai:smollm2): cannot reach the model server"),
+                               (llama_server.base_url, None, "ADVISE_TEST_JUDGE_KEY is not set")):
+        task = make_task(settings + RUBRIC.format(url=url), kind="support-replies", n_eval=N_EVAL, n_train=6,
+                         max_new_tokens=40, folder=f"task-{bool(env_key)}")
+        out = tmp_path / f"run-{bool(env_key)}"
+        env = {k: v for k, v in os.environ.items() if k != "ADVISE_TEST_JUDGE_KEY"}
+        if env_key:
+            env["ADVISE_TEST_JUDGE_KEY"] = env_key
+        proc = subprocess.run([str(Path(sys.executable).with_name("advise")), "run", str(task), "--out", str(out),
+                               "--quiet"], capture_output=True, text=True, env=env, timeout=600)
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and want in lines[0], proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert stored_predictions(out) == 0  # nothing was asked of the lever's model
