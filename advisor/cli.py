@@ -425,6 +425,9 @@ def audit(task_file: Path, as_json: bool, strict: bool | None, embeddings: bool 
 
     task = _load(task_file, sets)
     if review_path is not None:
+        from advisor.audit.review import refuse_task_file
+
+        refuse_task_file(task, review_path, "--review")
         _check_writable(review_path, "--review", "file")
     with _about(task):
         report = audit_task(task, embeddings=embeddings, label_errors=True if review_path else None)
@@ -572,6 +575,9 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
     from advisor.record import load_record, results_path
     from advisor.store import RunStore
 
+    if run_dir.is_file() and run_dir.suffix.lower() != ".json":
+        raise InputError("is a file, not a run folder: give the folder `advise run` wrote (with results.json)",
+                         file=run_dir)
     record = load_record(run_dir)
     if task_file is None:
         recorded = record.provenance.task_file if record.provenance else None
@@ -579,6 +585,9 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
             raise InputError("the run recorded no task file; give --task TASK.yaml", file=results_path(run_dir))
         task_file = Path(recorded)
     task = _load(task_file, ())
+    if (task.name, task.kind) != (record.task, record.kind):
+        raise InputError(f"is task '{task.name}' ({task.kind}) but the run is of task '{record.task}' "
+                         f"({record.kind}); give the run's own task.yaml", file=f"--task {task_file}")
     if task.rubric is None:
         raise InputError("the task has no `rubric:` to grade against", file=task_file, field="rubric")
     names = [lv.name for lv in record.levers]
@@ -592,9 +601,17 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
     try:
         items = [{**it, "output_hash": text_hash(it["raw"])} for it in store.run_items(record.run_id, lever)]
         path = task.base_dir / LABELS_FILE
+        from advisor.audit.review import refuse_task_file
+
+        refuse_task_file(task, path, "labels file", skip=(LABELS_FILE,))
         have = load_labels(path)
         if csv_file is not None:
-            rows = import_csv(csv_file, task.rubric.names, {it["example_id"]: it["output_hash"] for it in items})
+            known: dict[str, set[str]] = {}
+            for name in names:
+                for it in store.run_items(record.run_id, name):
+                    known.setdefault(it["example_id"], set()).add(text_hash(it["raw"]))
+            rows = import_csv(csv_file, task.rubric.names, {it["example_id"]: it["output_hash"] for it in items},
+                              known)
         else:
             def read() -> str | None:
                 line = sys.stdin.readline()

@@ -54,7 +54,7 @@ def test_task_without_rubric_has_none():
 
 
 @pytest.mark.parametrize("edit, needle, field", [
-    (lambda t: t.replace("name: one_step", "name: owns_problem"), "criteria:", "rubric"),
+    (lambda t: t.replace("name: one_step", "name: owns_problem"), "criteria:", "rubric.criteria.1.name"),
     (lambda t: t.replace("name: one_step", "name: voice"), "name: voice\n", "rubric.criteria.1.name"),
     (lambda t: t.replace("judge: openai:qwen2.5-7b-instruct", "judge: hf:smollm2"), "judge:", "rubric.judge"),
     (lambda t: t.replace("      fail: no next step, or several\n", ""), "name: one_step", "rubric.criteria.1.fail"),
@@ -69,6 +69,21 @@ def test_bad_rubric_names_line_and_field(edit, needle, field):
     assert err.file == str(SUPPORT)
     assert isinstance(err.line, int) and err.line >= line_of(text, "rubric:")
     assert "\n" not in str(err)
+
+
+def test_a_repeated_criterion_name_is_reported_at_its_own_name_line(tmp_path):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    text = support_text().replace("name: one_step", "name: owns_problem")
+    task = tmp_path / "task.yaml"
+    task.write_text(text.replace("data/", str(SUPPORT.parent / "data") + "/"))
+    r = CliRunner().invoke(main, ["validate", str(task)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.strip() == (f"error: {task}:{line_of(text, 'name: owns_problem', 1)}: rubric.criteria.1.name: "
+                                "criterion name 'owns_problem' is already the name of criteria[0]; give each "
+                                "criterion its own name")
 
 
 def test_parse_grades_never_guesses():

@@ -387,7 +387,7 @@ def test_a_bad_review_file_is_one_line_exit_2(tmp_path, write_jsonl, fake_embed)
     assert apply_with(bad).startswith(f"error: {review}:2: suggested: 'PLACE' is not a label of the task")
     bad = [dict(r) for r in rows]
     bad[2]["id"] = "nobody"
-    assert apply_with(bad).startswith(f"error: {review}:4: id: no ")
+    assert apply_with(bad).startswith(f"error: {review}:4: id: id 'nobody' is not in the train data")
     bad = [dict(r) for r in rows]
     bad[0]["split"] = "dev"
     assert apply_with(bad).startswith(f"error: {review}:2: split: 'dev' is not a split")
@@ -449,6 +449,7 @@ class _FirstOption(Backend):
 
 def test_a_run_stores_the_suspects_in_results_audit_and_the_scorecard_names_them(tmp_path, write_jsonl, fake_embed):
     task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    task_file.write_text(task_file.read_text() + "audit: {label_errors: true}\n")  # the run looks only when asked
     task = load_task(task_file)
     runner = Runner(task, tmp_path / "run", latency_probe=1)
     runner._backend = _FirstOption()
@@ -502,3 +503,156 @@ def test_unwritable_review_and_out_paths_are_refused_before_any_work(tmp_path, w
     assert CliRunner().invoke(main, ["audit", str(task_file), "--review", str(review)]).exit_code == 0
     line = _one_line_error(CliRunner().invoke(main, ["apply-review", str(task_file), str(review), "--out", str(blocker)]))
     assert line == f"error: --out {blocker}: exists and is not a folder"
+
+
+def test_a_review_path_that_is_one_of_the_tasks_files_is_refused(tmp_path, write_jsonl, fake_embed):
+    task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    (tmp_path / "labels.jsonl").write_text("")
+    originals = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "eval.jsonl")
+    for given, what in ((tmp_path / "eval.jsonl", "the eval data (data.eval)"),
+                        (tmp_path / "sub" / ".." / "train.jsonl", "the train data (data.train)"),
+                        (tmp_path / "link.csv", "the eval data (data.eval)"), (task_file, "task.yaml"),
+                        (tmp_path / "labels.jsonl", "the task's labels.jsonl")):
+        line = _one_line_error(CliRunner().invoke(main, ["audit", str(task_file), "--review", str(given)]))
+        assert line.startswith(f"error: --review {given}: is {what} of the task"), line
+    assert fake_embed == []  # refused before any work
+    assert {p: p.read_bytes() for p in originals} == originals
+    # apply-review --out uses the same guard
+    review = tmp_path / "r.csv"
+    assert CliRunner().invoke(main, ["audit", str(task_file), "--review", str(review)]).exit_code == 0
+    line = _one_line_error(CliRunner().invoke(main, ["apply-review", str(task_file), str(review), "--out",
+                                                     str(tmp_path / "sub" / "..")]))
+    assert "is the train data (data.train) of the task" in line and "would overwrite the original" in line
+    assert {p: p.read_bytes() for p in originals} == originals
+
+
+def _reviewed(tmp_path, write_jsonl):
+    task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    review = tmp_path / "r.csv"
+    assert CliRunner().invoke(main, ["audit", str(task_file), "--review", str(review)]).exit_code == 0
+    return task_file, review, _read_csv(review)
+
+
+def _apply(task_file, review, out):
+    return CliRunner().invoke(main, ["apply-review", str(task_file), str(review), "--out", str(out)])
+
+
+def test_apply_review_refuses_two_rows_for_one_item_naming_both_lines(tmp_path, write_jsonl, fake_embed):
+    task_file, review, rows = _reviewed(tmp_path, write_jsonl)
+    rows[0]["decision"] = "relabel"
+    rows.append({**rows[0], "decision": "drop"})
+    _write_csv(review, rows)
+    line = _one_line_error(_apply(task_file, review, tmp_path / "out"))
+    assert line.startswith(f"error: {review}:{len(rows) + 1}: id: eval item 'flip-eval' is reviewed twice: at line 2 "
+                           f"and line {len(rows) + 1}"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_relabel_to_the_given_label_is_counted_as_keep_and_not_logged(tmp_path, write_jsonl, fake_embed):
+    task_file, review, rows = _reviewed(tmp_path, write_jsonl)
+    rows[0].update(decision="relabel", suggested=rows[0]["given"])
+    rows[1]["decision"] = "relabel"
+    _write_csv(review, rows)
+    r = _apply(task_file, review, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"applied 1 relabel(s) and 0 drop(s) (1 kept, {len(rows) - 2} not reviewed)")
+    log = [json.loads(x) for x in (tmp_path / "out" / "changes.jsonl").read_text().splitlines()]
+    assert [c["id"] for c in log] == [rows[1]["id"]] and all(c["before"] != c["after"] for c in log)
+
+
+def test_a_corrected_copy_validate_would_refuse_is_one_line_exit_2(tmp_path, write_jsonl, fake_embed):
+    task_file, review, rows = _reviewed(tmp_path, write_jsonl)
+    ev = tmp_path / "eval.jsonl"
+    ev.write_text(ev.read_text() + ev.read_text().splitlines(keepends=True)[0])  # a duplicate id in eval
+    assert CliRunner().invoke(main, ["validate", str(task_file)]).exit_code == 2
+    rows = [r for r in rows if r["id"] != "e-loc-0"]
+    _write_csv(review, rows)
+    line = _one_line_error(_apply(task_file, review, tmp_path / "out"))
+    assert "`advise validate` would refuse it" in line and str(tmp_path / "out" / "eval.jsonl") in line, line
+
+
+def test_review_file_messages_say_what_is_wrong(tmp_path, write_jsonl, fake_embed):
+    task_file, review, rows = _reviewed(tmp_path, write_jsonl)
+    (tmp_path / "sub").mkdir()
+    line = _one_line_error(_apply(task_file, tmp_path / "sub", tmp_path / "out"))
+    assert line == f"error: {tmp_path / 'sub'}: is a folder, not a review file; give the CSV `advise audit --review` wrote"
+    bad = [dict(r) for r in rows]
+    bad[2]["id"] = "flip-O"
+    _write_csv(review, bad)
+    line = _one_line_error(_apply(task_file, review, tmp_path / "out"))
+    assert line.startswith(f"error: {review}:4: id: id 'flip-O' is not in the ") and "changed since" not in line
+    # a spreadsheet saved with semicolons is read as such
+    rows[0]["decision"] = "relabel"
+    with review.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=";")
+        w.writeheader()
+        w.writerows(rows)
+    r = _apply(task_file, review, tmp_path / "out")
+    assert r.exit_code == 0 and r.output.startswith("applied 1 relabel(s)"), r.output
+
+
+def _graded_run(tmp_path, write_jsonl):
+    """A run of the labelled task (the first option every time), and the task given a rubric afterwards."""
+    from tests.judge_fixtures import CRITERIA
+
+    task_file, _ = _labelled_task(tmp_path, write_jsonl)
+    task = load_task(task_file)
+    runner = Runner(task, tmp_path / "run", latency_probe=1)
+    runner._backend = _FirstOption()
+    try:
+        runner.run(task_file=task_file).write(tmp_path / "run" / "results.json")
+    finally:
+        runner.store.close()
+    task_file.write_text(CLASSIFY + "rubric:\n  judge: openai:qwen2.5-7b-instruct\n  mode: per_criterion\n" + CRITERIA)
+    return task_file, tmp_path / "run"
+
+
+def test_label_refusals_are_one_line_exit_2(tmp_path, write_jsonl, fake_embed):
+    task_file, run = _graded_run(tmp_path, write_jsonl)
+    grades = tmp_path / "grades.csv"
+    labels = tmp_path / "labels.jsonl"
+
+    def label(*args):
+        return CliRunner().invoke(main, ["label", str(run), *args])
+
+    # a file given for the run folder
+    a_file = tmp_path / "review.csv"
+    a_file.write_text("x")
+    line = _one_line_error(CliRunner().invoke(main, ["label", str(a_file)]))
+    assert line == f"error: {a_file}: is a file, not a run folder: give the folder `advise run` wrote (with results.json)"
+    # another task's task.yaml
+    other = tmp_path / "other" / "task.yaml"
+    other.parent.mkdir()
+    for name in ("train.jsonl", "eval.jsonl"):
+        shutil.copy(tmp_path / name, other.parent / name)
+    other.write_text(task_file.read_text().replace("name: labelled", "name: trec"))
+    line = _one_line_error(label("--task", str(other), "--import", str(grades)))
+    assert line == (f"error: --task {other}: is task 'trec' (classification) but the run is of task 'labelled' "
+                    "(classification); give the run's own task.yaml")
+    assert not (other.parent / "labels.jsonl").exists()
+    # the same item and criterion graded both ways
+    grades.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,yes\ne-loc-1,one_step,no\n"
+                      "e-loc-0,owns_problem,no\n")
+    line = _one_line_error(label("--import", str(grades)))
+    assert line == (f"error: {grades}:4: grade: item 'e-loc-0' criterion 'owns_problem' is graded pass at line 2 "
+                    "and fail at line 4; keep one")
+    # an output_hash that is no output of the run
+    grades.write_text("example_id,criterion,grade,output_hash\ne-loc-0,owns_problem,yes,abc123\n")
+    line = _one_line_error(label("--import", str(grades)))
+    assert line.startswith(f"error: {grades}:2: output_hash: output_hash 'abc123' is no output of the run")
+    assert not labels.exists()
+    # labels.jsonl a link to the eval data: not written through
+    labels.symlink_to(tmp_path / "eval.jsonl")
+    before = (tmp_path / "eval.jsonl").read_bytes()
+    grades.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,yes\n")
+    line = _one_line_error(label("--import", str(grades)))
+    assert line.startswith(f"error: labels file {labels}: is the eval data") and \
+        (tmp_path / "eval.jsonl").read_bytes() == before
+    labels.unlink()
+    # and a good import still works; the same grade twice is no conflict
+    grades.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,yes\ne-loc-0,owns_problem,pass\n")
+    r = label("--import", str(grades))
+    assert r.exit_code == 0, r.output
+    assert len(labels.read_text().splitlines()) == 2

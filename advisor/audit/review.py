@@ -35,6 +35,56 @@ DECISIONS = ("keep", "relabel", "drop")
 CHANGE_LOG = "changes.jsonl"
 
 
+def task_files(task: Task) -> dict[Path, str]:
+    """Every file the task reads, resolved (symlinks, `..`) -> what it is: task.yaml, the train and eval
+    data, the knowledge file (or each file under a knowledge folder), each json_schema check's schema file,
+    and labels.jsonl. Settings that name nothing that exists are left out (validate reports those)."""
+    from advisor.checks import JsonSchemaCheck
+    from advisor.judge.labels import LABELS_FILE
+
+    found: dict[Path, str] = {}
+
+    def add(path: Path, what: str) -> None:
+        try:
+            found.setdefault(path.resolve(), what)
+        except OSError:
+            pass
+
+    origin = getattr(task, "_origin", None)
+    if origin is not None:
+        add(Path(origin.file), "task.yaml")
+    for key in ("train", "eval", "knowledge"):
+        value = getattr(task.data, key, None)
+        if value is None:
+            continue
+        path = task.path(Path(value))
+        if path.is_dir():
+            for sub in path.rglob("*"):
+                if sub.is_file():
+                    add(sub, f"a knowledge file (data.{key})")
+        else:
+            add(path, f"the {key} data (data.{key})" if key != "knowledge" else "the knowledge file (data.knowledge)")
+    for i, check in enumerate(task.checks):
+        if isinstance(check, JsonSchemaCheck) and isinstance(check.schema_, str):
+            add(task.path(Path(check.schema_)), f"the schema file of checks[{i}]")
+    add(task.base_dir / LABELS_FILE, f"the task's {LABELS_FILE}")
+    return found
+
+
+def refuse_task_file(task: Task, path: Path, option: str, skip: tuple[str, ...] = ()) -> None:
+    """InputError (exit 2), one line naming `option` and `path`, when writing `path` would overwrite a
+    file the task reads (`task_files`; symlinks and `..` resolved). `skip`: kinds of file that are the
+    write's own target (`advise label` appends to labels.jsonl)."""
+    try:
+        target = path.resolve()
+    except OSError:
+        return
+    what = task_files(task).get(target)
+    if what is not None and not any(what.endswith(s) for s in skip):
+        raise InputError(f"is {what} of the task ({target}): writing it would overwrite the original; "
+                         "choose another path", file=f"{option} {path}".strip())
+
+
 def _cell(value: Any) -> str:
     """A value as one CSV cell: text as is, None as empty, anything else as JSON."""
     if value is None:
@@ -74,9 +124,17 @@ class Decision:
 
 def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """(first line, row) for every non-blank row; errors name the file, line and column."""
+    if path.is_dir():
+        raise InputError("is a folder, not a review file; give the CSV `advise audit --review` wrote", file=path)
     if not path.is_file():
         raise InputError("review file not found", file=path)
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    text = read_text(path)
+    first = text.split("\n", 1)[0]
+    try:  # a spreadsheet saved with ';' (or tab) separators is read as such
+        delimiter = csv.Sniffer().sniff(first, delimiters=",;\t").delimiter if first.strip() else ","
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -86,6 +144,9 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         raise InputError(f"broken CSV: {e}", file=path, line=1) from None
     for name in REQUIRED:
         if name not in header:
+            if ";" in first and delimiter != ";":
+                raise InputError(f"the header has no '{name}' column; the file looks semicolon-separated: save "
+                                 "it comma-separated", file=path, line=1, field=name)
             raise InputError(f"the header has no '{name}' column (write the file with `advise audit --review`)",
                              file=path, line=1, field=name)
     rows = []
@@ -108,11 +169,14 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
 
 def read_review(task: Task, path: Path, records: dict[str, dict[str, Record]]) -> list[Decision]:
     """The decisions of a reviewed CSV, each checked against the data as it is now (`records`: split ->
-    id -> record). Raises InputError naming the file, line and column for: a missing column, a row with
-    the wrong number of fields, an unknown split or decision, an id not in the data, an item changed
+    id -> record). The file may be comma-, semicolon- or tab-separated (a spreadsheet's save). Raises
+    InputError naming the file, line and column for: a folder given, a missing column, a row with the wrong
+    number of fields, an unknown split or decision, an id not in the data, two rows for one item (and
+    field; naming both lines), an item changed
     since the review was written (its `hash`), a relabel to a label outside `task.labels`, or a relabel
     of a field without a value."""
     out = []
+    seen: dict[tuple[str, str, str | None], int] = {}
     for line, row in _read_rows(path):
         def bad(message: str, column: str, line: int = line) -> InputError:
             return InputError(message, file=path, line=line, field=column)
@@ -123,16 +187,19 @@ def read_review(task: Task, path: Path, records: dict[str, dict[str, Record]]) -
         item_id = row["id"].strip()
         rec = records[split].get(item_id)
         if rec is None:
-            raise bad(f"no {split} item has id '{item_id}': the data changed since this review was written; "
-                      "run `advise audit --review` again", "id")
+            raise bad(f"id '{item_id}' is not in the {split} data (a mistyped id? an item since removed?)", "id")
         if record_hash(rec.input, rec.output) != row["hash"].strip():
             raise bad(f"{split} item '{item_id}' ({rec.where}) changed since this review was written (its input "
                       "or gold answer differ); run `advise audit --review` again", "hash")
+        key = row["field"].strip() or None
+        first_line = seen.setdefault((split, item_id, key), line)
+        if first_line != line:
+            raise bad(f"{split} item '{item_id}'" + (f" field '{key}'" if key else "") + " is reviewed twice: at "
+                      f"line {first_line} and line {line}; keep one row", "id")
         action = row["decision"].strip().lower()
         if action not in ("", *DECISIONS):
             raise bad(f"'{row['decision']}' is not a decision; expected keep, relabel or drop (blank: not "
                       "reviewed, kept)", "decision")
-        key = row["field"].strip() or None
         value: Any = row["suggested"].strip()
         if key is not None and not isinstance(rec.output, dict):
             raise bad(f"{split} item '{item_id}' has no fields (its output is not an object)", "field")
@@ -212,27 +279,40 @@ def _apply_to_file(task: Task, src: Path, dst: Path, edits: dict[int, Any], drop
     dst.write_text("".join(out), encoding="utf-8")
 
 
+def _validate_copy(task: Task, targets: dict[str, Path]) -> None:
+    """Load the corrected copy as `advise validate` loads data (`advisor.data.load_dataset`); InputError,
+    one line naming the copy's file and line, when it would be refused."""
+    from advisor.data import load_dataset
+
+    copy = task.model_copy(update={"data": task.data.model_copy(
+        update={"train": targets["train"].resolve(), "eval": targets["eval"].resolve()})})
+    try:
+        load_dataset(copy)
+    except InputError as e:
+        raise InputError(f"the corrected copy is written but `advise validate` would refuse it: {e}; fix the "
+                         "review (or the data) and apply it again") from None
+
+
 def apply_review(task: Task, review: Path, out_dir: Path) -> dict[str, Any]:
     """Apply a reviewed CSV (`write_review`'s, edited) to a corrected copy of the task's train and eval in
     `out_dir`: `train<ext>` and `eval<ext>` (the originals' formats), and `changes.jsonl`, one line per
     change: split, id, where (the original file:line), action, field, before, after, reviewer,
     reviewed_at, note, review (the CSV's file:line), applied_at. Relabel sets the label (or the field's
     value); drop leaves the item out; keep and blank rows change nothing. A drop of an item wins over its
-    relabels.
+    relabels. A relabel to the label (or value) the item already has changes nothing: it is
+    counted as keep and not logged.
 
     Every row is checked before anything is written (`read_review`'s InputErrors, exit 2); `out_dir` may
-    not hold the original files. Returns counts: {"relabel", "drop", "keep", "unreviewed", "files",
+    not hold any file the task reads (`refuse_task_file`). After writing, the copy is loaded as `advise
+    validate` loads data; InputError (one line, naming the copy's file and line) when it would be refused. Returns counts: {"relabel", "drop", "keep", "unreviewed", "files",
     "change_log"}. The original files are never modified.
     """
     records = {split: {r.id: r for r in load_records(task, split)[0]} for split in ("train", "eval")}
     decisions = read_review(task, review, records)
     sources = {split: task.data_path(split) for split in ("train", "eval")}
     targets = {split: out_dir / f"{split}{src.suffix}" for split, src in sources.items()}
-    for split, dst in targets.items():
-        for src in sources.values():
-            if dst.resolve() == src.resolve():
-                raise InputError(f"would overwrite the original {split} file {src}; choose another folder",
-                                 file=f"--out {out_dir}")
+    for dst in (*targets.values(), out_dir / CHANGE_LOG):
+        refuse_task_file(task, dst, "--out")
     applied_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     edits: dict[str, dict[int, Any]] = {"train": {}, "eval": {}}
     drops: dict[str, set[int]] = {"train": set(), "eval": set()}
@@ -247,6 +327,11 @@ def apply_review(task: Task, review: Path, out_dir: Path) -> dict[str, Any]:
         if d.action not in ("relabel", "drop") or (d.action == "relabel" and (d.split, d.id) in dropped):
             continue
         before: Any = rec.output
+        if d.action == "relabel":
+            current = edits[d.split].get(line, rec.output)
+            if (current if d.field is None else current.get(d.field)) == d.value:
+                tally["keep"] += 1  # the suggested label is the given one: nothing changes, nothing is logged
+                continue
         if d.action == "drop":
             if line in drops[d.split]:
                 continue  # two rows (two fields) dropping one item: one change
@@ -272,4 +357,5 @@ def apply_review(task: Task, review: Path, out_dir: Path) -> dict[str, Any]:
         _apply_to_file(task, src, targets[split], edits[split], drops[split])
     log = out_dir / CHANGE_LOG
     log.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in changes), encoding="utf-8")
+    _validate_copy(task, targets)
     return {**tally, "files": {split: str(p) for split, p in targets.items()}, "change_log": str(log)}

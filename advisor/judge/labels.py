@@ -101,9 +101,15 @@ def ask(items: list[dict[str, Any]], criteria: list[Any], read: Callable[[], str
     return got
 
 
-def import_csv(path: Path, criteria: list[str], hashes: dict[str, str]) -> list[tuple[str, str, str, float]]:
-    """Rows of a CSV of human grades (module docstring). `hashes`: example_id -> the run's output hash.
-    Raises InputError naming the CSV's line for an unknown item or criterion, a bad grade or a missing column."""
+def import_csv(path: Path, criteria: list[str], hashes: dict[str, str],
+               known: dict[str, set[str]] | None = None) -> list[tuple[str, str, str, float]]:
+    """Rows of a CSV of human grades (module docstring). `hashes`: example_id -> the run's output hash;
+    `known`: example_id -> the hashes of every output of the run for it (default: `hashes`'). Raises
+    InputError naming the CSV's line for an unknown item or criterion, a bad grade, a missing column, an
+    output_hash that is no output of the run for that item, or a grade that contradicts an earlier line's
+    (same item, output and criterion; naming both lines)."""
+    if known is None:
+        known = {ex: {oh} for ex, oh in hashes.items()}
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as e:
@@ -114,6 +120,7 @@ def import_csv(path: Path, criteria: list[str], hashes: dict[str, str]) -> list[
         raise InputError(f"the CSV needs the columns {', '.join(sorted(need))} (output_hash optional); "
                          f"found {', '.join(reader.fieldnames or []) or 'none'}", file=path, line=1)
     out = []
+    first: dict[tuple[str, str, str], tuple[int, float]] = {}
     for row in reader:
         line = reader.line_num
         ex, crit = (row.get("example_id") or "").strip(), (row.get("criterion") or "").strip()
@@ -127,6 +134,14 @@ def import_csv(path: Path, criteria: list[str], hashes: dict[str, str]) -> list[
         if grade is None:
             raise InputError(f"grade {row.get('grade')!r} is not pass or fail", file=path, line=line, field="grade")
         oh = (row.get("output_hash") or "").strip() or hashes[ex]
+        if oh not in known.get(ex, {hashes[ex]}):
+            raise InputError(f"output_hash '{oh}' is no output of the run for item '{ex}' (leave it blank for "
+                             "the graded row's output)", file=path, line=line, field="output_hash")
+        earlier = first.setdefault((ex, oh, crit), (line, grade))
+        if earlier[1] != grade:
+            raise InputError(f"item '{ex}' criterion '{crit}' is graded {'pass' if earlier[1] else 'fail'} at line "
+                             f"{earlier[0]} and {'pass' if grade else 'fail'} at line {line}; keep one",
+                             file=path, line=line, field="grade")
         out.append((ex, oh, crit, grade))
     return out
 

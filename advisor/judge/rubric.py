@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advisor.modelspec import ModelEntry, OpenAISettings, check_scheme
+from advisor.origin import SettingError
 
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
 PASS, FAIL = "pass", "fail"
@@ -91,11 +92,12 @@ class Rubric(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> Rubric:
-        seen: set[str] = set()
-        for c in self.criteria:
-            if c.name in seen:
-                raise ValueError(f"criterion name '{c.name}' is used twice; give each criterion its own name")
-            seen.add(c.name)
+        seen: dict[str, int] = {}
+        for i, c in enumerate(self.criteria):
+            if c.name in seen:  # reported at the repeated criterion's `name:` line
+                raise SettingError(("criteria", i, "name"), f"criterion name '{c.name}' is already the name of "
+                                   f"criteria[{seen[c.name]}]; give each criterion its own name")
+            seen[c.name] = i
         return self
 
     @property
