@@ -580,3 +580,20 @@ def std_error(values: Sequence[float], groups: Sequence[Any] | None = None) -> f
 
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else 0.0
+
+
+# -- a figure against a threshold ----------------------------------------------------------------
+
+RULES = ("lower_bound", "point")
+
+
+def lever_state(value: float, lower: float, upper: float, threshold: float, rule: str) -> str:
+    """"meets", "fails" or "undecided" from the point estimate and one-sided bounds.
+
+    Raises ValueError for a rule outside RULES.
+    """
+    if rule not in RULES:
+        raise ValueError(f"target.rule must be one of {', '.join(RULES)}, got {rule!r}")
+    if (lower if rule == "lower_bound" else value) >= threshold:
+        return "meets"
+    return "fails" if upper < threshold else "undecided"

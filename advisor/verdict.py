@@ -56,10 +56,11 @@ from advisor.record import (
     VerdictRecord,
 )
 from advisor.scoring import SET_METRICS, normalize_answer, parse_output, score, set_statistic
-from advisor.stats import (
+from advisor.stats import (  # RULES and lever_state live there: advisor.judge.decision uses them too
     PairedDifference,
     bootstrap_statistic,
     design_effect,
+    lever_state,
     metric_interval,
     one_sided_bounds,
     paired_difference,
@@ -67,24 +68,11 @@ from advisor.stats import (
     total_items_needed,
 )
 
-RULES = ("lower_bound", "point")
 POWER = 0.80  # power of the items-needed calculation (the field's customary default)
 POWER_NOTE = "power calculation (statsmodels): one-sided test against the threshold at the observed rate, 80% power"
 
 
 # -- one lever's state ------------------------------------------------------------------------
-
-
-def lever_state(value: float, lower: float, upper: float, threshold: float, rule: str) -> str:
-    """"meets", "fails" or "undecided" from the point estimate and one-sided bounds.
-
-    Raises ValueError for a rule outside RULES.
-    """
-    if rule not in RULES:
-        raise ValueError(f"target.rule must be one of {', '.join(RULES)}, got {rule!r}")
-    if (lower if rule == "lower_bound" else value) >= threshold:
-        return "meets"
-    return "fails" if upper < threshold else "undecided"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ import numpy as np
 
 from advisor.judge.agreement import Agreement, agreement
 from advisor.judge.ppi import PPIEstimate, ppi_mean
-from advisor.stats import one_sided_bounds
+from advisor.stats import lever_state, one_sided_bounds
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,10 @@ def _unscored(ev: CriterionEvidence) -> str:
 def assess_criterion(ev: CriterionEvidence, threshold: float, rule: str) -> tuple[str, float, float, str]:
     """(state, lower, upper, basis) for a lever whose target metric is the criterion `ev` is about.
 
-    `state`: "meets" / "fails" / "undecided" (advisor.verdict.lever_state on the bounds chosen in the
+    `state`: "meets" / "fails" / "undecided" (advisor.stats.lever_state on the bounds chosen in the
     module docstring's order); `lower`/`upper`: one-sided bounds at ev.confidence (the judge-only ones,
     shown but not used, when agreement is refused or unsettled; 0 and 1 with nothing scored);
     `basis`: one sentence saying which evidence the bounds come from and why."""
-    from advisor.verdict import lever_state
-
     pct = int(round(100 * ev.confidence))
     c, a = ev.criterion, ev.agreement
     judge_lo, judge_hi = ev.judge_bounds if ev.judge_bounds is not None else (0.0, 1.0)
