@@ -23,7 +23,7 @@ from advisor.cli import main
 from advisor.report.scorecard import print_results
 from advisor.runner import Runner
 from advisor.spec import load_task
-from advisor.types import Backend, Generation, GenerationParams, Request
+from tests.fake_backends import FirstOption
 
 CLASSIFY = """\
 name: planted
@@ -218,19 +218,6 @@ def test_cli_exit_codes_and_json(planted):
     assert broken.exit_code == 2 and "eval.jsonl:2" in broken.output and "Traceback" not in broken.output
 
 
-class _FirstOption(Backend):
-    """Answers every classification request with its first option; no model (bookkeeping test)."""
-
-    identity = "first-option@1"
-
-    def price_per_second_usd(self) -> float:
-        return 0.0
-
-    def score_options(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
-        return [Generation(r.options[0], 5, 1, 0.001, [0.0] * len(r.options)) for r in requests]
-
-    def generate(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
-        raise AssertionError("classification ranks options")
 
 
 def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write_jsonl):
@@ -238,7 +225,7 @@ def test_run_stores_the_audit_and_removes_near_leakage_on_request(planted, write
     write_jsonl(planted / "train.jsonl", [r for r in rows if r["id"] != "dup-b"])
     task = load_task(planted / "task.yaml", {"audit.near_duplicates": "remove", "levers": ["prompt"]})
     runner = Runner(task, planted / "run", latency_probe=1)
-    runner._backend = _FirstOption()
+    runner._backend = FirstOption()
     try:
         assert "near" not in {e.id for e in runner.data.train}
         result = runner.run(task_file=planted / "task.yaml")

@@ -26,7 +26,7 @@ from advisor.audit.review import COLUMNS
 from advisor.cli import main
 from advisor.runner import Runner
 from advisor.spec import load_task
-from advisor.types import Backend, Generation, GenerationParams, Request
+from tests.fake_backends import FirstOption
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_tasks"
 
@@ -432,19 +432,6 @@ def test_review_round_trip_of_a_field(tmp_path, write_jsonl):
         ("a42", "zip", "ST", "10137"), ("a7", "city", "Shelbyville", None), ("a5", "zip", "0685", "10685")]
 
 
-class _FirstOption(Backend):
-    """Answers every classification request with its first option; no model (bookkeeping test)."""
-
-    identity = "first-option@1"
-
-    def price_per_second_usd(self) -> float:
-        return 0.0
-
-    def score_options(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
-        return [Generation(r.options[0], 5, 1, 0.001, [0.0] * len(r.options)) for r in requests]
-
-    def generate(self, requests: list[Request], params: GenerationParams, on_batch=None) -> list[Generation]:
-        raise AssertionError("classification ranks options")
 
 
 def test_a_run_stores_the_suspects_in_results_audit_and_the_scorecard_names_them(tmp_path, write_jsonl, fake_embed):
@@ -452,7 +439,7 @@ def test_a_run_stores_the_suspects_in_results_audit_and_the_scorecard_names_them
     task_file.write_text(task_file.read_text() + "audit: {label_errors: true}\n")  # the run looks only when asked
     task = load_task(task_file)
     runner = Runner(task, tmp_path / "run", latency_probe=1)
-    runner._backend = _FirstOption()
+    runner._backend = FirstOption()
     try:
         result = runner.run(task_file=task_file)
     finally:
@@ -600,7 +587,7 @@ def _graded_run(tmp_path, write_jsonl):
     task_file, _ = _labelled_task(tmp_path, write_jsonl)
     task = load_task(task_file)
     runner = Runner(task, tmp_path / "run", latency_probe=1)
-    runner._backend = _FirstOption()
+    runner._backend = FirstOption()
     try:
         runner.run(task_file=task_file).write(tmp_path / "run" / "results.json")
     finally:
