@@ -71,6 +71,17 @@ def test_bad_rubric_names_line_and_field(edit, needle, field):
     assert "\n" not in str(err)
 
 
+@pytest.mark.parametrize("judge", ["qwen2.5", "hf:smollm2", "openai:"])
+def test_a_judge_that_is_not_an_openai_model_is_told_so(judge):
+    """A judge grades through an OpenAI-compatible server: the message never offers `hf:` for it."""
+    with pytest.raises(InputError) as e:
+        parse(support_text(RUBRIC.replace("judge: openai:qwen2.5-7b-instruct", f"judge: '{judge}'")))
+    assert e.value.field == "rubric.judge"
+    assert str(e.value).endswith(f"the judge '{judge}' must be an 'openai:' model, e.g. openai:gpt-4o-mini (any "
+                                 "OpenAI-compatible server)")
+    assert "'hf:'" not in str(e.value)
+
+
 def test_a_repeated_criterion_name_is_reported_at_its_own_name_line(tmp_path):
     from click.testing import CliRunner
 

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from advisor.modelspec import ModelEntry, OpenAISettings, check_scheme
+from advisor.modelspec import ModelEntry, OpenAISettings
 from advisor.origin import SettingError
 
 NAME = r"^[A-Za-z][A-Za-z0-9_-]*$"
@@ -85,9 +85,10 @@ class Rubric(_Strict):
     @classmethod
     def _openai(cls, v: str | ModelEntry) -> str | ModelEntry:
         spec = v if isinstance(v, str) else v.model
-        check_scheme(spec)
-        if not spec.startswith("openai:"):
-            raise ValueError(f"the judge '{spec}' must be an 'openai:' model (any OpenAI-compatible server)")
+        # Said here rather than by check_scheme, whose message offers `hf:`, which a judge cannot be.
+        if not spec.startswith("openai:") or not spec.split(":", 1)[1].strip():
+            raise ValueError(f"the judge '{spec}' must be an 'openai:' model, e.g. openai:gpt-4o-mini (any "
+                             "OpenAI-compatible server)")
         return v
 
     @model_validator(mode="after")
