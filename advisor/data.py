@@ -15,7 +15,7 @@ from typing import Any
 
 from advisor.errors import InputError
 from advisor.spec import Task
-from advisor.textio import JSONError, jsonl_objects, loads, read_text
+from advisor.textio import JSONError, csv_rows, jsonl_objects, loads, read_text
 from advisor.textnorm import canonical_text, normalize_answer
 from advisor.types import Example
 
@@ -66,14 +66,7 @@ def _csv_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if header.index(name) != i:
             raise InputError(f"the header names column '{name}' twice", file=path, line=1, field=name)
     rows: list[tuple[int, dict[str, Any]]] = []
-    while True:
-        start = reader.line_num + 1  # a quoted field may span lines: name the row's first line
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise InputError(f"broken CSV: {e}", file=path, line=start) from None
+    for start, row in csv_rows(reader, path):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue  # a blank line
         if len(row) != len(header):

@@ -8,7 +8,9 @@ file, the line and the byte instead of a traceback.
 
 from __future__ import annotations
 
+import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,21 @@ def loads(text: str) -> Any:
         raise JSONError(e.msg, e.lineno, e.colno) from None
     except RecursionError:
         raise JSONError("nested too deeply to read") from None
+
+
+def csv_rows(reader: Any, path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, row) for each row `reader` (a csv.reader) has left, the line counted before
+    the row is read, since a quoted field may span lines. Raises InputError naming the file and the
+    row's first line for a row the csv module cannot parse. Shared by the data and review readers."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise InputError(f"broken CSV: {e}", file=path, line=start) from None
+        yield start, row
 
 
 def jsonl_objects(path: str | Path) -> list[tuple[int, dict[str, Any]]]:

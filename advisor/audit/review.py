@@ -26,7 +26,7 @@ from advisor.audit.label_errors import Suspect, record_hash
 from advisor.audit.sources import Record, load_records
 from advisor.errors import InputError
 from advisor.spec import Task
-from advisor.textio import read_text
+from advisor.textio import csv_rows, read_text
 
 COLUMNS = ["rank", "split", "check", "id", "where", "field", "input", "given", "suggested", "score", "why",
            "decision", "reviewer", "reviewed_at", "note", "hash"]
@@ -150,14 +150,7 @@ def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
             raise InputError(f"the header has no '{name}' column (write the file with `advise audit --review`)",
                              file=path, line=1, field=name)
     rows = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as e:
-            raise InputError(f"broken CSV: {e}", file=path, line=start) from None
+    for start, row in csv_rows(reader, path):
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):
@@ -244,12 +237,7 @@ def _apply_to_file(task: Task, src: Path, dst: Path, edits: dict[int, Any], drop
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         header: list[str] | None = None
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
+        for start, row in csv_rows(reader, src):
             if header is None:
                 header = [h.strip() for h in row]
                 w.writerow(row)
