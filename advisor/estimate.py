@@ -5,7 +5,8 @@ them; retrieval levers add their largest context (`max_context_chars`), a stated
 Tokens are counted with the model's own tokenizer where it is local (an `hf:` model, or an
 `openai:` model with `tokenizer: hf:...`), else as characters / 4 (tiktoken needs to download its
 encodings at run time, which this tool never does). Output tokens are the answer budget
-(`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one.
+(`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one; an
+`openai:` classification row that chooses its path on the dev split counts that too (`_label_requests`).
 """
 
 from __future__ import annotations
@@ -75,16 +76,13 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
         # measured on the run's own requests (advisor.execute.Predictor.latencies): none more.
         n = len(requests) + (min(latency_probe, len(requests)) if backend is None else 0)
         t_in = sum(count(r) + extra_chars // 4 for r in requests)
-        if task.kind == "classification" and backend is not None and task.labels:
-            path = backend.classification_path(task.labels)
-            per_out = 1 if path == "first_token_logprobs" else (max(len(x) for x in task.labels) + 8
-                                                                 if path == "json_schema_enum"
-                                                                 else task.prompt.max_new_tokens)
-        else:
-            per_out = task.prompt.max_new_tokens
-        t_out = per_out * len(requests)
+        per_out = task.prompt.max_new_tokens
         scale = n / max(len(requests), 1)  # a local model's latency probe repeats the first requests
-        t_in, t_out = round(t_in * scale), round(t_out * scale)
+        t_in, t_out = round(t_in * scale), round(per_out * len(requests) * scale)
+        if task.kind == "classification" and backend is not None and task.labels:
+            more, more_in, t_out = _label_requests(task, data, backend.settings.classification, requests,
+                                                   round(t_in / max(len(requests), 1)))
+            n, t_in = n + more, t_in + more_in
         if backend is None:
             usd, priced = None, "local model: priced at run time (tokens × this machine's calibrated compute rate)"
         elif backend.price is None:
@@ -97,6 +95,26 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             priced += "; training runs locally, not estimated here"
         out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method))
     return out
+
+
+def _label_requests(task: Task, data: Any, setting: str, requests: list[Request],
+                    mean_in: int) -> tuple[int, int, int]:
+    """(requests added, their tokens in, output tokens of all the row's requests) of an API
+    classification row, without asking the server anything: a forced path's own output budget
+    (1 token for first-token log-probabilities, the JSON-enum budget, `max_new_tokens`); under
+    `auto` the largest of them (which path the dev split chooses is not known before), plus the
+    dev split asked on the two other paths and one content-free request (calibration), an upper
+    estimate (advisor.measure.choose_path)."""
+    from advisor.backends.classify_api import enum_budget
+    from advisor.prompting import dev_split
+
+    labels = list(task.labels or [])
+    budgets = {"first_token_logprobs": 1, "json_schema_enum": enum_budget(labels, None),
+               "generate_and_map": task.prompt.max_new_tokens}
+    if setting != "auto":
+        return 0, 0, budgets[setting] * len(requests)
+    dev = len(dev_split(task, data.train)[0]) * 2 + 1
+    return dev, dev * mean_in, max(budgets.values()) * (len(requests) + dev)
 
 
 def _requests(task: Task, data: Any, lever: Any, options: Any, cache_dir: Any) -> list[Request]:

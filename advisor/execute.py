@@ -122,29 +122,39 @@ class Predictor:
         self.progress: ProgressFactory = progress or NoProgress()
         self.latency_probe = latency_probe
         self.probe_requests: dict[str, int] = {}  # by row: requests an API model's latency probe still sent
+        # By row: the classification path chosen for an API model (advisor.measure.choose_path).
+        self.paths: dict[str, str] = {}
 
-    def row_params(self, lever: Lever) -> GenerationParams:
+    def row_params(self, lever: Lever, backend: Backend | None = None, row: str | None = None,
+                   path: str | None = None) -> GenerationParams:
         """The generation parameters of one lever's answers. Classification: ranked by the lever's
         natural method (advisor.ranking.natural_method) with every method's pick recorded
         (rank_all), whatever `scoring.option_ranking` says: the row's method, chosen (auto) or
         forced, is applied afterwards from the same answers (`Runner.rank_row`), so changing it
-        recomputes nothing."""
-        if self.params.option_ranking:
-            return replace(self.params, option_ranking=natural_method(lever))
-        return self.params
+        recomputes nothing. On a `backend` that asks an API for labels, the classification path
+        too: `path`, else the one chosen for `row`, else the backend's default."""
+        params = self.params
+        if params.option_ranking:
+            params = replace(params, option_ranking=natural_method(lever))
+            paths = backend.classification_paths(list(self.task.labels or [])) if backend is not None else ()
+            if paths:
+                params = replace(params, classification_path=path or self.paths.get(row or lever.name) or paths[0])
+        return params
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,
                 what: str = "predicting", row_name: str | None = None,
-                build: Callable[[list[Example]], list[Request]] | None = None) -> RowAnswers:
+                build: Callable[[list[Example]], list[Request]] | None = None,
+                path: str | None = None) -> RowAnswers:
         """Predictions for every eval item (cached ones from the store), their keys, and how many were new.
 
         `examples`: other items instead (a lever scoring candidates on its dev split), cached alike.
         `row_name`: the scorecard row (`lever@model`) the answers are stored under; the lever's name by default.
         `build(examples) -> requests`: ask them otherwise than `lever.requests` (advisor.types.HeldOut).
+        `path`: an API model's classification path for these answers (default: the row's, `row_params`).
         """
         row = row_name or lever.name
         examples = self.data.eval if examples is None else examples
-        params = self.row_params(lever)
+        params = self.row_params(lever, artifact.backend, row, path)
         with status(self.progress, f"{row}: building {len(examples)} requests"):
             requests = self.requests(lever, artifact, examples, build)
         backend = artifact.backend
@@ -223,10 +233,10 @@ class Predictor:
         by an older version carry none: then as many of the first items as are short are sent one at
         a time, as for a local model, and the run says so in one line and how many it sends
         (`probe_requests` counts them)."""
-        params = self.row_params(lever)
+        row = row_name or lever.name
+        params = self.row_params(lever, artifact.backend, row)
         if params.option_ranking:
             params = replace(params, option_ranking=method or params.option_ranking, rank_all=False)
-        row = row_name or lever.name
         n = min(self.latency_probe, len(keys))
         if n == 0:
             return []
@@ -287,5 +297,7 @@ class Predictor:
         context.update(g.info)
         # Work the lever did to build the request (retrieval) is part of the query's cost.
         seconds = g.seconds + float(context.get("prep_seconds", 0.0))
-        return Prediction(request.example_id, parse_output(self.task, g.text), g.text, g.tokens_in, g.tokens_out,
+        # A backend's "unmappable" is final: the scorer never maps that text onto a label after all.
+        output = None if g.info.get("unmappable") else parse_output(self.task, g.text)
+        return Prediction(request.example_id, output, g.text, g.tokens_in, g.tokens_out,
                           seconds, context, tokens_in_cached=g.tokens_in_cached)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.backends.classify_api import TOP_LOGPROBS
 from advisor.costs import LeverCost
 from advisor.data import Dataset
 from advisor.execute import Predictor
@@ -131,7 +132,7 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
     other setting: that method, `forced`. Returns (predictions, results.json `option_ranking`:
     method, natural, why (natural | switched | forced | unavailable), reason, held_out).
     """
-    from advisor.choice import RULE_TOO_FEW, choose_paired
+    from advisor.choice import RULE_TOO_FEW
     from advisor.ranking import answers_by_method, with_method
     from advisor.types import OPTION_RANKINGS
 
@@ -140,34 +141,28 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
     parse = lambda raw: parse_output(task, raw)  # noqa: E731
     if any(answers_by_method(p) is None for p in predictions):
         return predictions, {"method": None, "natural": natural, "why": "unavailable", "held_out": None,
-                             "reason": "this model's answers carry no log-likelihood per label (an API "
-                                       "model): no ranking method applies"}
+                             "reason": "this row's answers carry no log-likelihood per label (an API model "
+                                       "answering by a JSON-schema enum or free text): no ranking method applies"}
     if setting != AUTO:  # `predict` has applied the forced method to every answer already
         return predictions, {
             "method": setting, "natural": natural, "why": "forced", "held_out": None,
-            "reason": f"forced by scoring.option_ranking: {setting} (task.yaml or --set)"}
+            "reason": f"forced by scoring.option_ranking: {setting} (task.yaml or --set)" + _scope(predictions)}
     held = lever.held_out(ctx, options, artifact)
     if held is None or not held.examples:
         return [with_method(p, natural, parse) for p in predictions], {
             "method": natural, "natural": natural, "why": "natural", "held_out": None,
-            "reason": f"{natural}, the lever's natural method; it has no held-out train items to check it on"}
+            "reason": f"{natural}, the lever's natural method; it has no held-out train items to check it on"
+                      + _scope(predictions)}
     n = len(held.examples)
     preds, _, _ = predictor.predict(lever, artifact, held.examples, f"label ranking on {_items(n, held.split)}",
                                row_name=name, build=held.build)
     answers = [answers_by_method(p) for p in preds]
     methods = [natural, *(m for m in OPTION_RANKINGS if m != natural and all(a and m in a for a in answers))]
-    golds = [ex.output for ex in held.examples]
-    metric, conf = task.target.metric, round(task.target.confidence, 10)
     texts = {m: [a[m] for a in answers if a] for m in methods}  # the label each method picks: the raw answer
-    under = {m: [parse(x) for x in texts[m]] for m in methods}
-    per_method = {m: score(task, golds, under[m], texts[m]) for m in methods}
-    if all(metric in sc.per_item for sc in per_method.values()):
-        choice = choose_paired(natural, {m: sc.per_item[metric] for m, sc in per_method.items()},
-                               metric=metric, alpha=round(1 - conf, 10), seed=task.seed)
-    else:  # macro-F1: a set statistic
-        choice = choose_paired(natural, metric=metric, alpha=round(1 - conf, 10), seed=task.seed, n=n,
-                               set_statistic={m: set_statistic(metric, golds, under[m], task.labels or [])
-                                              for m in methods})
+    # An item the backend found to be no label stays unscored under every method.
+    under = {m: [None if p.context.get("unmappable") else parse(x) for p, x in zip(preds, texts[m])]
+             for m in methods}
+    choice = _paired_choice(task, [ex.output for ex in held.examples], natural, under, texts)
     method = choice.chosen
     if not held.priced:  # answers asked only for this choice are part of setting the lever up
         from advisor.leverkit.dev_choice import cost_of
@@ -187,8 +182,98 @@ def rank_row(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, 
         reason = (f"{natural}, the lever's natural method, kept: no other method was better beyond noise on "
                   f"{_items(n, held.split)} ({scores}; {choice.rule})")
     record = {"method": method, "natural": natural, "why": "switched" if choice.switched else "natural",
-              "reason": reason, "held_out": {"split": held.split, **choice.as_dict()}}
+              "reason": reason + _scope(predictions), "held_out": {"split": held.split, **choice.as_dict()}}
     return [with_method(p, method, parse) for p in predictions], record
+
+
+def _scope(predictions: list[Prediction]) -> str:
+    """A reason's tail when the ranking saw only each label's first token (an API model)."""
+    if any(p.context.get("ranking_scope") == "first token" for p in predictions):
+        return ("; ranked over each label's first token, the only one a chat API scores (sum, mean and "
+                "first_token coincide there, and so do calibrated and calibrated_prefix)")
+    return ""
+
+
+def _paired_choice(task: Task, golds: list[Any], default: str, under: dict[str, list[Any]],
+                   texts: dict[str, list[str]]) -> Any:
+    """advisor.choice.choose_paired over held-out items: candidate -> its outputs (`under`) and raw
+    answers (`texts`), scored on the task's target metric (a set statistic for macro-F1)."""
+    from advisor.choice import choose_paired
+
+    metric, conf = task.target.metric, round(task.target.confidence, 10)
+    per = {c: score(task, golds, under[c], texts[c]) for c in under}
+    if all(metric in sc.per_item for sc in per.values()):
+        return choose_paired(default, {c: sc.per_item[metric] for c, sc in per.items()},
+                             metric=metric, alpha=round(1 - conf, 10), seed=task.seed)
+    return choose_paired(default, metric=metric, alpha=round(1 - conf, 10), seed=task.seed, n=len(golds),
+                         set_statistic={c: set_statistic(metric, golds, under[c], task.labels or [])
+                                        for c in under})
+
+
+def choose_path(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContext, options: Any,
+                artifact: Artifact, name: str) -> dict[str, Any] | None:
+    """An API model's classification path for one row, chosen on the row's held-out train items
+    (`lever.held_out`; never eval) before its eval answers are asked: every path the server
+    supports (advisor/backends/classify_api.py PATHS) answers them, each ranked by the lever's
+    natural method, and the default (the first, cheapest) is kept unless another is better
+    beyond noise (advisor.choice.choose_paired, the rule `rank_row` uses). Sets
+    `predictor.paths[name]`; the held-out answers of every path but the one `rank_row` prices
+    again are added to the artifact's setup cost. Returns results.json `classification_choice`
+    (chosen, default, why: forced | only | natural | switched, reason, held_out with each path's
+    score and off-label share), or None for a backend that ranks whole options (a local model).
+    """
+    from advisor.leverkit.dev_choice import cost_of
+    from advisor.ranking import answers_by_method, with_method
+
+    backend = artifact.backend
+    paths = backend.classification_paths(list(task.labels or []))
+    if not paths:
+        return None
+    default = paths[0]
+    predictor.paths[name] = default
+    if len(paths) == 1:
+        forced = getattr(getattr(backend, "settings", None), "classification", "auto") != "auto"
+        return {"chosen": default, "default": default, "why": "forced" if forced else "only", "held_out": None,
+                "reason": (f"{default}, forced by openai.classification" if forced else
+                           f"{default}, the only path this server supports for these labels")}
+    held = lever.held_out(ctx, options, artifact)
+    if held is None or not held.examples:
+        return {"chosen": default, "default": default, "why": "natural", "held_out": None,
+                "reason": f"{default}, the default: the lever holds no train items out to try the others on"}
+    n, natural = len(held.examples), natural_method(lever)
+    parse = lambda raw: parse_output(task, raw)  # noqa: E731
+    golds = [ex.output for ex in held.examples]
+    by_path: dict[str, list[Prediction]] = {}
+    for path in paths:
+        preds, _, _ = predictor.predict(lever, artifact, held.examples, f"{path} on {_items(n, held.split)}",
+                                        row_name=name, build=held.build, path=path)
+        if path not in backend.classification_paths(list(task.labels or [])):
+            continue  # the server turned out not to support it (its answers came by another path)
+        by_path[path] = [with_method(p, natural, parse) if answers_by_method(p) is not None else p for p in preds]
+    if default not in by_path:
+        default = next(iter(by_path))
+    under = {p: [x.output for x in preds] for p, preds in by_path.items()}
+    texts = {p: [x.raw for x in preds] for p, preds in by_path.items()}
+    choice = _paired_choice(task, golds, default, under, texts)
+    chosen = choice.chosen
+    predictor.paths[name] = chosen
+    for path, preds in by_path.items():
+        # rank_row prices the chosen path's held-out answers itself when they carry a ranking; a dev
+        # search (held.priced) priced the default path's already.
+        again = path == chosen and not held.priced and all(answers_by_method(p) is not None for p in preds)
+        if not again and not (held.priced and path == paths[0]):
+            secs, usd = cost_of(backend, preds)
+            artifact.setup_seconds += secs
+            artifact.setup_usd += usd
+    off = {p: round(sum(1 for x in preds if x.context.get("off_label")) / n, 4) for p, preds in by_path.items()}
+    scores = ", ".join(f"{p} {v:.3f}" for p, v in choice.scores.items())
+    if choice.switched:
+        reason = f"switched from {default} to {chosen} on {_items(n, held.split)} ({scores}; {choice.rule})"
+    else:
+        reason = (f"{default}, the default, kept: no other path was better beyond noise on "
+                  f"{_items(n, held.split)} ({scores}; {choice.rule})")
+    return {"chosen": chosen, "default": default, "why": "switched" if choice.switched else "natural",
+            "reason": reason, "held_out": {"split": held.split, "off_label": off, **choice.as_dict()}}
 
 
 def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], verdict: Verdict,
@@ -283,6 +368,52 @@ def ranking_sensitivity(task: Task, data: Dataset, results: list[LeverResult], v
     return info
 
 
+OFF_LABEL_WARN = 0.10  # share of items answered off-label above which the run warns (see off_label)
+
+
+def off_label(predictions: list[Prediction]) -> dict[str, Any]:
+    """How often an API model did not answer with a label (results.json `off_label`): `items`, their
+    `share` of the row, `label_mass` (first-token path: the mean probability the model put on label
+    tokens, 0-1; None on other paths), `unmappable` (items with no label at all, scored wrong),
+    `label_tokens` (where the label tokens came from, and whether exactly), `labels_unseen_items`
+    (first-token path: items where some label had no token among the top TOP_LOGPROBS, so it
+    could not be chosen) and `warning` when the share is above OFF_LABEL_WARN.
+
+    An off-label item's label is the constrained choice among label tokens (or the schema's enum),
+    which a deployment gets only by asking the same way. OFF_LABEL_WARN (one item in ten) is a
+    judgement, not a measurement: it is the point past which a client reading the figure as "the
+    model answers correctly this often" would be wrong on more than one query in ten.
+    """
+    n = len(predictions) or 1
+    items = sum(1 for p in predictions if p.context.get("off_label"))
+    masses = [float(p.context["label_mass"]) for p in predictions if p.context.get("label_mass") is not None]
+    sources = {str(p.context["label_tokens"]): bool(p.context.get("label_tokens_exact"))
+               for p in predictions if p.context.get("label_tokens")}
+    unseen_by = [p.context["labels_unseen"] for p in predictions if p.context.get("labels_unseen") is not None]
+    unseen = sum(1 for x in unseen_by if x)
+    out: dict[str, Any] = {"items": items, "share": round(items / n, 4),
+                           "label_mass": round(sum(masses) / len(masses), 4) if masses else None,
+                           "unmappable": sum(1 for p in predictions if p.context.get("unmappable")),
+                           "label_tokens": [{"source": k, "exact": v} for k, v in sources.items()]}
+    if unseen_by:  # first-token path: items where some label had no token among the top ones
+        out["labels_unseen_items"] = unseen
+    if items / n > OFF_LABEL_WARN:
+        mass = f" (it put {out['label_mass']:.0%} of its first-token probability on label tokens)" if masses else ""
+        out["warning"] = (f"the model did not answer with a label on {items} of {len(predictions)} items "
+                          f"({items / n:.0%}){mass}: its score is that of the constrained choice among the "
+                          "labels, which a deployment gets only by asking the same way; it does not follow "
+                          "the answer format on its own")
+        if unseen:
+            out["warning"] += (f". On {unseen} items some label's first token was not among the "
+                               f"{TOP_LOGPROBS} most likely the server returns, so that label could not be chosen "
+                               "there: the same model ranking whole labels locally can score higher")
+    if any(not v for v in sources.values()):
+        out["approximate"] = ("no tokenizer for this model (no /tokenize on the server, no openai.tokenizer): "
+                              "label tokens were matched by string prefix, which can credit a word's first "
+                              "letters to a label")
+    return out
+
+
 def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str, Any]:
     """What results.json adds to a lever row: lever, model, how labels were chosen, the price used."""
     if row is None:
@@ -292,6 +423,7 @@ def row_facts(row: Row | None, backend: Any, predictions: list[Any]) -> dict[str
     if paths:
         out["classification_path"] = max(set(paths), key=paths.count)
         out["unmappable"] = sum(1 for p in predictions if p.context.get("unmappable"))
+        out["off_label"] = off_label(predictions)
     elif any(p.context.get("option_scores") is not None for p in predictions):
         out["classification_path"] = "option_loglik"
     if hasattr(backend, "price_source"):  # an API backend: the price it was charged at

@@ -77,11 +77,13 @@ class OpenAISettings(_Strict):
     timeout_s: float = Field(60.0, gt=0, description="Seconds before one request times out.")
     classification: ClassificationPath = Field(
         "auto", description="How labels are chosen: first-token top_logprobs, a JSON-schema enum, or "
-        "generate and map; auto takes the first that applies."
+        "generate and map; auto tries every path the server supports on the dev split and keeps the "
+        "cheapest unless another is better beyond noise."
     )
     tokenizer: str | None = Field(
-        None, description="A local tokenizer for token counts and dry-run estimates, e.g. "
-        "'hf:smollm2-135m-instruct'; without it tokens are estimated as characters / 4."
+        None, description="A local tokenizer for token counts, dry-run estimates and, when the server has "
+        "no /tokenize, which token begins each label, e.g. 'hf:smollm2-135m-instruct'; without it tokens "
+        "are estimated as characters / 4."
     )
     context_window: int | None = Field(None, ge=1, description="The model's context in tokens, if known.")
     price: Price | None = Field(None, description="Overrides the shipped price table for this model.")

@@ -145,5 +145,6 @@ def with_method(prediction: Any, method: str, parse: Callable[[str], Any]) -> An
     seconds = prediction.seconds + share * ((method in NEEDS_REFERENCE) - (current in NEEDS_REFERENCE))
     context = {**prediction.context, "option_ranking": method,
                "ranked_raw": prediction.context.get("ranked_raw", prediction.raw)}
-    return replace(prediction, output=parse(answers[method]), raw=answers[method], seconds=max(seconds, 0.0),
-                   context=context)
+    # An answer the backend found to be no label stays unscored under every method (never re-mapped).
+    output = None if prediction.context.get("unmappable") else parse(answers[method])
+    return replace(prediction, output=output, raw=answers[method], seconds=max(seconds, 0.0), context=context)

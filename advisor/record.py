@@ -132,6 +132,9 @@ class LeverRecord(_Record):
     token_estimate: str | None = None
     classification_path: str | None = None
     unmappable: int | None = None
+    # An API model's answers that were not a label, and how the path was chosen (advisor.measure).
+    off_label: dict[str, JsonValue] | None = None
+    classification_choice: dict[str, JsonValue] | None = None
     option_ranking: dict[str, JsonValue] | None = None  # method, natural, why, reason, held_out
     details: dict[str, JsonValue] = Field(default_factory=dict)  # per_label, confusion, per_field, …
     verdict: LeverVerdict

@@ -22,6 +22,7 @@ from advisor.measure import (
     LeverResult,
     add_lever_metrics,
     check_records,
+    choose_path,
     intervals,
     plain_json,
     rank_row,
@@ -216,6 +217,10 @@ class Runner:
         name = row.name if row else lever.name
         options = self.lever_options(lever)
         artifact = lever.prepare(self.context(lever, row), options)
+        path_choice = None
+        if self.task.kind == "classification":  # an API model's path, chosen on held-out items first
+            path_choice = choose_path(self.task, self.predictor, lever, self.context(lever, row), options,
+                                      artifact, name)
         predictions, keys, computed = self.predict(lever, artifact, row_name=name)
         ranking = None
         if self.task.kind == "classification":
@@ -243,6 +248,8 @@ class Runner:
         extra = row_facts(row, artifact.backend, predictions)
         if ranking is not None:
             extra["option_ranking"] = ranking
+        if path_choice is not None:
+            extra["classification_choice"] = path_choice
         return LeverResult(name, lever.rung, lever.family, options.model_dump(mode="json"), artifact,
                            predictions, scores, metrics, cost, computed, extra=extra)
 

@@ -104,6 +104,9 @@ class Artifact:
 # log-likelihood (favours short labels), "first_token" the option's first token (ties by the sum).
 OPTION_RANKINGS = ("calibrated", "calibrated_prefix", "mean", "sum", "first_token")
 DEFAULT_OPTION_RANKING = "calibrated"
+# How an API model's label answer is read (advisor/backends/classify_api.py), in every such answer's
+# cache key: v2 credits only a label's real first tokens and allows a fence in a JSON-enum answer.
+CLASSIFICATION_PATHS_VERSION = "v2"
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,21 @@ class GenerationParams:
     # `option_ranking` does not need it), so each answer records what every method picks
     # (`ranking_alternatives`) and a run can choose or check the method without model time.
     rank_all: bool = False
+    # How an API model is asked for a label (advisor/backends/classify_api.py PATHS); None: a local
+    # model, which ranks whole options. Set by the run for every API classification answer.
+    classification_path: str | None = None
 
     def key(self) -> str:
         base = f"max_new_tokens={self.max_new_tokens};temperature={self.temperature}"
         # The ranking method changes which option wins, so it is part of a classification answer's key.
         if not self.option_ranking:
             return base
-        return base + f";option_ranking={self.option_ranking}" + (";rank_all" if self.rank_all else "")
+        key = base + f";option_ranking={self.option_ranking}" + (";rank_all" if self.rank_all else "")
+        # The path (and the version of how it reads an answer: its token budget, which tokens credit
+        # a label) changes the answer too; an answer stored under another path is never reused.
+        if self.classification_path:
+            key += f";classification_path={self.classification_path}/{CLASSIFICATION_PATHS_VERSION}"
+        return key
 
 
 OnBatch = Callable[[int], None]  # a backend's "n more requests answered" (advisor.events.OnBatch)
@@ -163,6 +174,12 @@ class Backend:
                  on_batch: OnBatch | None = None) -> list[Generation]:
         """One answer per request, in order; `on_batch(n)` after each batch of n is answered."""
         raise NotImplementedError(f"{type(self).__name__} cannot generate")
+
+    def classification_paths(self, labels: list[str]) -> tuple[str, ...]:
+        """The ways this backend can be asked for one of `labels`, the default first (an API model:
+        advisor/backends/classify_api.py PATHS it supports, or the one the task forces). Empty: the
+        backend ranks whole options itself (a local model)."""
+        return ()
 
     def score_options(self, requests: list[Request], params: GenerationParams,
                       on_batch: OnBatch | None = None) -> list[Generation]:

@@ -26,6 +26,7 @@ results.
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import os
 import queue
@@ -33,17 +34,22 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from advisor.backends.classify_api import (
     TOP_LOGPROBS,
-    distinct_first_tokens,
+    LabelTokens,
+    Tokenize,
+    enum_budget,
     enum_format,
+    first_token_choice,
+    label_tokens,
     map_to_label,
     parse_enum_answer,
-    rank_top_logprobs,
+    read_first_token,
 )
 from advisor.errors import AdviseError, BackendError, InputError
 from advisor.interrupt import deferred, interrupted
@@ -56,7 +62,8 @@ from advisor.modelspec import (
     settings_for_embeddings,
 )
 from advisor.pricing import CONTEXT_WINDOWS, price_basis, token_cost_usd
-from advisor.types import Backend, Generation, GenerationParams, OnBatch, Prediction, Request
+from advisor.ranking import NEEDS_REFERENCE
+from advisor.types import OPTION_RANKINGS, Backend, Generation, GenerationParams, OnBatch, Prediction, Request
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BACKOFF_FIRST_S = 0.5  # the first wait before a retry; it doubles with each retry ...
@@ -293,6 +300,22 @@ _DONE = object()  # a worker has nothing more to send
 _INTERRUPTED = object()  # the first Ctrl-C (advisor.interrupt.deferred)
 
 
+def _top_tokens(response: Any) -> list[tuple[str, int | None, float]] | None:
+    """(token, id when the server gives one, log-probability) of the first position's top tokens;
+    None when the response carries no log-probabilities."""
+    lp = response.choices[0].logprobs
+    content = getattr(lp, "content", None) if lp is not None else None
+    if not content:
+        return None
+    out = []
+    for t in content[0].top_logprobs or []:
+        tid = getattr(t, "id", None)
+        if tid is None and getattr(t, "model_extra", None):
+            tid = t.model_extra.get("id")
+        out.append((t.token, int(tid) if isinstance(tid, int) else None, float(t.logprob)))
+    return out or None
+
+
 def local_tokenizer(name: str, cache_dir: Any = None) -> Any:
     """The transformers tokenizer of a local model: the embedded SmolLM2's straight from its GGUF
     (no weights converted), else a model folder's."""
@@ -332,7 +355,12 @@ class OpenAIBackend(Backend):
         self.context_window: int | None = s.context_window or CONTEXT_WINDOWS.get(self.model)
         self._tokenizer: Any = None
         self.token_method = f"tokenizer {s.tokenizer}" if s.tokenizer else "characters / 4 (no local tokenizer)"
-        self._path: str | None = None if s.classification == "auto" else s.classification
+        self._lock = threading.Lock()
+        self._label_tokens: dict[tuple[str, ...], LabelTokens | None] = {}  # by label set
+        self._tokenize_source: tuple[Tokenize | None, str] | None = None  # the tokenizer found, and where
+        self._unsupported: set[str] = set()  # classification paths this server turned out not to support
+        self._cf_cache: dict[str, tuple[list[float | None], float | None]] = {}  # content-free references
+        self._cf_locks: dict[str, threading.Lock] = {}
         self.window = Window(s.max_concurrency)  # shared by every answers() call: the server's limits persist
         self.client = self._new_client()
         if probe:
@@ -519,13 +547,81 @@ class OpenAIBackend(Backend):
 
     # -- classification path ---------------------------------------------------------------------
 
+    def _server_tokenize(self) -> Tokenize | None:
+        """The server's own tokenizer (`POST /tokenize` beside the API root: llama.cpp's and vLLM's),
+        as `tokenize(text) -> [(id, text)]`, or None when the server has none. llama.cpp returns
+        pieces with `with_pieces`; for bare ids (vLLM) each piece comes from `/detokenize`."""
+        import httpx
+
+        root = self.base_url.rstrip("/")
+        root = root[: -len("/v1")] if root.endswith("/v1") else root
+        headers = {"Authorization": f"Bearer {self._secret}"} if self._secret != "no-key" else {}
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            r = httpx.post(root + path, json=body, headers=headers, timeout=min(self.settings.timeout_s, 10))
+            r.raise_for_status()
+            return r.json()
+
+        def tokenize(text: str) -> list[tuple[int | None, str]]:
+            got = post("/tokenize", {"content": text, "prompt": text, "model": self.model, "add_special": False,
+                                     "add_special_tokens": False, "with_pieces": True})
+            out: list[tuple[int | None, str]] = []
+            for t in got["tokens"]:
+                if isinstance(t, dict):
+                    out.append((int(t["id"]), str(t["piece"])))
+                else:
+                    back = post("/detokenize", {"tokens": [int(t)], "model": self.model})
+                    out.append((int(t), str(back.get("content", back.get("prompt", "")))))
+            return out
+
+        try:
+            tokenize("a")
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            return None
+        return tokenize
+
+    def label_tokens(self, labels: list[str]) -> LabelTokens | None:
+        """Which first tokens stand for which label (advisor/backends/classify_api.py LabelTokens),
+        by the server's `/tokenize`, else the local tokenizer in `openai.tokenizer`, else the
+        approximate string rule; None when two labels begin with the same token. Asked once per
+        label set."""
+        key = tuple(labels)
+        with self._lock:
+            if key in self._label_tokens:
+                return self._label_tokens[key]
+        if self._tokenize_source is None:
+            fn = self._server_tokenize()
+            if fn is not None:
+                self._tokenize_source = (fn, f"the server's /tokenize ({self.server})")
+            elif self.settings.tokenizer:
+                tok = self._tokenize_fn()
+                self._tokenize_source = (lambda s: [(i, tok.decode([i])) for i in tok.encode(s, add_special_tokens=False)],
+                                         f"tokenizer {self.settings.tokenizer}")
+            else:
+                self._tokenize_source = (None, "")
+        fn, source = self._tokenize_source
+        found = label_tokens(labels, fn, source)
+        with self._lock:
+            self._label_tokens[key] = found
+        return found
+
+    def classification_paths(self, labels: list[str]) -> tuple[str, ...]:
+        """The paths this server can take for `labels`, the default first (see Backend): the one
+        `openai.classification` forces, else every path of PATHS that applies: first-token
+        log-probabilities when every label begins with a token of its own and the server returns
+        log-probabilities, a JSON-schema enum unless the server refused one."""
+        if self.settings.classification != "auto":
+            return (self.settings.classification,)
+        paths = []
+        if "first_token_logprobs" not in self._unsupported and self.label_tokens(labels) is not None:
+            paths.append("first_token_logprobs")
+        if "json_schema_enum" not in self._unsupported:
+            paths.append("json_schema_enum")
+        return (*paths, "generate_and_map")
+
     def classification_path(self, labels: list[str]) -> str:
-        """The path `auto` takes for these labels (see advisor/backends/classify_api.py)."""
-        if self._path is not None:
-            return self._path
-        tok = self._tokenize_fn()
-        fn = (lambda s: tok.encode(s, add_special_tokens=False)) if tok is not None else None
-        return "first_token_logprobs" if distinct_first_tokens(labels, fn) else "json_schema_enum"
+        """The path a request takes when the run names none: the default of `classification_paths`."""
+        return self.classification_paths(labels)[0]
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -573,44 +669,93 @@ class OpenAIBackend(Backend):
             raise self._stop_for(e) from None
 
     def _classify(self, request: Request, params: GenerationParams, call: _Call) -> Generation:
+        """One label by `params.classification_path` (default: `classification_path`). The answer's
+        `info` records the path, what the model itself answered (`answer`), whether that was a label
+        (`off_label`) and, when no label can be read from it, `unmappable` (final: scored wrong,
+        never re-mapped). A path the server turns out not to support (no log-probabilities, a
+        400 for `response_format`) is dropped for the run and the next one answers, unless forced."""
         import openai
 
         labels = list(request.options or [])
-        path = self.classification_path(labels)
+        path = params.classification_path or self.classification_path(labels)
+        forced = self.settings.classification != "auto"
         if path == "first_token_logprobs":
+            lt = self.label_tokens(labels)
+            if lt is None:
+                if forced:
+                    raise InputError("openai.classification: first_token_logprobs needs every label to begin with "
+                                     "a token of its own; these labels share one", field="openai.classification")
+                return self._classify(request, replace(params, classification_path="json_schema_enum"), call)
             r = Request(request.example_id, request.messages, max_new_tokens=1)
-            response, used, seconds = self._complete(r, params, call, logprobs=True,
-                                                     top_logprobs=TOP_LOGPROBS)
-            content = response.choices[0].logprobs.content if response.choices[0].logprobs else None
-            top = [(t.token, t.logprob) for t in content[0].top_logprobs] if content else []
-            label, scores = rank_top_logprobs(top, labels)
-            raw = (response.choices[0].message.content or "").strip()
-            return Generation(label if label is not None else raw, used.tokens_in, used.tokens_out, 0.0,
-                              option_scores=scores,  # type: ignore[arg-type]  # None: not among the top tokens
-                              info={"classification_path": path, "unmappable": label is None},
-                              tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
+            response, used, seconds = self._complete(r, params, call, logprobs=True, top_logprobs=TOP_LOGPROBS)
+            top = _top_tokens(response)
+            if top is None:  # the server answers without log-probabilities
+                if forced:
+                    raise BackendError(f"{self.server} returned no log-probabilities: openai.classification: "
+                                       "first_token_logprobs cannot be used with it")
+                self._unsupported.add("first_token_logprobs")
+                return self._classify(request, replace(params, classification_path=None), call)
+            read = read_first_token(top, lt)
+            info: dict[str, Any] = {"classification_path": path, "answer": read.answer, "off_label": read.off_label,
+                                    "label_mass": round(read.label_mass, 6),
+                                    "labels_unseen": sum(1 for x in read.logps if x is None), "label_tokens": lt.source,
+                                    "label_tokens_exact": lt.exact, "ranking_scope": "first token"}
+            method = params.option_ranking or "calibrated"
+            if all(x is None for x in read.logps):  # no label token among the top ones: no label at all
+                info.update(unmappable=True, ranked_by=method,
+                            ranking_alternatives={m: read.answer for m in OPTION_RANKINGS if m != method})
+                return Generation(read.answer, used.tokens_in, used.tokens_out, 0.0, info=info,
+                                  tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
+            ref, floor = (self._reference(request, lt, params, call) if method in NEEDS_REFERENCE or params.rank_all
+                          else (None, None))
+            best, scores, picks = first_token_choice(method, read.logps, ref, floor, OPTION_RANKINGS)
+            info.update(unmappable=False, ranked_by=method,
+                        ranking_alternatives={m: labels[j] for m, j in picks.items()})
+            return Generation(labels[best], used.tokens_in, used.tokens_out, 0.0,
+                              option_scores=[s if math.isfinite(s) else None for s in scores],  # type: ignore[misc]
+                              info=info, tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
         if path == "json_schema_enum":
-            budget = max(len(lab) for lab in labels) + 8  # the quoted label and a little slack, in tokens at most
+            lt = self.label_tokens(labels)
+            fn = self._tokenize_source[0] if self._tokenize_source and lt is not None and lt.exact else None
+            budget = enum_budget(labels, (lambda s: len(fn(s))) if fn else None)
             r = Request(request.example_id, request.messages, max_new_tokens=budget)
             try:
                 response, used, seconds = self._complete(r, params, call, response_format=enum_format(labels))
             except openai.BadRequestError:
-                if self.settings.classification != "auto":
+                if forced:
                     raise
-                self._path = "generate_and_map"  # this server has no JSON-schema output; fall back
-                return self._classify(request, params, call)
+                self._unsupported.add("json_schema_enum")  # this server has no JSON-schema output
+                return self._classify(request, replace(params, classification_path="generate_and_map"), call)
             choice = response.choices[0]
             text = (choice.message.content or "").strip()
             label = parse_enum_answer(text, choice.finish_reason, labels)
-            return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
-                              info={"classification_path": path, "unmappable": label is None},
-                              tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
-        response, used, seconds = self._complete(request, params, call)
-        text = (response.choices[0].message.content or "").strip()
-        label = map_to_label(text, labels)
-        return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0,
-                          info={"classification_path": "generate_and_map", "unmappable": label is None},
+        else:
+            path = "generate_and_map"
+            response, used, seconds = self._complete(request, params, call)
+            text = (response.choices[0].message.content or "").strip()
+            label = map_to_label(text, labels)
+        info = {"classification_path": path, "answer": text, "off_label": label is None, "unmappable": label is None}
+        return Generation(label if label is not None else text, used.tokens_in, used.tokens_out, 0.0, info=info,
                           tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
+
+    def _reference(self, request: Request, lt: LabelTokens, params: GenerationParams,
+                   call: _Call) -> tuple[list[float | None], float | None]:
+        """The labels' first-token log-probabilities after the request's content-free prompt
+        (`Request.content_free`, else the last user turn replaced by "N/A", as the local backend
+        does) and the smallest top log-probability there; one request per distinct prompt form,
+        kept for the backend's lifetime (contextual calibration, Zhao et al. 2021)."""
+        cf = request.content_free or [*request.messages[:-1], {"role": "user", "content": "N/A"}]
+        key = json.dumps([cf, lt.labels], sort_keys=True)
+        with self._lock:
+            gate = self._cf_locks.setdefault(key, threading.Lock())
+        with gate:  # one request per prompt form, even with many workers asking at once
+            if key not in self._cf_cache:
+                r = Request(request.example_id + ":content-free", cf, max_new_tokens=1)
+                response, _, _ = self._complete(r, params, call, logprobs=True, top_logprobs=TOP_LOGPROBS)
+                top = _top_tokens(response) or []
+                read = read_first_token(top, lt)
+                self._cf_cache[key] = (read.logps, min((t[2] for t in top), default=None))
+            return self._cf_cache[key]
 
     def answers(self, requests: list[Request], params: GenerationParams) -> Iterator[tuple[int, Generation]]:
         """(index into `requests`, answer) as each arrives, at most `max_concurrency` in flight

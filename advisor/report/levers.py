@@ -40,10 +40,21 @@ def _lever_blocks(r: dict[str, Any], lv: dict[str, Any]) -> list[Any]:
         notes.append(f"Labels chosen by {_PATHS.get(path, path)} ({path}).")
     if lv.get("unmappable"):
         notes.append(f"{lv['unmappable']} answer(s) could not be mapped onto a label.")
+    off = lv.get("off_label")
+    if isinstance(off, dict):
+        mass = (f"; mean probability on label tokens {off['label_mass']:.2f}"
+                if off.get("label_mass") is not None else "")
+        notes.append(f"Off-label: the model's own answer was not a label on {off.get('items')} of "
+                     f"{lv.get('n_eval', '–')} items ({100 * float(off.get('share') or 0):.0f}%){mass}.")
+        notes += [f"Warning: {off[k]}." for k in ("warning", "approximate") if off.get(k)]
+    choice = lv.get("classification_choice")
+    if isinstance(choice, dict) and choice.get("reason"):
+        notes.append(f"Classification path: {choice['reason']}.")
     if details.get("truncated"):
         notes.append(f"{details['truncated']} item(s) were truncated to fit the model's context.")
     for n in notes:
-        blocks.append(Paragraph(n, "warn" if "truncated" in n or "mapped" in n else "note"))
+        blocks.append(Paragraph(n, "warn" if "truncated" in n or "mapped" in n or n.startswith("Warning")
+                                else "note"))
 
     metrics = lv.get("metrics") or {}
     blocks.append(Table(["metric", f"value ({round(100 * (lv.get('confidence') or 0.95))}% interval)"],

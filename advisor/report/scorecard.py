@@ -99,6 +99,10 @@ def scorecard(results: dict[str, Any]) -> Group:
     for m in others:
         name = m.removeprefix("retrieval_")
         quality.add_column(name.replace("_", "\n", 1).replace("@", "\n@", 1), justify="right", no_wrap=True)
+    # An API model's share of items not answered with a label, beside the metric it qualifies.
+    off = any(isinstance(lv.get("off_label"), dict) for lv in results["levers"])
+    if off:
+        quality.add_column("off-\nlabel", justify="right", no_wrap=True)
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
     cost = _table(f"cost at {results['costs']['queries_per_month']:,} queries/month")
@@ -115,6 +119,8 @@ def scorecard(results: dict[str, Any]) -> Group:
             lv["name"],
             interval(lv["metrics"].get(metric)),
             *[num((lv["metrics"].get(m) or {}).get("value")) for m in others],
+            *([f"{100 * lv['off_label']['share']:.0f}%" if isinstance(lv.get("off_label"), dict) else "–"]
+              if off else []),
             str(lv["n_eval"]),
             ok,
         )
@@ -239,6 +245,10 @@ def input_notes(results: dict[str, Any]) -> list[Text]:
             notes.append(Text(f"{lv['name']}: {n} of {lv['n_eval']} eval item(s) truncated to fit the model's "
                               "context (prompt.on_overflow: truncate); their scores are on the cut input.",
                               style="yellow"))
+        off = lv.get("off_label")
+        for key in ("warning", "approximate"):
+            if isinstance(off, dict) and off.get(key):
+                notes.append(Text(f"warning: {lv['name']}: {off[key]}.", style="yellow"))
     scoring = results.get("scoring") or {}
     for w in scoring.get("warnings") or []:
         notes.append(Text(f"warning: {w}", style="yellow"))

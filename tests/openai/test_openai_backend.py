@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from advisor.backends.openai import OpenAIBackend
+from advisor.backends.openai import OpenAIBackend, local_tokenizer
 from advisor.modelspec import ModelChoice, OpenAISettings
 from advisor.runner import Runner
 from advisor.spec import load_task
@@ -87,12 +87,22 @@ def test_classification_by_each_path(llama_server, path):
         assert all(g.text in LABELS for g in out)
 
 
-def test_auto_path_picks_first_token_when_labels_start_apart(llama_server):
+def test_label_tokens_come_from_the_servers_tokenizer_and_decide_the_default_path(llama_server):
     backend = _backend(llama_server)
-    assert backend.classification_path(LABELS) == "first_token_logprobs"
-    assert backend.classification_path(["positive", "positively", "negative"]) == "json_schema_enum"
-    local = _backend(llama_server, tokenizer="hf:smollm2-135m-instruct")
-    assert local.classification_path(LABELS) in {"first_token_logprobs", "json_schema_enum"}
+    lt = backend.label_tokens(LABELS)
+    assert lt is not None and lt.exact and "/tokenize" in lt.source
+    # The server splits ABBR as "AB" + "BR", as the model's own tokenizer does (transformers, from the GGUF).
+    local = local_tokenizer("smollm2")
+    for label in LABELS:
+        first = local.encode(label, add_special_tokens=False)[0]
+        assert lt.label_of(local.decode([first]), first) == LABELS.index(label)
+    assert lt.label_of("A", 49) is None and lt.label_of("Ab") is None
+    assert backend.classification_paths(LABELS) == ("first_token_logprobs", "json_schema_enum", "generate_and_map")
+    # Two labels beginning with the same token ("New"): the first token cannot tell them apart.
+    assert backend.classification_path(["New York", "New Delhi", "Paris"]) == "json_schema_enum"
+    # The task can force one path: then it is the only one.
+    assert _backend(llama_server, classification="generate_and_map").classification_paths(LABELS) == \
+        ("generate_and_map",)
 
 
 def test_run_records_path_unmappable_and_stores_every_answer(llama_server, make_task, tmp_path):
@@ -117,6 +127,75 @@ def test_run_records_path_unmappable_and_stores_every_answer(llama_server, make_
     assert store.count_predictions("prompt") == 6
     store.close()
     json.dumps(result.to_json())  # results.json stays plain JSON
+
+
+def _run(task_file, out):
+    runner = Runner(load_task(task_file), out, latency_probe=0)
+    try:
+        return runner.run()
+    finally:
+        runner.store.close()
+
+
+def test_path_chosen_on_dev_off_label_recorded_and_calibration_applied(llama_server, make_task, tmp_path):
+    task_file = make_task(f"model: openai:smollm2\nopenai: {{base_url: '{llama_server.base_url}', "
+                          "max_concurrency: 4}\nscoring: {option_ranking: calibrated}\n", n_eval=12, n_train=40)
+    result = _run(task_file, tmp_path / "run")
+    row = result.to_json()["levers"][0]
+    choice = row["classification_choice"]
+    # Every path the server supports answered the dev split; the default is kept unless beaten beyond noise.
+    assert choice["default"] == "first_token_logprobs" and choice["held_out"]["split"] == "dev"
+    assert set(choice["held_out"]["scores"]) == {"first_token_logprobs", "json_schema_enum", "generate_and_map"}
+    assert row["classification_path"] == choice["chosen"]
+    off = row["off_label"]
+    preds = result.levers[0].predictions
+    assert off["items"] == sum(1 for p in preds if p.context["off_label"]) and off["share"] == off["items"] / 12
+    if choice["chosen"] == "first_token_logprobs":
+        assert [t["exact"] for t in off["label_tokens"]] == [True] and "/tokenize" in off["label_tokens"][0]["source"]
+        for p in preds:
+            # What the model itself put first is kept; an article or a word's start is no label's token.
+            assert p.context["answer"]
+            if p.context["answer"] in {"A", "Ab", "An", "The", "L", "N"}:
+                assert p.context["off_label"]
+            assert p.context["option_ranking"] == "calibrated"
+            assert p.context["ranking_alternatives"]["first_token"] in LABELS
+        assert "first token" in row["option_ranking"]["reason"]
+    # The scorecard shows the share, and a large one is warned about, in the terminal and the report.
+    from rich.console import Console
+
+    from advisor.report.scorecard import print_results
+
+    console = Console(record=True, width=160)
+    print_results(console, result.record)
+    text = console.export_text()
+    assert "off-" in text and f"{100 * off['share']:.0f}%" in text
+    if off["share"] > 0.10:
+        assert "did not answer with a label" in text
+
+
+def test_calibration_changes_answers_and_a_path_change_asks_again(llama_server, make_task, tmp_path):
+    server = f"base_url: '{llama_server.base_url}', max_concurrency: 4"
+    first = make_task(f"model: openai:smollm2\nopenai: {{{server}, classification: first_token_logprobs}}\n"
+                      "scoring: {option_ranking: first_token}\n", n_eval=16, folder="a")
+    plain = _run(first, tmp_path / "run")
+    calibrated_file = make_task(f"model: openai:smollm2\nopenai: {{{server}, classification: first_token_logprobs}}\n"
+                                "scoring: {option_ranking: calibrated}\n", n_eval=16, folder="b")
+    calibrated = _run(calibrated_file, tmp_path / "run")
+    a = [p.output for p in plain.levers[0].predictions]
+    b = [p.output for p in calibrated.levers[0].predictions]
+    assert a != b  # calibration (a content-free request per prompt form) moves some answers
+    assert calibrated.levers[0].computed == 0  # the same answers, ranked another way: nothing asked again
+    # The same run folder with another path: every answer is asked again, under that path.
+    other = make_task(f"model: openai:smollm2\nopenai: {{{server}, classification: generate_and_map}}\n",
+                      n_eval=16, folder="c")
+    again = _run(other, tmp_path / "run")
+    assert again.levers[0].computed == 16
+    row = again.to_json()["levers"][0]
+    assert row["classification_path"] == "generate_and_map"
+    assert row["classification_choice"]["why"] == "forced"
+    # The backend's unmappable is final: one count, the scorer never maps those answers after all.
+    preds = again.levers[0].predictions
+    assert row["unmappable"] == sum(p.output is None for p in preds) == row["off_label"]["unmappable"]
 
 
 def test_embeddings_for_rag_through_the_server(llama_server, make_task, tmp_path):

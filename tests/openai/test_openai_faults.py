@@ -159,7 +159,19 @@ def test_dry_run_estimates_tokens_and_dollars_and_sends_nothing(make_task, tmp_p
     rows = {r["row"]: r for r in json.loads(out.read_text())["dry_run"]}
     assert set(rows) == {"prompt@mini", "prompt@small"}
     mini, small = rows["prompt@mini"], rows["prompt@small"]
-    assert mini["requests"] == 6 and mini["tokens_in"] > 6 * 15
+    # The eval items, plus the dev split asked on the two other classification paths and one
+    # content-free request (calibration): the run chooses the path on dev (advisor.measure.choose_path).
+    from advisor.data import load_dataset
+    from advisor.prompting import dev_split
+    from advisor.spec import load_task
+
+    spec = load_task(task)
+    dev = len(dev_split(spec, load_dataset(spec).train)[0])
+    assert dev > 0 and mini["requests"] == 6 + 2 * dev + 1 and mini["tokens_in"] > mini["requests"] * 15
+    from advisor.backends.classify_api import enum_budget
+
+    # Which path wins is not known before the dev answers are in: the largest budget, the JSON enum's here.
+    assert mini["tokens_out"] == mini["requests"] * max(6, enum_budget(spec.labels, None))
     assert mini["usd"] == pytest.approx((mini["tokens_in"] * 0.15 + mini["tokens_out"] * 0.6) / 1e6)
     assert mini["token_method"].startswith("characters / 4")
     assert small["usd"] is None and small["token_method"] == "tokenizer hf:smollm2-135m-instruct"

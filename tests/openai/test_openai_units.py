@@ -5,31 +5,85 @@ from __future__ import annotations
 import math
 
 from advisor.backends.classify_api import (
+    ENUM_SLACK_TOKENS,
+    PATHS,
     distinct_first_tokens,
+    enum_budget,
+    first_token_choice,
+    label_tokens,
     map_to_label,
     parse_enum_answer,
     rank_top_logprobs,
+    read_first_token,
 )
+from advisor.types import OPTION_RANKINGS
 
 LABELS = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
 
 
+# SmolLM2's own split of the TREC labels (its server's /tokenize, measured): ABBR is "AB" + "BR".
+SMOL = {"ABBR": [(5431, "AB"), (21040, "BR")], " ABBR": [(17683, " AB"), (21040, "BR")],
+        "DESC": [(52, "D"), (23110, "ESC")], " DESC": [(420, " D"), (23110, "ESC")],
+        "ENTY": [(6213, "ENT"), (73, "Y")], " ENTY": [(8743, " ENT"), (73, "Y")],
+        "HUM": [(56, "H"), (8292, "UM")], " HUM": [(407, " H"), (8292, "UM")],
+        "LOC": [(21519, "LOC")], " LOC": [(43305, " LOC")], "NUM": [(25398, "NUM")], " NUM": [(38282, " NUM")]}
+
+
+def _smol(text: str) -> list[tuple[int | None, str]]:
+    return SMOL[text]
+
+
+def test_an_article_or_a_word_start_is_never_credited_to_a_label_the_tokenizer_splits_otherwise():
+    lt = label_tokens(LABELS, _smol, "test tokenizer")
+    assert lt is not None and lt.exact
+    # The model opens with the article "A"; "Ab" (as in "Abraham") and "L" (as in "Liver") follow.
+    top = [("A", 49, -0.4), ("Ab", 4150, -1.5), ("L", 60, -1.7), ("AB", 5431, -3.0), (" LOC", 43305, -4.0)]
+    read = read_first_token(top, lt)
+    assert read.answer == "A" and read.off_label
+    abbr, loc = read.logps[LABELS.index("ABBR")], read.logps[LABELS.index("LOC")]
+    assert abbr is not None and math.isclose(abbr, -3.0)  # only the real "AB" token counts
+    assert loc is not None and math.isclose(loc, -4.0)  # " LOC" (a space first) is LOC's token too; "L" is not
+    assert math.isclose(read.label_mass, math.exp(-3.0) + math.exp(-4.0))
+    # Without ids (an OpenAI-hosted server), the token's text decides, exactly.
+    no_ids = read_first_token([(t, None, lp) for t, _, lp in top], lt)
+    assert no_ids.logps == read.logps
+    # The approximate rule (no tokenizer at all) is case-sensitive: "Ab" no longer counts for ABBR.
+    approx = label_tokens(LABELS, None, "")
+    assert approx is not None and not approx.exact
+    assert approx.label_of("Ab") is None and approx.label_of("AB") == 0
+
+
+def test_labels_sharing_a_first_token_cannot_take_the_first_token_path():
+    fake = {"spam": [(7, "sp"), (1, "am")], " spam": [(8, " sp"), (1, "am")], "spat": [(7, "sp"), (2, "at")],
+            " spat": [(8, " sp"), (2, "at")], "eggs": [(9, "eggs")], " eggs": [(10, " eggs")]}
+    assert label_tokens(["spam", "spat", "eggs"], lambda s: fake[s], "t") is None
+    assert label_tokens(["spam", "eggs"], lambda s: fake[s], "t") is not None
+    assert not distinct_first_tokens(["positive", "pos-neutral", "negative"], None)
+    assert distinct_first_tokens(LABELS, None)
+
+
 def test_top_logprobs_rank_labels_by_the_tokens_that_start_them():
     top = [("LOC", -0.5), (" H", -1.0), ("HUM", -2.0), ("Type", -3.0), ("", -4.0)]
-    label, scores = rank_top_logprobs(top, LABELS)
+    label, scores = rank_top_logprobs(top, LABELS, label_tokens(LABELS, _smol, "t"))
     assert label == "LOC"
     hum = scores[LABELS.index("HUM")]
-    assert hum is not None and math.isclose(hum, math.log(math.exp(-1.0) + math.exp(-2.0)))
+    assert hum is not None and math.isclose(hum, -1.0)  # " H" is HUM's first token; "HUM" is not a token of it
     assert scores[LABELS.index("NUM")] is None  # not among the top tokens: unknown, not a made-up floor
     assert rank_top_logprobs([("The", -0.1), ("A", -0.2)], ["Apple", "Avocado"])[0] is None  # "A" starts both
 
 
-def test_first_tokens_distinct_by_tokenizer_or_first_character():
-    assert distinct_first_tokens(LABELS, None)
-    assert not distinct_first_tokens(["positive", "pos-neutral", "negative"], None)
-    fake_ids = {"spam": [7, 1], "spat": [7, 2], "eggs": [9]}
-    assert not distinct_first_tokens(list(fake_ids), lambda s: fake_ids[s])
-    assert distinct_first_tokens(["spam", "eggs"], lambda s: fake_ids[s])
+def test_calibration_divides_out_the_prior_the_content_free_prompt_shows():
+    # The prompt favours LOC a little; the content-free prompt shows LOC is favoured whatever the question.
+    logps = [None, math.log(0.05), None, math.log(0.10), math.log(0.20), None]
+    reference = [None, math.log(0.01), None, math.log(0.04), math.log(0.60), None]
+    best, scores, picks = first_token_choice("calibrated", logps, reference, math.log(0.005), OPTION_RANKINGS)
+    assert LABELS[best] == "DESC"  # 0.05 / 0.01 beats 0.10 / 0.04 and 0.20 / 0.60
+    assert LABELS[picks["first_token"]] == "LOC" and LABELS[picks["sum"]] == "LOC"
+    assert LABELS[picks["calibrated_prefix"]] == "DESC"
+    assert scores[0] == -math.inf  # a label with no token among the item's top ones is never picked
+    # No reference: the calibrated methods are left out rather than guessed.
+    _, _, bare = first_token_choice("first_token", logps, None, None, OPTION_RANKINGS)
+    assert set(bare) == {"sum", "mean"}
 
 
 def test_mapping_free_text_to_a_label():
@@ -39,11 +93,41 @@ def test_mapping_free_text_to_a_label():
     assert map_to_label("The answer is LOC", LABELS) is None  # unmappable: counted, scored wrong
 
 
-def test_enum_answers_must_be_whole():
+def test_enum_answers_must_be_whole_and_may_come_in_a_fence():
     assert parse_enum_answer('"HUM"', "stop", LABELS) == "HUM"
     assert parse_enum_answer('"HUM"', "length", LABELS) == "HUM"  # ran on in trailing whitespace only
     assert parse_enum_answer('"HU', "length", LABELS) is None  # cut short
     assert parse_enum_answer('"XYZ"', "stop", LABELS) is None
+    assert parse_enum_answer('```json\n"ABBR"\n```', "stop", LABELS) == "ABBR"
+    assert parse_enum_answer('```json\n"ABBR"', "length", LABELS) == "ABBR"  # the closing fence cut off
+    assert parse_enum_answer('```json\n"AB', "length", LABELS) is None
+    # The budget leaves room for the fence: the longest quoted label plus the slack.
+    assert enum_budget(LABELS, None) == len('"ABBR"') + ENUM_SLACK_TOKENS
+    assert enum_budget(LABELS, lambda s: len(_smol(s.strip('"')))) == 2 + ENUM_SLACK_TOKENS
+
+
+def test_the_classification_path_is_part_of_an_answer_key():
+    from advisor.types import GenerationParams
+
+    keys = {GenerationParams(classification_path=p).key() for p in (None, *PATHS)}
+    assert len(keys) == 4
+    assert GenerationParams(option_ranking=None, classification_path="json_schema_enum").key() == \
+        GenerationParams(option_ranking=None).key()  # no options, no path
+
+
+def test_off_label_share_is_counted_and_warned_about_above_a_tenth():
+    from advisor.measure import OFF_LABEL_WARN, off_label
+    from advisor.types import Prediction
+
+    def pred(off: bool, mass: float) -> Prediction:
+        return Prediction("x", "LOC", "LOC", 1, 1, 0.0, {"off_label": off, "label_mass": mass,
+                                                         "label_tokens": "t", "label_tokens_exact": True})
+
+    few = off_label([pred(i < 1, 0.5) for i in range(10)])
+    assert few["items"] == 1 and few["share"] == 0.1 and "warning" not in few and OFF_LABEL_WARN == 0.10
+    many = off_label([pred(i < 6, 0.1) for i in range(10)])
+    assert many["share"] == 0.6 and "6 of 10 items (60%)" in many["warning"]
+    assert many["label_mass"] == 0.1 and "approximate" not in many
 
 
 def test_budget_counts_requests_and_dollars_and_stops():
