@@ -374,7 +374,7 @@ OFF_LABEL_WARN = 0.10  # share of items answered off-label above which the run w
 def off_label(predictions: list[Prediction]) -> dict[str, Any]:
     """How often an API model did not answer with a label (results.json `off_label`): `items`, their
     `share` of the row, `label_mass` (first-token path: the mean probability the model put on label
-    tokens, 0-1; None on other paths), `unmappable` (items with no label at all, scored wrong),
+    tokens, 0-1; None on other paths; the items with no label at all are the row's `unmappable`),
     `label_tokens` (where the label tokens came from, and whether exactly), `labels_unseen_items`
     (first-token path: items where some label had no token among the top TOP_LOGPROBS, so it
     could not be chosen) and `warning` when the share is above OFF_LABEL_WARN.
@@ -393,7 +393,6 @@ def off_label(predictions: list[Prediction]) -> dict[str, Any]:
     unseen = sum(1 for x in unseen_by if x)
     out: dict[str, Any] = {"items": items, "share": round(items / n, 4),
                            "label_mass": round(sum(masses) / len(masses), 4) if masses else None,
-                           "unmappable": sum(1 for p in predictions if p.context.get("unmappable")),
                            "label_tokens": [{"source": k, "exact": v} for k, v in sources.items()]}
     if unseen_by:  # first-token path: items where some label had no token among the top ones
         out["labels_unseen_items"] = unseen

@@ -99,7 +99,8 @@ def main() -> None:
         print(f"   ranking: {(row.get('option_ranking') or {}).get('reason')}")
         print(f"   local ranking: {(lrow.get('option_ranking') or {}).get('reason')}")
         print(f"   off-label {off.get('items')} of {row['n_eval']} ({off.get('share')}), mean label mass "
-              f"{off.get('label_mass')}, unmappable {off.get('unmappable')}; warning: {off.get('warning')}")
+              f"{off.get('label_mass')}, unmappable {row.get('unmappable')}, items with a label outside the top "
+              f"tokens {off.get('labels_unseen_items')}; warning: {off.get('warning')}")
         print(f"   eval answers calibration changes (first_token -> calibrated): {s['changed_by_calibration']}")
         print(f"   first tokens of the items answered ABBR: {s['abbr_first_tokens']}")
         summary[name] = {"served": acc, "local": lacc, "mcnemar_p": p, "off_label": off,

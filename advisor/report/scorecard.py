@@ -237,7 +237,8 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
 
 def input_notes(results: dict[str, Any]) -> list[Text]:
     """Lines about how the inputs were read and scored: items truncated to fit the model's context
-    (`details.truncated`) and label-ranking warnings (`scoring.warnings`)."""
+    (`details.truncated`), an API model's classification path and off-label answers
+    (`classification_choice`, `off_label`) and label-ranking warnings (`scoring.warnings`)."""
     notes = []
     for lv in results["levers"]:
         n = (lv.get("details") or {}).get("truncated") or 0
@@ -245,6 +246,9 @@ def input_notes(results: dict[str, Any]) -> list[Text]:
             notes.append(Text(f"{lv['name']}: {n} of {lv['n_eval']} eval item(s) truncated to fit the model's "
                               "context (prompt.on_overflow: truncate); their scores are on the cut input.",
                               style="yellow"))
+        choice = lv.get("classification_choice")
+        if isinstance(choice, dict) and choice.get("reason"):
+            notes.append(Text(f"{lv['name']}: classification path {choice['reason']}.", style="dim"))
         off = lv.get("off_label")
         for key in ("warning", "approximate"):
             if isinstance(off, dict) and off.get(key):
