@@ -40,6 +40,9 @@ def _lever_blocks(r: dict[str, Any], lv: dict[str, Any]) -> list[Any]:
         notes.append(f"Labels chosen by {_PATHS.get(path, path)} ({path}).")
     if lv.get("unmappable"):
         notes.append(f"{lv['unmappable']} answer(s) could not be mapped onto a label.")
+    curation = ((lv.get("artifact") or {}).get("info") or {}).get("curation")
+    if isinstance(curation, dict) and curation.get("summary"):  # lora-curated: what cleaning dropped and cost
+        notes.append(f"Cleaned data: {curation['summary']}.")
     if details.get("truncated"):
         notes.append(f"{details['truncated']} item(s) were truncated to fit the model's context.")
     for n in notes:

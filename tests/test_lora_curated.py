@@ -1,0 +1,258 @@
+"""`lora-curated` (baselines/lora_curated.py): lora on train minus the suspected label errors.
+
+The lever tests run the real label-error check (the embedded all-MiniLM-L6-v2) and train the real SmolLM2
+for a couple of steps on a 124-item train set with 4 planted wrong labels; the verdict tests use constructed
+evidence and load no model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from advisor.data import load_dataset
+from advisor.errors import InputError
+from advisor.record import CostRecord, MetricRecord, TargetRecord
+from advisor.spec import Task
+from advisor.stats import metric_interval, paired_difference
+from advisor.types import Artifact, LeverContext
+from advisor.verdict import Curation, LeverEvidence, decide
+from baselines import adapters
+from baselines import lora as lora_module
+from baselines.lora import LoraLever
+from baselines.lora_curated import LoraCuratedLever, LoraCuratedOptions
+from tests.lora.conftest import _make_context, _write_task
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"max_len": 48, "batch_size": 4, "max_steps": 1, "eval_every": 1, "val_fraction": 0.1,
+        "learning_rate": 1e-3, "warmup_steps": 0}  # fmt: skip
+LABELS = ["LOC", "NUM", "HUM"]
+_CUES = {
+    "LOC": ["river", "city", "mountain", "country", "capital", "island", "lake", "where", "border", "coast"],
+    "NUM": ["many", "much", "year", "long", "far", "number", "percent", "count", "distance", "age"],
+    "HUM": ["who", "person", "president", "author", "singer", "team", "inventor", "wrote", "founder", "actor"],
+}
+COSTS = {"cpu_hour_usd": 0.36, "engineer_hour_usd": 100, "curation_hours": 0.5, "retrain_per_month": 2}
+
+
+def _text(label: str, rng: random.Random) -> str:
+    return " ".join(rng.sample(_CUES[label], 4)) + f" item {rng.randrange(10_000)} ?"
+
+
+def _noisy_task(folder: Path, *, kind: str = "classification", lever_options: dict | None = None,
+                per_label: int = 40) -> tuple[Task, set[str]]:
+    """`per_label` (40) train items per label told apart by cue words, plus 4 (ids flip-N) whose label is wrong; 9 eval
+    items. Returns the task and the planted ids."""
+    rng = random.Random(3)
+    train = [{"id": f"{lb.lower()}-{i}", "input": _text(lb, rng), "output": lb} for lb in LABELS for i in range(per_label)]
+    planted = set()
+    for k in range(4):
+        true, wrong = LABELS[k % 3], LABELS[(k + 1) % 3]
+        train.append({"id": f"flip-{k}", "input": _text(true, rng), "output": wrong})
+        planted.add(f"flip-{k}")
+    rng.shuffle(train)
+    evals = [{"id": f"e-{lb}-{i}", "input": _text(lb, rng), "output": lb} for lb in LABELS for i in range(3)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": "noisy", "kind": kind, "data": {"train": "train.jsonl", "eval": "eval.jsonl"},
+            "prompt": {"system": "Classify the question.", "template": "Question: {{ input }}\nType:"},
+            "target": {"metric": "accuracy" if kind == "classification" else "exact_match", "threshold": 0.8},
+            "levers": ["lora", "lora-curated"], "lever_options": lever_options or {}, "costs": COSTS,
+            "base_dir": folder}
+    if kind == "classification":
+        spec["labels"] = LABELS
+    return Task.model_validate(spec), planted
+
+
+def _modelless_context(task: Task, tmp: Path) -> LeverContext:
+    """A lever context whose model must never be asked for."""
+    def no_model():
+        raise AssertionError("the model was asked for")
+
+    return LeverContext(task=task, data=load_dataset(task), workdir=tmp / "work", cache_dir=tmp / "cache",
+                        base_backend=no_model)
+
+
+@pytest.fixture
+def captured_pairs(monkeypatch):
+    """Every (messages, answer) list `build_adapter` is asked to train on, by lever."""
+    seen: dict[str, list] = {}
+    real = lora_module.build_adapter
+
+    def spy(ctx, cfg, pairs, *, lever, **kw):
+        seen[lever] = list(pairs)
+        return real(ctx, cfg, pairs, lever=lever, **kw)
+
+    monkeypatch.setattr(lora_module, "build_adapter", spy)
+    return seen
+
+
+@pytest.mark.slow
+def test_planted_label_errors_are_dropped_recorded_kept_apart_from_lora_and_priced(
+        tmp_path, loaded_model, captured_pairs):
+    task, planted = _noisy_task(tmp_path / "task", lever_options={"lora": TINY,
+                                                                 "lora-curated": {**TINY, "review_seconds_per_item": 30}})
+    ctx = _make_context(task, tmp_path, loaded_model)
+    curated_lever = LoraCuratedLever()
+    options = LoraCuratedOptions.model_validate(task.lever_options["lora-curated"])
+    curated = curated_lever.prepare(ctx, options)
+    plain = LoraLever().prepare(ctx, LoraLever.options_model.model_validate(task.lever_options["lora"]))
+
+    info = curated.info["curation"]
+    dropped = set(info["dropped_ids"])
+    # The planted errors are found and dropped, and the record names them with what the data suggests.
+    assert planted <= dropped, (planted, info["dropped_items"])
+    assert info["dropped"] == len(dropped) < 20  # a few true items may be flagged, not a quarter of the data
+    items = {d["id"]: d for d in info["dropped_items"]}
+    assert all(items[p]["suggested"] != items[p]["given"] for p in planted)
+    assert info["checked"] == 124 and info["eval_used"] is False
+    assert "confident learning" in info["method"] and info["checker"].endswith("check_labels")
+
+    # The curated training set is train less exactly those items; lora trained on all of them.
+    by_text = {ex.input: ex.id for ex in ctx.data.train}
+    trained = {by_text[m[-1]["content"].removeprefix("Question: ").removesuffix("\nType:")]
+               for m, _ in captured_pairs["lora-curated"]}
+    assert trained == {ex.id for ex in ctx.data.train} - dropped
+    assert len(captured_pairs["lora"]) == 124
+    assert curated.info["n_train"] + curated.info["n_val"] == 124 - len(dropped)
+
+    # Its adapter never collides with lora's: another version in the store, its meta says which lever.
+    assert curated.identity != plain.identity
+    meta = json.loads((adapters.adapter_path(ctx.cache_dir, curated.identity) / "meta.json").read_text())
+    assert meta["lever"] == "lora-curated" and meta["n_train"] + meta["n_val"] == 124 - len(dropped)
+
+    # The price: training and curation_hours as lora, plus the audit's measured compute and the stated review.
+    seconds = sum(info["audit_seconds"].values())
+    assert seconds > 0 and info["audit_usd"] == pytest.approx(seconds / 3600 * 0.36)
+    review = info["review"]
+    assert review["assumed"] and review["items"] == len(dropped)
+    assert review["usd"] == pytest.approx(len(dropped) * 30 / 3600 * 100)
+    assert curated.setup_usd == pytest.approx(curated.info["train_usd"] + 100 * 0.5 + info["audit_usd"] + review["usd"])
+    assert curated.setup_seconds == pytest.approx(curated.info["train_seconds"] + seconds)
+    assert curated.upkeep_usd_per_month == pytest.approx(2 * (curated.info["train_usd"] + info["audit_usd"]))
+    assert plain.setup_usd == pytest.approx(plain.info["train_usd"] + 100 * 0.5)
+
+    # A rerun reuses the recorded audit and the adapter: same dropped ids, same version, no training.
+    again = curated_lever.prepare(ctx, options)
+    assert again.identity == curated.identity and again.info["reused"]
+    assert again.info["curation"]["dropped_ids"] == info["dropped_ids"]
+
+
+@pytest.mark.slow
+def test_without_review_the_record_says_none_is_assumed_and_charges_none(tmp_path, loaded_model):
+    task, _ = _noisy_task(tmp_path / "task", lever_options={"lora-curated": {**TINY, "max_steps": 1}})
+    ctx = _make_context(task, tmp_path, loaded_model)
+    art = LoraCuratedLever().prepare(ctx, LoraCuratedOptions.model_validate(task.lever_options["lora-curated"]))
+    review = art.info["curation"]["review"]
+    assert not review["assumed"] and review["usd"] == 0 and "no human review assumed" in review["basis"]
+    assert art.setup_usd == pytest.approx(art.info["train_usd"] + 50 + art.info["curation"]["audit_usd"])
+    assert "no human review assumed" in art.info["curation"]["summary"]
+
+
+def test_a_task_that_is_not_classification_is_refused_with_the_reason(tmp_path):
+    from advisor.plan import plan_rows
+
+    task, _ = _noisy_task(tmp_path / "task", kind="generation")
+    lever = LoraCuratedLever()
+    with pytest.raises(InputError, match="classification tasks only; this task is generation"):
+        plan_rows(task, ["lora-curated"], {"lora-curated": lever})
+    assert plan_rows(task, ["lora"], {"lora": LoraLever()})  # lora itself runs there
+    ctx = _modelless_context(task, tmp_path)  # refused before any model is asked for
+    with pytest.raises(InputError, match="Use lora, or drop lora-curated"):
+        lever.prepare(ctx, LoraCuratedOptions())
+
+
+def test_train_too_small_for_the_check_is_refused_not_trained_on_everything(tmp_path):
+    task = _write_task(tmp_path / "few", levers=("lora-curated",))  # 16 questions over 6 labels
+    with pytest.raises(InputError) as e:
+        LoraCuratedLever().prepare(_modelless_context(task, tmp_path), LoraCuratedOptions())
+    assert "the label-error check did not run: fewer than 2 labels have 10 or more train examples" in str(e.value)
+    assert "would be lora under another name" in str(e.value) and str(e.value).startswith(str(task.path(task.data.train)))
+    task, _ = _noisy_task(tmp_path / "small", per_label=20)  # 64 items: labels large enough, the split is not
+    with pytest.raises(InputError, match=r"did not run: only 64 train example\(s\) .* the check needs 100"):
+        LoraCuratedLever().prepare(_modelless_context(task, tmp_path), LoraCuratedOptions())
+    assert not (tmp_path / "cache" / "adapters").exists() and not (tmp_path / "cache" / "curation").exists()
+
+
+def test_the_lever_is_registered_beside_lora_in_its_cost_class():
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["advisor.levers"]
+    lever = EntryPoint("lora-curated", eps["lora-curated"], "advisor.levers").load()()
+    assert isinstance(lever, LoraCuratedLever) and lever.rung == LoraLever.rung
+    assert lever.family == "fine-tuning" and lever.option_ranking == "sum"
+    assert set(LoraLever.options_model.model_fields) < set(lever.options_model.model_fields)
+    with pytest.raises(ValueError, match="review_seconds_per_item"):
+        LoraCuratedOptions.model_validate({"review_seconds_per_item": -1})
+
+
+def test_a_row_trained_on_cleaned_data_is_paired_with_its_plain_row_on_the_same_model():
+    from advisor.measure import LeverResult
+
+    art = Artifact("lora-curated", "v", backend=None, info={"curation": {  # type: ignore[arg-type]
+        "plain_lever": "lora", "dropped": 7, "review": {"assumed": False}}})
+    row = LeverResult("lora-curated@local", 3, "fine-tuning", {}, art, [], None, {}, None, 0)  # type: ignore[arg-type]
+    assert row.curation() == Curation(plain_row="lora@local", dropped=7, reviewed=False)
+    plain = LeverResult("lora", 3, "fine-tuning", {}, Artifact("lora", "w", backend=None), [], None, {}, None, 0)  # type: ignore[arg-type]
+    assert plain.curation() is None
+
+
+# -- the verdict's sentence ------------------------------------------------------------------------------
+
+
+def _cost(first_year):
+    return CostRecord(setup_usd=first_year, per_1k_queries_usd=0.01, latency_ms_p50=400, latency_ms_p95=450,
+                      upkeep_usd_per_month=0, monthly_usd=0, first_year_usd=first_year, tokens_in_mean=10,
+                      tokens_out_mean=1, compute_s_per_query=0.1, setup_seconds=0)
+
+
+def _ev(name, rung, values, first_year, curation=None):
+    iv = metric_interval(values, 0.95)
+    return LeverEvidence(name, rung, "fine-tuning", len(values), {"accuracy": MetricRecord(**iv.as_dict())},
+                         _cost(first_year), {"accuracy": list(values)}, [None] * len(values), curation=curation)
+
+
+def _flip(values, k, to):
+    out, done = list(values), 0
+    for i, v in enumerate(out):
+        if v != to and done < k:
+            out[i], done = to, done + 1
+    return out
+
+
+TARGET = TargetRecord(metric="accuracy", threshold=0.99, confidence=0.95, rule="lower_bound", margin=0.0)
+PLAIN = [1.0] * 300 + [0.0] * 100  # 0.75 on 400 items
+
+
+def test_the_verdict_says_when_cleaning_beats_the_next_lever_up_from_the_paired_differences():
+    curated = _flip(PLAIN, 40, 1.0)  # 0.85: 40 items fixed, none lost
+    above = _flip(PLAIN, 5, 1.0)  # lora-rag 0.7625
+    rows = [_ev("lora", 3, PLAIN, 100.0), _ev("lora-curated", 3, curated, 101.0, Curation("lora", 12)),
+            _ev("lora-rag", 4, above, 150.0)]
+    v = decide(TARGET, rows, None, golds=[None] * 400)
+    [said] = [r for r in v.record.reasons if r.startswith("Cleaning the data")]
+    assert "lora-curated: lora's training without 12 suspected label error(s), dropped automatically" in said
+    assert "worth more than the next lever up, lora-rag" in said and "$49.00 less in the first year" in said
+    d = paired_difference(curated, PLAIN, 0.95, seed=0)
+    assert f"significantly better than lora ({d.value:+.3f}, interval {d.low:+.3f} to {d.high:+.3f})" in said
+    pairs = {(c.lever, c.against): c for c in v.record.comparisons}
+    assert pairs[("lora-curated", "lora")].difference.value == pytest.approx(0.10)
+    assert pairs[("lora-curated", "lora-rag")].significantly_better
+
+
+def test_the_verdict_says_when_the_next_lever_up_is_worth_more_or_nothing_above_was_run():
+    curated = _flip(PLAIN, 2, 1.0)  # 0.755: cleaning fixed 2 items
+    above = _flip(PLAIN, 60, 1.0)  # lora-rag 0.90
+    rows = [_ev("lora", 3, PLAIN, 100.0), _ev("lora-curated", 3, curated, 101.0, Curation("lora", 3)),
+            _ev("lora-rag", 4, above, 150.0)]
+    [said] = [r for r in decide(TARGET, rows, None, golds=[None] * 400).record.reasons if r.startswith("Cleaning")]
+    assert "the next lever up, lora-rag, is worth more than cleaning the data" in said
+    assert "cleaning alone is not shown different from lora" in said
+    [said] = [r for r in decide(TARGET, rows[:2], None, golds=[None] * 400).record.reasons if r.startswith("Cleaning")]
+    assert "no lever above lora was run, so it is weighed against lora only" in said
+    alone = decide(TARGET, [rows[1], rows[2]], None, golds=[None] * 400)  # no plain lora row: nothing to weigh
+    assert not [r for r in alone.record.reasons if r.startswith("Cleaning")]
