@@ -93,66 +93,30 @@ def captured_pairs(monkeypatch):
     return seen
 
 
-@pytest.mark.slow
-def test_planted_label_errors_are_dropped_recorded_kept_apart_from_lora_and_priced(
-        tmp_path, loaded_model, captured_pairs):
-    task, planted = _noisy_task(tmp_path / "task", lever_options={"lora": TINY,
-                                                                 "lora-curated": {**TINY, "review_seconds_per_item": 30}})
-    ctx = _make_context(task, tmp_path, loaded_model)
-    curated_lever = LoraCuratedLever()
-    options = LoraCuratedOptions.model_validate(task.lever_options["lora-curated"])
-    curated = curated_lever.prepare(ctx, options)
-    plain = LoraLever().prepare(ctx, LoraLever.options_model.model_validate(task.lever_options["lora"]))
+def test_without_review_the_record_says_none_is_assumed_and_charges_none(tmp_path):
+    task, _ = _noisy_task(tmp_path / "task")
+    found = {"method": "m", "checker": "c", "checked": 124, "eval_used": False, "left_out_labels": {},
+             "oof_accuracy": 0.9, "audit_seconds": {"embed": 2.0, "fit": 1.6}, "dropped_ids": ["a", "b"],
+             "suspects": [{"id": "a"}, {"id": "b"}]}
+    info = {"device": "cpu", "n_train": 110, "n_val": 12}
 
-    info = curated.info["curation"]
-    dropped = set(info["dropped_ids"])
-    # The planted errors are found and dropped, and the record names them with what the data suggests.
-    assert planted <= dropped, (planted, info["dropped_items"])
-    assert info["dropped"] == len(dropped) < 20  # a few true items may be flagged, not a quarter of the data
-    items = {d["id"]: d for d in info["dropped_items"]}
-    assert all(items[p]["suggested"] != items[p]["given"] for p in planted)
-    assert info["checked"] == 124 and info["eval_used"] is False
-    assert "confident learning" in info["method"] and info["checker"].endswith("check_labels")
+    def priced(review_seconds):
+        art = Artifact("lora-curated", "v", backend=None, setup_seconds=10.0, setup_usd=1.0,  # type: ignore[arg-type]
+                       upkeep_usd_per_month=0.5, info=dict(info))
+        options = LoraCuratedOptions(review_seconds_per_item=review_seconds)
+        return LoraCuratedLever()._priced(_modelless_context(task, tmp_path), options, art, found, ["a", "b"])
 
-    # The curated training set is train less exactly those items; lora trained on all of them.
-    by_text = {ex.input: ex.id for ex in ctx.data.train}
-    trained = {by_text[m[-1]["content"].removeprefix("Question: ").removesuffix("\nType:")]
-               for m, _ in captured_pairs["lora-curated"]}
-    assert trained == {ex.id for ex in ctx.data.train} - dropped
-    assert len(captured_pairs["lora"]) == 124
-    assert curated.info["n_train"] + curated.info["n_val"] == 124 - len(dropped)
-
-    # Its adapter never collides with lora's: another version in the store, its meta says which lever.
-    assert curated.identity != plain.identity
-    meta = json.loads((adapters.adapter_path(ctx.cache_dir, curated.identity) / "meta.json").read_text())
-    assert meta["lever"] == "lora-curated" and meta["n_train"] + meta["n_val"] == 124 - len(dropped)
-
-    # The price: training and curation_hours as lora, plus the audit's measured compute and the stated review.
-    seconds = sum(info["audit_seconds"].values())
-    assert seconds > 0 and info["audit_usd"] == pytest.approx(seconds / 3600 * 0.36)
-    review = info["review"]
-    assert review["assumed"] and review["items"] == len(dropped)
-    assert review["usd"] == pytest.approx(len(dropped) * 30 / 3600 * 100)
-    assert curated.setup_usd == pytest.approx(curated.info["train_usd"] + 100 * 0.5 + info["audit_usd"] + review["usd"])
-    assert curated.setup_seconds == pytest.approx(curated.info["train_seconds"] + seconds)
-    assert curated.upkeep_usd_per_month == pytest.approx(2 * (curated.info["train_usd"] + info["audit_usd"]))
-    assert plain.setup_usd == pytest.approx(plain.info["train_usd"] + 100 * 0.5)
-
-    # A rerun reuses the recorded audit and the adapter: same dropped ids, same version, no training.
-    again = curated_lever.prepare(ctx, options)
-    assert again.identity == curated.identity and again.info["reused"]
-    assert again.info["curation"]["dropped_ids"] == info["dropped_ids"]
-
-
-@pytest.mark.slow
-def test_without_review_the_record_says_none_is_assumed_and_charges_none(tmp_path, loaded_model):
-    task, _ = _noisy_task(tmp_path / "task", lever_options={"lora-curated": {**TINY, "max_steps": 1}})
-    ctx = _make_context(task, tmp_path, loaded_model)
-    art = LoraCuratedLever().prepare(ctx, LoraCuratedOptions.model_validate(task.lever_options["lora-curated"]))
+    audit_usd = 3.6 / 3600 * 0.36
+    art = priced(0)
     review = art.info["curation"]["review"]
     assert not review["assumed"] and review["usd"] == 0 and "no human review assumed" in review["basis"]
-    assert art.setup_usd == pytest.approx(art.info["train_usd"] + 50 + art.info["curation"]["audit_usd"])
+    assert art.setup_usd == pytest.approx(1.0 + audit_usd) and art.setup_seconds == pytest.approx(13.6)
+    assert art.upkeep_usd_per_month == pytest.approx(0.5 + 2 * audit_usd)
+    assert "2 of 124 train items dropped" in art.info["curation"]["summary"]
     assert "no human review assumed" in art.info["curation"]["summary"]
+    art = priced(45)  # a person confirming each of the 2 suspects: 90 s at $100/hour
+    assert art.info["curation"]["review"]["assumed"] and art.setup_usd == pytest.approx(1.0 + audit_usd + 2.5)
+    assert "45 s per suspect" in art.info["curation"]["summary"]
 
 
 def test_a_task_that_is_not_classification_is_refused_with_the_reason(tmp_path):
@@ -256,3 +220,73 @@ def test_the_verdict_says_when_the_next_lever_up_is_worth_more_or_nothing_above_
     assert "no lever above lora was run, so it is weighed against lora only" in said
     alone = decide(TARGET, [rows[1], rows[2]], None, golds=[None] * 400)  # no plain lora row: nothing to weigh
     assert not [r for r in alone.record.reasons if r.startswith("Cleaning")]
+
+
+@pytest.mark.slow
+def test_a_run_drops_the_planted_errors_records_them_keeps_apart_from_lora_prices_and_weighs_cleaning(
+        tmp_path, loaded_model, monkeypatch, captured_pairs):
+    from advisor import registry
+    from advisor.backends.hf import HFBackend
+    from advisor.report.levers import _lever_blocks
+    from advisor.runner import Runner
+
+    eps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["advisor.levers"]
+    mine = [EntryPoint(name, value, registry.GROUP) for name, value in eps.items()]  # the venv may predate lora-curated
+    monkeypatch.setattr(registry, "entry_points", lambda group: mine)
+    task, planted = _noisy_task(tmp_path / "task", lever_options={"lora": TINY,
+                                                                 "lora-curated": {**TINY, "review_seconds_per_item": 30}})
+    runner = Runner(task, tmp_path / "run", cache_dir=tmp_path / "cache", latency_probe=1)
+    runner._backend = HFBackend(loaded_model, usd_per_hour=0.36)
+    try:
+        result = runner.run()
+    finally:
+        runner.close()
+    data = result.to_json()
+    rows = {lv["name"]: lv for lv in data["levers"]}
+    assert list(rows) == ["lora", "lora-curated"] and rows["lora-curated"]["rung"] == rows["lora"]["rung"]
+    curation = rows["lora-curated"]["artifact"]["info"]["curation"]
+    assert planted <= set(curation["dropped_ids"]) and curation["dropped"] == len(curation["dropped_ids"])
+    assert "curation" not in rows["lora"]["artifact"]["info"]
+    assert rows["lora-curated"]["artifact"]["identity"] != rows["lora"]["artifact"]["identity"]
+    [said] = [r for r in data["verdict"]["reasons"] if r.startswith("Cleaning the data (lora-curated")]
+    assert f"without {curation['dropped']} suspected label error(s)" in said and "weighed against lora only" in said
+    assert any(c["lever"] == "lora-curated" and c["against"] == "lora" for c in data["verdict"]["comparisons"])
+    shown = [b.text for b in _lever_blocks(data, rows["lora-curated"]) if hasattr(b, "text")]
+    assert any(t.startswith(f"Cleaned data: {curation['dropped']} of 124 train items dropped") for t in shown)
+
+    # The record names each dropped item with what the data suggests; the method and its scope.
+    dropped = set(curation["dropped_ids"])
+    assert curation["dropped"] < 20  # a few true items may be flagged, not a sixth of the data
+    items = {d["id"]: d for d in curation["dropped_items"]}
+    assert all(items[p]["suggested"] != items[p]["given"] for p in planted)
+    assert curation["checked"] == 124 and curation["eval_used"] is False
+    assert "confident learning" in curation["method"] and curation["checker"].endswith("check_labels")
+
+    # lora-curated trained on train less exactly those items; lora on all of them.
+    by_text = {ex.input: ex.id for ex in runner.data.train}
+    trained = {by_text[m[-1]["content"].removeprefix("Question: ").removesuffix("\nType:")]
+               for m, _ in captured_pairs["lora-curated"]}
+    assert trained == set(by_text.values()) - dropped and len(captured_pairs["lora"]) == 124
+    curated = next(r.artifact for r in result.levers if r.name == "lora-curated")
+    assert curated.info["n_train"] + curated.info["n_val"] == 124 - len(dropped)
+    meta = json.loads((adapters.adapter_path(tmp_path / "cache", curated.identity) / "meta.json").read_text())
+    assert meta["lever"] == "lora-curated" and meta["n_train"] + meta["n_val"] == 124 - len(dropped)
+
+    # A rerun reuses the recorded audit and the adapter: the same dropped ids, the same version, no training.
+    ctx = _make_context(task, tmp_path, loaded_model)
+    again = LoraCuratedLever().prepare(ctx, LoraCuratedOptions.model_validate(task.lever_options["lora-curated"]))
+    assert again.identity == curated.identity and again.info["reused"]
+    assert again.info["curation"]["dropped_ids"] == curation["dropped_ids"]
+
+    # The price (as prepared: the run then adds the answers its label-ranking choice asked on the validation
+    # split): training and curation_hours as lora, plus the audit's measured compute and the stated review.
+    seconds = sum(curation["audit_seconds"].values())
+    assert seconds > 0 and curation["audit_usd"] == pytest.approx(seconds / 3600 * 0.36)
+    review = curation["review"]
+    assert review["assumed"] and review["items"] == len(dropped)
+    assert review["usd"] == pytest.approx(len(dropped) * 30 / 3600 * 100)
+    assert again.setup_usd == pytest.approx(again.info["train_usd"] + 100 * 0.5 + curation["audit_usd"] + review["usd"])
+    assert again.setup_seconds == pytest.approx(again.info["train_seconds"] + seconds)
+    assert again.upkeep_usd_per_month == pytest.approx(2 * (again.info["train_usd"] + curation["audit_usd"]))
+    assert rows["lora-curated"]["cost"]["setup_usd"] >= again.setup_usd - 1e-9
+    assert rows["lora"]["cost"]["setup_usd"] < rows["lora-curated"]["cost"]["setup_usd"]  # review: $1+ more here
