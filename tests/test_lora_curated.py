@@ -29,7 +29,7 @@ from baselines.lora_curated import LoraCuratedLever, LoraCuratedOptions
 from tests.lora.conftest import _make_context, _write_task
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = {"max_len": 48, "batch_size": 4, "max_steps": 1, "eval_every": 1, "val_fraction": 0.1,
+TINY = {"max_len": 48, "batch_size": 4, "max_steps": 1, "eval_every": 1, "val_fraction": 0.1, "max_val": 4,
         "learning_rate": 1e-3, "warmup_steps": 0}  # fmt: skip
 LABELS = ["LOC", "NUM", "HUM"]
 _CUES = {
@@ -290,3 +290,26 @@ def test_a_run_drops_the_planted_errors_records_them_keeps_apart_from_lora_price
     assert again.upkeep_usd_per_month == pytest.approx(2 * (again.info["train_usd"] + curation["audit_usd"]))
     assert rows["lora-curated"]["cost"]["setup_usd"] >= again.setup_usd - 1e-9
     assert rows["lora"]["cost"]["setup_usd"] < rows["lora-curated"]["cost"]["setup_usd"]  # review: $1+ more here
+
+
+def test_a_learning_curve_subset_is_cleaned_of_the_suspects_found_on_the_whole_split(tmp_path, monkeypatch):
+    """`prepare_on` (what advisor.curves trains each point with) drops from a subset the suspects the check
+    found on the whole train split. The real embedding model checks; training is stubbed out."""
+    seen = []
+
+    def no_training(ctx, cfg, pairs, *, lever, **kw):
+        seen.append(list(pairs))
+        return Artifact(lever, f"v{len(seen)}", backend=None, info={  # type: ignore[arg-type]
+            "device": "cpu", "n_train": len(pairs), "n_val": 0, "train_usd": 0.0, "train_seconds": 0.0})
+
+    monkeypatch.setattr(lora_module, "build_adapter", no_training)
+    task, planted = _noisy_task(tmp_path / "task")
+    ctx = _modelless_context(task, tmp_path)
+    subset = [ex for ex in ctx.data.train if ex.id in {"flip-0", "flip-1"} or ex.id.endswith(("-1", "-2", "-3"))]
+    lever = LoraCuratedLever()
+    art = lever.prepare_on(ctx, LoraCuratedOptions(), subset)
+    whole = set(json.loads(next((tmp_path / "cache" / "curation").glob("*.json")).read_text())["dropped_ids"])
+    assert planted <= whole
+    assert set(art.info["curation"]["dropped_ids"]) == whole & {ex.id for ex in subset} >= {"flip-0", "flip-1"}
+    asked = {m[-1]["content"] for m, _ in seen[0]}
+    assert asked == {f"Question: {ex.input}\nType:" for ex in subset if ex.id not in whole}
