@@ -159,13 +159,13 @@ class LoraCuratedLever(LoraLever):
         price = costs.gpu_hour_usd if artifact.info.get("device") == "cuda" else costs.cpu_hour_usd
         seconds = float(sum(found["audit_seconds"].values()))
         audit_usd = seconds / 3600 * price
-        review_hours = len(found["dropped_ids"]) * options.review_seconds_per_item / 3600
+        review_hours = len(dropped) * options.review_seconds_per_item / 3600  # the suspects this training drops
         review_usd = review_hours * costs.engineer_hour_usd
         reviewed = options.review_seconds_per_item > 0
         review = {
             "assumed": reviewed,
             "seconds_per_item": options.review_seconds_per_item,
-            "items": len(found["dropped_ids"]) if reviewed else 0,
+            "items": len(dropped) if reviewed else 0,
             "hours": review_hours,
             "usd": review_usd,
             "basis": (f"{options.review_seconds_per_item:g} s per suspect (lever_options.lora-curated."
@@ -180,6 +180,9 @@ class LoraCuratedLever(LoraLever):
         summary = (f"{len(dropped)} of {len(dropped) + artifact.info['n_train'] + artifact.info['n_val']} train "
                    f"items dropped as suspected label errors ({found['checked']} checked; {METHOD}); "
                    f"audit {seconds:.1f} s (${audit_usd:.4f}); " + review["basis"])
+        if found["left_out_labels"]:  # their items are kept unchecked: say so, never imply they were cleaned
+            summary += "; not checked, too few train examples: " + ", ".join(
+                f"{lb} ({n})" for lb, n in found["left_out_labels"].items())
         artifact.info["curation"] = {
             "plain_lever": self.plain_lever,
             "method": found["method"],

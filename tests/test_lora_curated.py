@@ -117,6 +117,10 @@ def test_without_review_the_record_says_none_is_assumed_and_charges_none(tmp_pat
     art = priced(45)  # a person confirming each of the 2 suspects: 90 s at $100/hour
     assert art.info["curation"]["review"]["assumed"] and art.setup_usd == pytest.approx(1.0 + audit_usd + 2.5)
     assert "45 s per suspect" in art.info["curation"]["summary"]
+    assert "not checked" not in art.info["curation"]["summary"]
+    found["left_out_labels"] = {"ABBR": 3}  # a label too small to check: its items are kept, and it says so
+    assert art.info["curation"]["summary"] != priced(45).info["curation"]["summary"]
+    assert priced(45).info["curation"]["summary"].endswith("not checked, too few train examples: ABBR (3)")
 
 
 def test_a_task_that_is_not_classification_is_refused_with_the_reason(tmp_path):
