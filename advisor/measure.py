@@ -23,7 +23,7 @@ from advisor.scoring import SET_METRICS, Scores, parse_output, score, set_statis
 from advisor.spec import Task
 from advisor.stats import Interval, bootstrap_statistic, metric_interval
 from advisor.types import Artifact, Lever, LeverContext, Prediction
-from advisor.verdict import LeverEvidence, Verdict, eval_groups
+from advisor.verdict import Curation, LeverEvidence, Verdict, eval_groups
 
 
 @dataclass
@@ -46,7 +46,19 @@ class LeverResult:
         """What the verdict reads of this row (advisor.verdict.decide)."""
         return LeverEvidence(self.name, self.rung, self.family, len(self.predictions), self.metric_records(),
                              CostRecord(**self.cost.as_dict()), self.scores.per_item,
-                             [p.output for p in self.predictions], retrieves="index" in self.artifact.info)
+                             [p.output for p in self.predictions], retrieves="index" in self.artifact.info,
+                             curation=self.curation())
+
+    def curation(self) -> Curation | None:
+        """For a row trained on cleaned data (its artifact's `curation` record, e.g. lora-curated): the row
+        of the same lever on uncleaned data it is paired with (`lever@alias` keeps the alias), and how many
+        train items were dropped."""
+        found = self.artifact.info.get("curation")
+        if not isinstance(found, dict) or not found.get("plain_lever"):
+            return None
+        _, at, alias = self.name.partition("@")
+        return Curation(plain_row=f"{found['plain_lever']}{at}{alias}", dropped=int(found.get("dropped") or 0),
+                        reviewed=bool((found.get("review") or {}).get("assumed")))
 
     def metric_records(self) -> dict[str, MetricRecord]:
         return {k: MetricRecord(**iv.as_dict()) for k, iv in self.metrics.items()}

@@ -93,6 +93,9 @@ def plan_rows(task: Any, lever_names: list[str], levers_by_name: dict[str, Any])
         lever = levers_by_name[name]
         # An entry of task.yaml's `levers` is named with its line (a caller's own names, without).
         where = task.where("levers", task.levers.index(entry)) if entry in task.levers else {}
+        refusal = lever.check_task(task)  # e.g. lora-curated on a task that is not classification
+        if refusal:
+            raise InputError(refusal, **where, field="levers")
         if alias:
             if alias not in by_alias:
                 known = ", ".join(a for a in by_alias if a) or "none (add a `models:` section)"

@@ -288,6 +288,11 @@ class Lever:
 
     # -- capabilities every lever answers, with their "nothing to add" defaults -------------------
 
+    def check_task(self, task: Any) -> str | None:
+        """Why this lever cannot run on `task` at all, in a sentence that says what to do instead
+        (checked when rows are planned, before any model loads); None: it can. By default it can."""
+        return None
+
     def held_out(self, ctx: LeverContext, options: BaseModel, artifact: Artifact) -> HeldOut | None:
         """Train items the artifact never saw, on which the run may choose a setting; None: none."""
         return None

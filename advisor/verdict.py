@@ -191,6 +191,16 @@ def eval_groups(data: Any) -> list[Any] | None:
 # -- evidence and the decision ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Curation:
+    """A row trained on cleaned data (lora-curated): the row of the same training on the data as given
+    (`plain_row`), how many train items were dropped, and whether a person is assumed to review them."""
+
+    plain_row: str
+    dropped: int
+    reviewed: bool = False
+
+
 @dataclass
 class LeverEvidence:
     """What the verdict needs of one measured row: its identity as declared by the lever, its metrics
@@ -209,6 +219,7 @@ class LeverEvidence:
     # With a rubric criterion as target.metric: its grades and what people said of them
     # (advisor.judge.decision.CriterionEvidence); the state is then read off it (assess_criterion).
     criterion: Any = None
+    curation: Curation | None = None  # trained on cleaned data: the verdict weighs it against its plain row
 
 
 @dataclass
@@ -489,6 +500,9 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
     closest_pool = usable or list(ranked)
     against = best or max(closest_pool, key=lambda r: r.metrics[metric].value)
     comparisons = [compare(r, against) for r in ranked if r is not against]
+    cleaning = [c for r in ranked if r.curation is not None for c in [_cleaning(r, ranked, compare)] if c is not None]
+    for found, _ in cleaning:
+        comparisons += [c for c in found if not any((x.lever, x.against) == (c.lever, c.against) for x in comparisons)]
     pairs = break_even(eligible)
     cheaper = ranked[: ranked.index(best)] if best is not None else list(ranked)
     reasons += [_why_short(r, verdicts[r.name], metric, threshold, pct) for r in cheaper if r is not best]
@@ -503,6 +517,7 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
     combo = _combination(ranked, best)
     if combo:
         reasons.append(combo)
+    reasons += [said for _, said in cleaning]
 
     if best is not None:
         m, v = best.metrics[metric], verdicts[best.name]
@@ -569,6 +584,49 @@ def decide(target: TargetRecord, rows: Sequence[LeverEvidence], baseline: Baseli
     return Verdict(verdicts, VerdictRecord(outcome="none", reason=reason, closest=closest.name, next_step=step,
                                            ranking=names, notes=notes, comparisons=comparisons, break_even=pairs,
                                            reasons=reasons))
+
+
+def _cleaning(r: LeverEvidence, ranked: Sequence[LeverEvidence],
+              compare: Callable[[LeverEvidence, LeverEvidence], Comparison]) -> tuple[list[Comparison], str] | None:
+    """Whether cleaning the data is worth more than the next lever up, for a row trained on cleaned data
+    (`r.curation`): its paired comparisons with its plain row and with the cheapest-rung row above that
+    (on the same model), and one sentence that says what they show. None: its plain row was not run."""
+    assert r.curation is not None
+    plain = next((p for p in ranked if p.name == r.curation.plain_row), None)
+    if plain is None:
+        return None
+    alias = r.name.partition("@")[2]
+    above = [p for p in ranked if p.rung > plain.rung and p.curation is None and p.name.partition("@")[2] == alias]
+    nxt = min(above, key=lambda p: p.rung) if above else None  # ties: the cheaper in the first year (ranked)
+    vs_plain = compare(r, plain)
+    vs_next = compare(r, nxt) if nxt is not None else None
+    shown = ("significantly better than" if vs_plain.significantly_better else
+             "significantly worse than" if vs_plain.significantly_worse else "not shown different from")
+    gain = (f"{shown} {plain.name} ({vs_plain.difference.value:+.3f}, interval {vs_plain.difference.ci_low:+.3f} to "
+            f"{vs_plain.difference.ci_high:+.3f})")
+    if vs_next is None or nxt is None:
+        verdict = (f"cleaning the data is {gain}; no lever above {plain.name} was run, so it is weighed against "
+                   f"{plain.name} only")
+    else:
+        d = vs_next.difference
+        vs = f"{d.value:+.3f}, interval {d.ci_low:+.3f} to {d.ci_high:+.3f}"
+        a, b = r.cost.first_year_usd, nxt.cost.first_year_usd
+        extra = None if a is None or b is None else a - b
+        cost = "" if extra is None else f", at ${abs(extra):,.2f} {'less' if extra <= 0 else 'more'} in the first year"
+        if vs_next.significantly_better:
+            verdict = (f"cleaning the data is worth more than the next lever up, {nxt.name}: {r.name} scores "
+                       f"significantly higher ({vs}){cost}; and it is {gain}")
+        elif vs_next.significantly_worse:
+            verdict = (f"the next lever up, {nxt.name}, is worth more than cleaning the data: it scores significantly "
+                       f"higher than {r.name} ({vs}); cleaning alone is {gain}")
+        else:
+            verdict = (f"cleaning the data is not shown better or worse than the next lever up, {nxt.name} ({vs})"
+                       f"{cost}; and it is {gain}")
+    who = ("dropped automatically; a person's review of each is priced" if r.curation.reviewed else
+           "dropped automatically, no review assumed")
+    said = (f"Cleaning the data ({r.name}: {plain.name}'s training without {r.curation.dropped} suspected label "
+            f"error(s), {who}): {verdict}. " + " ".join(c.message for c in (vs_plain, vs_next) if c is not None))
+    return [vs_plain] + ([vs_next] if vs_next is not None else []), said
 
 
 def _with_grades(r: LeverEvidence, metric: str) -> LeverEvidence:

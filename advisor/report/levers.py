@@ -50,6 +50,9 @@ def _lever_blocks(r: dict[str, Any], lv: dict[str, Any]) -> list[Any]:
     choice = lv.get("classification_choice")
     if isinstance(choice, dict) and choice.get("reason"):
         notes.append(f"Classification path: {choice['reason']}.")
+    curation = ((lv.get("artifact") or {}).get("info") or {}).get("curation")
+    if isinstance(curation, dict) and curation.get("summary"):  # lora-curated: what cleaning dropped and cost
+        notes.append(f"Cleaned data: {curation['summary']}.")
     if details.get("truncated"):
         notes.append(f"{details['truncated']} item(s) were truncated to fit the model's context.")
     for n in notes:
