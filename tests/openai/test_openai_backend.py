@@ -214,3 +214,29 @@ def test_embeddings_for_rag_through_the_server(llama_server, make_task, tmp_path
     assert "retrieval_recall@2" in row["metrics"]  # gold sources scored against what the API embedder found
     assert all(len(p.context["chunks"]) == 2 for p in result.levers[0].predictions)
     assert again.levers[0].computed == 0  # keyed like the local embedder: nothing re-embedded or re-asked
+
+
+def test_field_case_07_the_spelling_after_a_labels_first_token_cannot_move_a_served_prediction(
+        llama_server, tmp_path):
+    """Field case 07 (the same label spelled short and long) through the served model: "other" and
+    "other, the message is about something that is not a refund" begin with the same token, and the
+    first-token path sees only that token (calibrated by a content-free request of each spelling's
+    own prompt), so 0 of 16 predictions may change with the spelling."""
+    import shutil
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[1] / "fixtures" / "field_cases" / "07-label-length"
+    folder = tmp_path / "case"
+    shutil.copytree(case, folder)
+    got = []
+    for name in ("task.yaml", "task_long.yaml"):
+        task_file = folder / name
+        task_file.write_text(task_file.read_text() + f"model: openai:smollm2\nopenai: {{base_url: "
+                             f"'{llama_server.base_url}', classification: first_token_logprobs}}\n")
+        result = _run(task_file, tmp_path / name)
+        preds = result.levers[0].predictions
+        assert len(preds) == 16 and all(p.context["classification_path"] == "first_token_logprobs" for p in preds)
+        got.append([None if p.output is None else ("other" if p.output.startswith("other") else p.output)
+                    for p in preds])
+    short, long_ = got
+    assert short == long_
