@@ -570,19 +570,23 @@ def schema(of_results: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random sample.")
 @click.option("--import", "csv_file", type=click.Path(path_type=Path), default=None,
               help="Read grades from a CSV (example_id, criterion, grade[, output_hash]) instead of asking.")
+@click.option("--replace", is_flag=True, help="With --import: a CSV grade that contradicts one already in "
+              "labels.jsonl overwrites it (the old grade is kept on the new line); without it, refused.")
 def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, seed: int,
-          csv_file: Path | None) -> None:
+          csv_file: Path | None, replace: bool = False) -> None:
     """Grade a seeded sample of a run's outputs by hand against the rubric; kappa and PPI go into results.json.
 
-    Grades go to labels.jsonl in the task folder, keyed by item, output hash and criterion. Answer p(ass),
-    f(ail), s(kip) or q(uit) per criterion."""
+    Grades go to labels.jsonl in the task folder, keyed by item, output hash and criterion, with who gave
+    each and when. Answer p(ass), f(ail), s(kip) or q(uit) per criterion. An imported grade that
+    contradicts a recorded one is refused (exit 2) unless --replace; one that agrees is not written again."""
     from advisor.judge.grading import text_hash
     from advisor.judge.labels import (
         LABELS_FILE,
         append_labels,
         ask,
-        import_csv,
+        import_csv_sources,
         judge_section,
+        load_label_lines,
         load_labels,
         sample,
     )
@@ -604,6 +608,9 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
                          f"({record.kind}); give the run's own task.yaml", file=f"--task {task_file}")
     if task.rubric is None:
         raise InputError("the task has no `rubric:` to grade against", file=task_file, field="rubric")
+    if replace and csv_file is None:
+        raise InputError("--replace overwrites grades read with --import; give --import CSV (grades asked here "
+                         "are asked only where none is recorded)", field="--replace")
     names = [lv.name for lv in record.levers]
     lever = lever or (names[0] if names else None)
     if lever not in names:
@@ -618,14 +625,17 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
         from advisor.audit.review import refuse_task_file
 
         refuse_task_file(task, path, "labels file", skip=(LABELS_FILE,))
-        have = load_labels(path)
+        lines = load_label_lines(path)
+        have = {key: got["grade"] for key, got in lines.items()}
+        sources: str | list[str] = "asked"
         if csv_file is not None:
             known: dict[str, set[str]] = {}
             for name in names:
                 for it in store.run_items(record.run_id, name):
                     known.setdefault(it["example_id"], set()).add(text_hash(it["raw"]))
-            rows = import_csv(csv_file, task.rubric.names, {it["example_id"]: it["output_hash"] for it in items},
-                              known)
+            rows, sources = import_csv_sources(csv_file, task.rubric.names,
+                                               {it["example_id"]: it["output_hash"] for it in items}, known,
+                                               have=lines, replace=replace, labels_file=path)
         else:
             def read() -> str | None:
                 line = sys.stdin.readline()
@@ -633,14 +643,16 @@ def label(run_dir: Path, task_file: Path | None, lever: str | None, count: int, 
 
             rows = ask(sample(items, count, seed), task.rubric.criteria, read,
                        lambda text: click.echo(text, nl=False), have)
-        append_labels(path, rows)
+        replaced = {(ex, oh, crit): lines[(ex, oh, crit)] for ex, oh, crit, _ in rows if (ex, oh, crit) in lines}
+        append_labels(path, rows, sources, replaces=replaced)
         labels = load_labels(path)
         record.judge = judge_section(store, record.run_id, names, task.rubric.names, labels,
                                      task.target.confidence, task.rubric.min_kappa)
         record.write(results_path(run_dir))
     finally:
         store.close()
-    click.echo(f"\n{len(rows)} grade{'s' * (len(rows) != 1)} recorded in {path} ({len(labels)} in all)")
+    click.echo(f"\n{len(rows)} grade{'s' * (len(rows) != 1)} recorded in {path} ({len(labels)} in all"
+               + (f"; {len(replaced)} replaced an earlier grade, kept on the new line" if replaced else "") + ")")
     from advisor.report.scorecard import print_judge
 
     print_judge(Console(), record)

@@ -7,6 +7,15 @@ Tokens are counted with the model's own tokenizer where it is local (an `hf:` mo
 encodings at run time, which this tool never does). Output tokens are the answer budget
 (`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one; an
 `openai:` classification row that chooses its path on the dev split counts that too (`_label_requests`).
+
+With a `rubric:`, every row's eval outputs are graded by the judge model (advisor.judge.grading), and
+each row carries the judge's own figures apart from the lever's (`RowEstimate.judge`, `_judge`): one
+request per eval item, per criteria group (each criterion in `per_criterion` mode, all of them in
+`joint`) and per sample (`rubric.samples`); tokens in are the judge prompt with the item's input and an
+output of the lever's whole answer budget (`max_new_tokens`), an estimate since the outputs are not
+known yet; tokens out are the judge's budget (`rubric.max_new_tokens`, an upper bound); dollars are at
+the judge's own price (`resolve_price`). An upper estimate of the requests: a run sends none for an output
+the judge graded before (cached in the run folder) and one per distinct output of a row, not per item.
 """
 
 from __future__ import annotations
@@ -14,12 +23,26 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from advisor.errors import InputError
 from advisor.modelspec import ModelChoice
 from advisor.plan import plan_run
 from advisor.pricing import resolve_price, token_cost_usd
 from advisor.registry import fine_tunes
 from advisor.spec import Task
 from advisor.types import LeverContext, Request
+
+
+@dataclass
+class JudgeEstimate:
+    """The rubric judge's grading of one row's eval outputs (module docstring), apart from the lever's."""
+
+    model: str  # the judge's spec, e.g. openai:gpt-4o-mini
+    requests: int  # eval items x criteria groups x samples
+    tokens_in: int  # estimated: the judge prompt with each item's input and a max_new_tokens output
+    tokens_out: int  # at most: requests x rubric.max_new_tokens
+    usd: float | None  # at the judge's price; None: per server hour, or price unknown
+    priced: str
+    token_method: str
 
 
 @dataclass
@@ -32,6 +55,7 @@ class RowEstimate:
     usd: float | None  # None: priced by server hour or by compute time, or price unknown
     priced: str  # how the dollars were (or could not be) worked out
     token_method: str
+    judge: JudgeEstimate | None = None  # with a `rubric:`: the judge's grading of this row's outputs
 
 
 def _counter(task: Task, choice: ModelChoice, cache_dir: Any) -> tuple[Any, str, Any]:
@@ -64,6 +88,7 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
     task, data = plan.task, plan.data
     out: list[RowEstimate] = []
     counters: dict[ModelChoice, tuple[Any, str, Any]] = {}
+    judge = _judge(task, data, cache_dir) if task.rubric is not None else None  # the same for every row
     for row in plan.rows:
         lever = plan.levers[row.lever]
         options = plan.options[lever.name]
@@ -93,8 +118,45 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             usd, priced = token_cost_usd(backend.price, t_in, t_out), backend.price_source
         if fine_tunes(lever):
             priced += "; training runs locally, not estimated here"
-        out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method))
+        out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method, judge))
     return out
+
+
+def _judge(task: Task, data: Any, cache_dir: Any) -> JudgeEstimate:
+    """What the rubric's judge costs to grade one row's eval outputs (module docstring), counted with the
+    judge's own tokenizer setting and priced at its price, without contacting its server. Raises
+    InputError naming task.yaml's `rubric.judge` line for the judge's own settings (e.g. a key variable
+    it names that is unset), as the run would."""
+    from advisor.judge.grading import criteria_groups
+    from advisor.judge.rubric import judge_messages
+
+    rubric = task.rubric
+    assert rubric is not None
+    choice = ModelChoice(None, rubric.judge_spec, rubric.judge_settings(task.openai))
+    try:
+        count, method, backend = _counter(task, choice, cache_dir)
+    except InputError as e:  # about the judge's settings: named at the rubric's judge line
+        if e.file is None:
+            e.field = "rubric.judge"
+            task.place(e)
+        raise
+    groups = criteria_groups(rubric)  # one request per group, per output and per sample (Grader.grade)
+    answer = task.prompt.max_new_tokens  # the graded output: at most the lever's answer budget
+    requests = t_in = 0
+    for ex in data.eval:
+        for group in groups:
+            t_in += (count(Request("judge", judge_messages(rubric, group, ex.input, ""))) + answer) * rubric.samples
+            requests += rubric.samples
+    t_out = requests * rubric.max_new_tokens
+    if backend.price is None:
+        usd, priced = None, "unknown price (add it under `prices:` or the judge's settings)"
+    elif backend.price.server_hour_usd is not None:
+        usd, priced = None, (f"per server hour (${backend.price.server_hour_usd}/h): priced by wall time "
+                             "at run time")
+    else:
+        usd, priced = token_cost_usd(backend.price, t_in, t_out), backend.price_source
+    return JudgeEstimate(choice.spec, requests, t_in, t_out, usd, priced,
+                         f"{method}; each output taken as {answer} tokens (max_new_tokens), an estimate")
 
 
 def _label_requests(task: Task, data: Any, setting: str, requests: list[Request],
@@ -145,20 +207,29 @@ def as_dicts(rows: list[RowEstimate]) -> list[dict[str, Any]]:
 
 
 def print_estimate(console: Any, rows: list[RowEstimate]) -> None:
-    """The dry-run table: requests, tokens and dollars per row; how each figure was made is listed
-    under it (long sentences in table cells were squeezed to nothing at 80 columns)."""
+    """The dry-run table: requests, tokens and dollars per row; with a rubric, under each row a row of its
+    own for the judge's grading of that row's outputs ("ROW (judge)", the judge's model), apart from the
+    lever's figures. How each figure was made is listed under the table (long sentences in table cells
+    were squeezed to nothing at 80 columns)."""
     from rich.table import Table
 
     table = Table(title="dry run: nothing sent (estimates)", title_justify="left")
     for col in ("row", "model", "requests", "tokens in", "tokens out ≤", "USD"):
         table.add_column(col, justify="right" if col in {"requests", "tokens in", "tokens out ≤", "USD"} else "left",
                          overflow="fold")
+    figures: list[tuple[str, Any]] = []  # (what, its figures): each row, then its judge
     for r in rows:
-        table.add_row(r.row, r.model, f"{r.requests:,}", f"{r.tokens_in:,}", f"{r.tokens_out:,}",
-                      "unknown" if r.usd is None else f"{r.usd:.4f}")
-    known = [r.usd for r in rows if r.usd is not None]
+        figures.append((r.row, r))
+        if r.judge is not None:
+            figures.append((f"{r.row} (judge)", r.judge))
+    for name, f in figures:
+        table.add_row(name, f.model, f"{f.requests:,}", f"{f.tokens_in:,}", f"{f.tokens_out:,}",
+                      "unknown" if f.usd is None else f"{f.usd:.4f}")
     console.print(table)
-    for r in rows:
-        console.print(f"{r.row}: {r.priced}; tokens counted by {r.token_method}", soft_wrap=True)
-    console.print(f"total known: ${sum(known):.4f}" + ("" if len(known) == len(rows) else
-                                                       f" ({len(rows) - len(known)} row(s) not priced in advance)"))
+    for name, f in figures:
+        console.print(f"{name}: {f.priced}; tokens counted by {f.token_method}", soft_wrap=True)
+    known = [f.usd for _, f in figures if f.usd is not None]
+    judged = [r.judge.usd for r in rows if r.judge is not None and r.judge.usd is not None]
+    split = f" (the judge's: ${sum(judged):.4f})" if any(r.judge is not None for r in rows) else ""
+    console.print(f"total known: ${sum(known):.4f}{split}" + ("" if len(known) == len(figures) else
+                  f" ({len(figures) - len(known)} row(s) not priced in advance)"))

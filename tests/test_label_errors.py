@@ -642,4 +642,57 @@ def test_label_refusals_are_one_line_exit_2(tmp_path, write_jsonl, fake_embed):
     grades.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,yes\ne-loc-0,owns_problem,pass\n")
     r = label("--import", str(grades))
     assert r.exit_code == 0, r.output
-    assert len(labels.read_text().splitlines()) == 2
+    assert len(labels.read_text().splitlines()) == 1  # the same grade twice is written once
+
+
+def test_an_import_that_contradicts_labels_jsonl_is_refused_unless_replace(tmp_path, write_jsonl, fake_embed):
+    """labels.jsonl already grades (item, output hash, criterion): a CSV that says otherwise is one line at
+    the CSV's line naming the recorded grade's line and who/when; --replace overwrites it and keeps the old
+    grade on the new line; a CSV that agrees writes nothing."""
+    from advisor.judge.labels import load_labels
+
+    task_file, run = _graded_run(tmp_path, write_jsonl)
+    labels = tmp_path / "labels.jsonl"
+
+    def label(*args):
+        return CliRunner().invoke(main, ["label", str(run), *args])
+
+    first = tmp_path / "first.csv"
+    first.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,pass\ne-loc-1,one_step,fail\n")
+    r = label("--import", str(first))
+    assert r.exit_code == 0, r.output
+    recorded = [json.loads(x) for x in labels.read_text().splitlines()]
+    assert [(x["example_id"], x["criterion"], x["grade"]) for x in recorded] == [
+        ("e-loc-0", "owns_problem", "pass"), ("e-loc-1", "one_step", "fail")]
+    assert recorded[0]["source"] == f"import {first}:2" and recorded[0]["at"].endswith("Z")
+    before = labels.read_text()
+    # agreeing grades (and one new one): only the new one is written
+    again = tmp_path / "again.csv"
+    again.write_text("example_id,criterion,grade\ne-loc-0,owns_problem,yes\ne-loc-1,one_step,0\n"
+                     "e-loc-1,owns_problem,pass\n")
+    r = label("--import", str(again))
+    assert r.exit_code == 0, r.output
+    added = [json.loads(x) for x in labels.read_text()[len(before):].splitlines()]
+    assert [(x["example_id"], x["criterion"]) for x in added] == [("e-loc-1", "owns_problem")]
+    before = labels.read_text()
+    # a contradiction: refused at the CSV's line, naming labels.jsonl's line and who/when; nothing written
+    other = tmp_path / "other.csv"
+    other.write_text("example_id,criterion,grade\ne-loc-1,owns_problem,pass\ne-loc-0,owns_problem,fail\n")
+    line = _one_line_error(label("--import", str(other)))
+    who = ", ".join(f"{k} {recorded[0][k]}" for k in ("by", "at", "source") if recorded[0].get(k))
+    assert line == (f"error: {other}:3: grade: item 'e-loc-0' criterion 'owns_problem' is graded fail here but pass "
+                    f"at {labels}:1 ({who}); fix the CSV, or give --replace to overwrite (the grade it replaces "
+                    "is kept on the new line)")
+    assert labels.read_text() == before
+    # --replace without --import is refused, too
+    line = _one_line_error(label("--replace"))
+    assert line.startswith("error: --replace: --replace overwrites grades read with --import")
+    # --replace: the change is written, with the grade it replaced
+    r = label("--import", str(other), "--replace")
+    assert r.exit_code == 0, r.output
+    assert "1 replaced an earlier grade" in r.output
+    added = [json.loads(x) for x in labels.read_text()[len(before):].splitlines()]
+    assert len(added) == 1 and added[0]["grade"] == "fail" and added[0]["source"] == f"import {other}:3"
+    assert added[0]["replaces"]["grade"] == "pass" and added[0]["replaces"]["line"] == 1
+    oh = added[0]["output_hash"]
+    assert load_labels(labels)[("e-loc-0", oh, "owns_problem")] == 0.0  # the replacement is the grade now

@@ -93,9 +93,7 @@ class Grader:
         self.identity = backend.identity
 
     def _groups(self) -> list[list[Criterion]]:
-        if self.rubric.mode == "joint":
-            return [list(self.rubric.criteria)]
-        return [[c] for c in self.rubric.criteria]
+        return criteria_groups(self.rubric)
 
     def key(self, criterion: Criterion, output_hash: str, sample: int = 0) -> str:
         """The store key of one grade; with rubric.samples > 1 or a temperature above 0, one per sample
@@ -176,6 +174,14 @@ class Grader:
         return found
 
 
+def criteria_groups(rubric: Rubric) -> list[list[Criterion]]:
+    """The criteria one judge request grades together: each alone in `per_criterion` mode, all of them in
+    `joint`. An output is sent once per group and per sample (`Grader.grade`)."""
+    if rubric.mode == "joint":
+        return [list(rubric.criteria)]
+    return [[c] for c in rubric.criteria]
+
+
 def majority(grades: list[float | None]) -> float | None:
     """The grade most of an item's samples give (1.0 / 0.0), over its scored samples; None (unscored) when
     none is scored or passes and fails tie."""
@@ -201,4 +207,4 @@ def self_judge_warning(rubric: Rubric, model_spec: str) -> str | None:
     return None
 
 
-__all__ = ["Grader", "JudgeGrades", "flips", "majority", "self_judge_warning", "text_hash"]
+__all__ = ["Grader", "JudgeGrades", "criteria_groups", "flips", "majority", "self_judge_warning", "text_hash"]

@@ -63,9 +63,11 @@ def test_rubric_graded_by_a_real_judge_cached_labelled(llama_server, make_task, 
     labels_file = task.parent / "labels.jsonl"
     assert len(labels_file.read_text().splitlines()) == 4
     ids = [json.loads(line)["id"] for line in (task.parent / "data" / "eval.jsonl").read_text().splitlines()]
-    csv = tmp_path / "grades.csv"
+    csv = tmp_path / "grades.csv"  # the rest: a CSV grade contradicting a recorded one is refused without --replace
+    asked = {(r["example_id"], r["criterion"]) for r in map(json.loads, labels_file.read_text().splitlines())}
     csv.write_text("example_id,criterion,grade\n" + "".join(
-        f"{i},{c},{'pass' if k % 2 else 'fail'}\n" for k, i in enumerate(ids) for c in ("owns_problem", "one_step")))
+        f"{i},{c},{'pass' if k % 2 else 'fail'}\n" for k, i in enumerate(ids) for c in ("owns_problem", "one_step")
+        if (i, c) not in asked))
     imported = advise(["label", str(out), "--import", str(csv)])
     assert imported.returncode == 0, imported.stderr[-2000:]
     section = json.loads((out / "results.json").read_text())["judge"][lever["name"]]
