@@ -110,16 +110,22 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             n, t_in = n + more, t_in + more_in
         if backend is None:
             usd, priced = None, "local model: priced at run time (tokens × this machine's calibrated compute rate)"
-        elif backend.price is None:
-            usd, priced = None, "unknown price (add it under `prices:`)"
-        elif backend.price.server_hour_usd is not None:
-            usd, priced = None, f"per server hour (${backend.price.server_hour_usd}/h): priced by wall time at run time"
         else:
-            usd, priced = token_cost_usd(backend.price, t_in, t_out), backend.price_source
+            usd, priced = _priced(backend, t_in, t_out, "`prices:`")
         if fine_tunes(lever):
             priced += "; training runs locally, not estimated here"
         out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method, judge))
     return out
+
+
+def _priced(backend: Any, t_in: int, t_out: int, where: str) -> tuple[float | None, str]:
+    """(USD or None, how) of an API model's tokens: at its token price; None for a price per server
+    hour (priced by wall time at run time) or an unknown one (`where` says where to add it)."""
+    if backend.price is None:
+        return None, f"unknown price (add it under {where})"
+    if backend.price.server_hour_usd is not None:
+        return None, f"per server hour (${backend.price.server_hour_usd}/h): priced by wall time at run time"
+    return token_cost_usd(backend.price, t_in, t_out), backend.price_source
 
 
 def _judge(task: Task, data: Any, cache_dir: Any) -> JudgeEstimate:
@@ -148,13 +154,7 @@ def _judge(task: Task, data: Any, cache_dir: Any) -> JudgeEstimate:
             t_in += (count(Request("judge", judge_messages(rubric, group, ex.input, ""))) + answer) * rubric.samples
             requests += rubric.samples
     t_out = requests * rubric.max_new_tokens
-    if backend.price is None:
-        usd, priced = None, "unknown price (add it under `prices:` or the judge's settings)"
-    elif backend.price.server_hour_usd is not None:
-        usd, priced = None, (f"per server hour (${backend.price.server_hour_usd}/h): priced by wall time "
-                             "at run time")
-    else:
-        usd, priced = token_cost_usd(backend.price, t_in, t_out), backend.price_source
+    usd, priced = _priced(backend, t_in, t_out, "`prices:` or the judge's settings")
     return JudgeEstimate(choice.spec, requests, t_in, t_out, usd, priced,
                          f"{method}; each output taken as {answer} tokens (max_new_tokens), an estimate")
 
