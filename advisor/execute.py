@@ -132,13 +132,18 @@ class Predictor:
         (rank_all), whatever `scoring.option_ranking` says: the row's method, chosen (auto) or
         forced, is applied afterwards from the same answers (`Runner.rank_row`), so changing it
         recomputes nothing. On a `backend` that asks an API for labels, the classification path
-        too: `path`, else the one chosen for `row`, else the backend's default."""
+        too: `path`, else the one chosen for `row`, else the backend's default; there every request
+        costs money, so a forced method is sent as is and no other method's inputs are bought (the
+        content-free reference only when the method needs it)."""
         params = self.params
         if params.option_ranking:
             params = replace(params, option_ranking=natural_method(lever))
             paths = backend.classification_paths(list(self.task.labels or [])) if backend is not None else ()
             if paths:
                 params = replace(params, classification_path=path or self.paths.get(row or lever.name) or paths[0])
+                forced = self.task.scoring.option_ranking
+                if forced != AUTO:  # an API model: a forced method buys no reference it does not need
+                    params = replace(params, option_ranking=forced, rank_all=False)
         return params
 
     def predict(self, lever: Lever, artifact: Artifact, examples: list[Example] | None = None,

@@ -243,15 +243,16 @@ def choose_path(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContex
         return None
     default = paths[0]
     predictor.paths[name] = default
+    left = "".join(f" (not tried: {n})" for n in backend.classification_notes(list(task.labels or [])))
     if len(paths) == 1:
         forced = getattr(getattr(backend, "settings", None), "classification", "auto") != "auto"
         return {"chosen": default, "default": default, "why": "forced" if forced else "only", "held_out": None,
                 "reason": (f"{default}, forced by openai.classification" if forced else
-                           f"{default}, the only path this server supports for these labels")}
+                           f"{default}, the only path this server supports for these labels{left}")}
     held = lever.held_out(ctx, options, artifact)
     if held is None or not held.examples:
         return {"chosen": default, "default": default, "why": "natural", "held_out": None,
-                "reason": f"{default}, the default: the lever holds no train items out to try the others on"}
+                "reason": f"{default}, the default: the lever holds no train items out to try the others on{left}"}
     n, natural = len(held.examples), natural_method(lever)
     parse = lambda raw: parse_output(task, raw)  # noqa: E731
     golds = [ex.output for ex in held.examples]
@@ -280,10 +281,10 @@ def choose_path(task: Task, predictor: Predictor, lever: Lever, ctx: LeverContex
     off = {p: round(sum(1 for x in preds if x.context.get("off_label")) / n, 4) for p, preds in by_path.items()}
     scores = ", ".join(f"{p} {v:.3f}" for p, v in choice.scores.items())
     if choice.switched:
-        reason = f"switched from {default} to {chosen} on {_items(n, held.split)} ({scores}; {choice.rule})"
+        reason = f"switched from {default} to {chosen} on {_items(n, held.split)} ({scores}; {choice.rule}){left}"
     else:
         reason = (f"{default}, the default, kept: no other path was better beyond noise on "
-                  f"{_items(n, held.split)} ({scores}; {choice.rule})")
+                  f"{_items(n, held.split)} ({scores}; {choice.rule}){left}")
     return {"chosen": chosen, "default": default, "why": "switched" if choice.switched else "natural",
             "reason": reason, "held_out": {"split": held.split, "off_label": off, **choice.as_dict()}}
 
@@ -409,11 +410,14 @@ def off_label(predictions: list[Prediction]) -> dict[str, Any]:
     if unseen_by:  # first-token path: items where some label had no token among the top ones
         out["labels_unseen_items"] = unseen
     if items / n > OFF_LABEL_WARN:
-        mass = f" (it put {out['label_mass']:.0%} of its first-token probability on label tokens)" if masses else ""
-        out["warning"] = (f"the model did not answer with a label on {items} of {len(predictions)} items "
-                          f"({items / n:.0%}){mass}: its score is that of the constrained choice among the "
-                          "labels, which a deployment gets only by asking the same way; it does not follow "
-                          "the answer format on its own")
+        said = f"the model did not answer with a label on {items} of {len(predictions)} items ({items / n:.0%})"
+        if masses:  # first-token path: a label was still chosen among the label tokens
+            out["warning"] = (f"{said} (it put {out['label_mass']:.0%} of its first-token probability on label "
+                              "tokens): its score is that of the constrained choice among the labels, which a "
+                              "deployment gets only by asking the same way; it does not follow the answer "
+                              "format on its own")
+        else:  # a JSON-schema enum or free text: no label could be read from those answers
+            out["warning"] = f"{said}: those answers are unmappable and scored wrong"
         if unseen:
             out["warning"] += (f". On {unseen} items some label's first token was not among the "
                                f"{TOP_LOGPROBS} most likely the server returns, so that label could not be chosen "

@@ -181,6 +181,10 @@ class Backend:
         backend ranks whole options itself (a local model)."""
         return ()
 
+    def classification_notes(self, labels: list[str]) -> list[str]:
+        """Why a way of asking for a label is not among `classification_paths(labels)`, one line each."""
+        return []
+
     def score_options(self, requests: list[Request], params: GenerationParams,
                       on_batch: OnBatch | None = None) -> list[Generation]:
         """Each request's options ranked (`params.option_ranking`); `on_batch` as in `generate`."""

@@ -79,11 +79,26 @@ def label_tokens(labels: Sequence[str], tokenize: Tokenize | None, source: str) 
     begin with the same token (the first token cannot tell them apart). Without a tokenizer:
     the approximate string-prefix rule (see LabelTokens), None when two labels share a first
     character."""
-    labels = tuple(labels)
+    found = _first_tokens(tuple(labels), tokenize, source)
+    return found if isinstance(found, LabelTokens) else None
+
+
+def first_token_clash(labels: Sequence[str], tokenize: Tokenize | None) -> str | None:
+    """Why `label_tokens` finds no first-token reading of `labels`, in words (which labels begin
+    with the same token), or None when it finds one."""
+    found = _first_tokens(tuple(labels), tokenize, "")
+    return found if isinstance(found, str) else None
+
+
+def _first_tokens(labels: tuple[str, ...], tokenize: Tokenize | None, source: str) -> LabelTokens | str:
+    """`label_tokens`' reading, or why there is none."""
     if tokenize is None:
         firsts = [lab.strip()[:1] for lab in labels]
-        if not all(firsts) or len(set(firsts)) != len(firsts):
-            return None
+        for j, f in enumerate(firsts):
+            if not f or f in firsts[:j]:
+                other = labels[firsts.index(f)] if f else ""
+                return f"{other!r} and {labels[j]!r} begin with the same character {f!r}" if f else \
+                    f"label {labels[j]!r} is blank"
         return LabelTokens(labels, "approximate: string prefixes (no tokenizer)", exact=False)
     ids: dict[int, int] = {}
     pieces: dict[str, int] = {}
@@ -91,15 +106,14 @@ def label_tokens(labels: Sequence[str], tokenize: Tokenize | None, source: str) 
         for form in (lab, " " + lab):
             toks = tokenize(form)
             if not toks:
-                return None
+                return f"label {lab!r} has no tokens"
             tid, piece = toks[0]
-            if pieces.get(piece, j) != j or (tid is not None and ids.get(tid, j) != j):
-                return None  # another label begins with this token
+            k = pieces.get(piece, ids.get(tid, j) if tid is not None else j)
+            if k != j:
+                return f"{labels[k]!r} and {lab!r} begin with the same token {piece.strip()!r}"
             pieces[piece] = j
             if tid is not None:
                 ids[tid] = j
-    if len({j for j in pieces.values()}) != len(labels):
-        return None
     return LabelTokens(labels, source, exact=True, ids=ids, pieces=pieces)
 
 

@@ -46,6 +46,7 @@ from advisor.backends.classify_api import (
     enum_budget,
     enum_format,
     first_token_choice,
+    first_token_clash,
     label_tokens,
     map_to_label,
     parse_enum_answer,
@@ -69,6 +70,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BACKOFF_FIRST_S = 0.5  # the first wait before a retry; it doubles with each retry ...
 BACKOFF_MOST_S = 8.0  # ... up to this (the openai client's own schedule)
 RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+TOKENIZE_RETRIES = 3  # quick retries of the server's /tokenize (label tokens, asked once per label set)
 
 
 class TokenUsage(NamedTuple):
@@ -152,10 +154,14 @@ class RunBudget:
         with self._lock:
             if self.max_requests is not None and self.requests >= self.max_requests:
                 raise RunStopped(f"budget reached: {self.requests} requests sent (budget.max_requests "
-                                 f"{self.max_requests}); answers so far are saved; raise it and run again to go on")
+                                 f"{self.max_requests}); answers so far are saved. The budget is per run: running again "
+                                 "spends up to it again on the answers still missing (saved ones are not asked "
+                                 "again); raise it to go further in one run")
             if self.max_usd is not None and self.usd >= self.max_usd:
                 raise RunStopped(f"budget reached: ${self.usd:.4f} spent (budget.max_usd {self.max_usd}); "
-                                 "answers so far are saved; raise it and run again to go on")
+                                 "answers so far are saved. The budget is per run: running again spends up to it "
+                                 "again on the answers still missing (saved ones are not asked again); raise it "
+                                 "to go further in one run")
             self.requests += 1
 
     def charge(self, usd: float | None) -> None:
@@ -558,9 +564,20 @@ class OpenAIBackend(Backend):
         headers = {"Authorization": f"Bearer {self._secret}"} if self._secret != "no-key" else {}
 
         def post(path: str, body: dict[str, Any]) -> Any:
-            r = httpx.post(root + path, json=body, headers=headers, timeout=min(self.settings.timeout_s, 10))
-            r.raise_for_status()
-            return r.json()
+            # A few quick retries of a 429, a 5xx or a dropped connection (the module's backoff); the
+            # endpoint answered before, so a failure that outlasts them is the server's, said in one line.
+            for retry in range(TOKENIZE_RETRIES + 1):
+                try:
+                    r = httpx.post(root + path, json=body, headers=headers, timeout=min(self.settings.timeout_s, 10))
+                    if r.status_code != 429 and r.status_code < 500:
+                        r.raise_for_status()
+                        return r.json()
+                    failure: Exception = httpx.HTTPStatusError(f"{r.status_code}", request=r.request, response=r)
+                except httpx.TransportError as e:
+                    failure = e
+                if retry < TOKENIZE_RETRIES:
+                    time.sleep(backoff_s(retry))
+            raise failure
 
         def tokenize(text: str) -> list[tuple[int | None, str]]:
             got = post("/tokenize", {"content": text, "prompt": text, "model": self.model, "add_special": False,
@@ -578,7 +595,15 @@ class OpenAIBackend(Backend):
             tokenize("a")
         except (httpx.HTTPError, KeyError, TypeError, ValueError):
             return None
-        return tokenize
+
+        def checked(text: str) -> list[tuple[int | None, str]]:
+            try:
+                return tokenize(text)
+            except (httpx.HTTPError, KeyError, TypeError, ValueError) as e:
+                raise BackendError(f"{self.server}: its /tokenize answered once, then failed on a label "
+                                   f"({self._scrub(str(e)) or type(e).__name__})") from None
+
+        return checked
 
     def label_tokens(self, labels: list[str]) -> LabelTokens | None:
         """Which first tokens stand for which label (advisor/backends/classify_api.py LabelTokens),
@@ -618,6 +643,20 @@ class OpenAIBackend(Backend):
         if "json_schema_enum" not in self._unsupported:
             paths.append("json_schema_enum")
         return (*paths, "generate_and_map")
+
+    def classification_notes(self, labels: list[str]) -> list[str]:
+        """Why a path of PATHS is not among `classification_paths(labels)`, one line each."""
+        if self.settings.classification != "auto":
+            return []
+        notes = []
+        if "first_token_logprobs" in self._unsupported:
+            notes.append(f"first_token_logprobs: {self.server} returns no log-probabilities")
+        elif self.label_tokens(labels) is None:
+            fn, _ = self._tokenize_source or (None, "")
+            notes.append(f"first_token_logprobs: {first_token_clash(labels, fn) or 'no first-token reading'}")
+        if "json_schema_enum" in self._unsupported:
+            notes.append(f"json_schema_enum: {self.server} refused a JSON-schema response_format")
+        return notes
 
     def classification_path(self, labels: list[str]) -> str:
         """The path a request takes when the run names none: the default of `classification_paths`."""
@@ -683,9 +722,15 @@ class OpenAIBackend(Backend):
             lt = self.label_tokens(labels)
             if lt is None:
                 if forced:
-                    raise InputError("openai.classification: first_token_logprobs needs every label to begin with "
-                                     "a token of its own; these labels share one", field="openai.classification")
+                    raise InputError("first_token_logprobs needs every label to begin with a token of its own: "
+                                     + (self.classification_notes(labels) or ["these labels share one"])[0],
+                                     field="openai.classification")
                 return self._classify(request, replace(params, classification_path="json_schema_enum"), call)
+            method = params.option_ranking or "calibrated"
+            # The content-free reference first: a budget that stops there has paid for no answer it cannot
+            # keep (asked after the item, a stop at the reference lost the item's paid answer).
+            ref, floor = (self._reference(request, lt, params, call) if method in NEEDS_REFERENCE or params.rank_all
+                          else (None, None))
             r = Request(request.example_id, request.messages, max_new_tokens=1)
             response, used, seconds = self._complete(r, params, call, logprobs=True, top_logprobs=TOP_LOGPROBS)
             top = _top_tokens(response)
@@ -700,14 +745,11 @@ class OpenAIBackend(Backend):
                                     "label_mass": round(read.label_mass, 6),
                                     "labels_unseen": sum(1 for x in read.logps if x is None), "label_tokens": lt.source,
                                     "label_tokens_exact": lt.exact, "ranking_scope": "first token"}
-            method = params.option_ranking or "calibrated"
             if all(x is None for x in read.logps):  # no label token among the top ones: no label at all
                 info.update(unmappable=True, ranked_by=method,
                             ranking_alternatives={m: read.answer for m in OPTION_RANKINGS if m != method})
                 return Generation(read.answer, used.tokens_in, used.tokens_out, 0.0, info=info,
                                   tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
-            ref, floor = (self._reference(request, lt, params, call) if method in NEEDS_REFERENCE or params.rank_all
-                          else (None, None))
             best, scores, picks = first_token_choice(method, read.logps, ref, floor, OPTION_RANKINGS)
             info.update(unmappable=False, ranked_by=method,
                         ranking_alternatives={m: labels[j] for m, j in picks.items()})

@@ -49,6 +49,15 @@ class LlamaServer:
                 self.kill()
 
 
+def api_settings(url: str, **extra: object) -> str:
+    """task.yaml lines for the served SmolLM2 behind `url` under which each eval item costs exactly one
+    request: the classification path forced (no dev trials of the other paths) and a ranking method
+    that needs no content-free reference. For the tests that count requests (retries, resume, budget,
+    disk full); `extra`: more `openai:` settings."""
+    more = "".join(f", {k}: {v}" for k, v in {"classification": "first_token_logprobs", **extra}.items())
+    return f"model: openai:smollm2\nopenai: {{base_url: '{url}/v1'{more}}}\nscoring: {{option_ranking: first_token}}\n"
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """`advise ARGS` in a subprocess (a fresh process, as a user runs it)."""
     exe = Path(sys.executable).with_name("advise")

@@ -10,7 +10,8 @@
 `faults` is consumed in order, one per POST: "429:N" answers 429 with Retry-After N, "500" (or any
 other status code, "401") answers that status, "drop" closes the connection without an answer, "ok"
 forwards; after the list, a POST meets a fault drawn at `rates` (with `seed`), or is forwarded.
-`get_faults` is the same for GETs (the client's startup GET /models). `delay_s` is added to every
+`get_faults` is the same for GETs (the client's startup GET /models). Requests outside /v1/ (the
+server's own /tokenize) are relayed unfaulted and kept apart, in `side`. `delay_s` is added to every
 forwarded request (a hosted API's latency); it is read per request, so a test may change it
 mid-run. A request whose client hangs up during the delay is not forwarded (`cancelled`), as a
 server stops computing an answer nobody waits for; `held` is how many wait in the delay now.
@@ -53,6 +54,8 @@ class FaultProxy:
         # benchmark measures the client against a fixed-latency API rather than this machine's CPU.
         self.replay: dict[str, tuple[int, bytes, str]] | None = {} if replay else None
         self.answered: list[str] = []  # sha256 of each request body the upstream answered with 200
+        self.bodies: list[bytes] = []  # those bodies themselves, in the same order
+        self.side: list[tuple[str, str]] = []  # requests to the server's own endpoints (/tokenize)
         self.seen: list[str] = []  # every fault or forward, in order
         self.headers_seen: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -67,11 +70,18 @@ class FaultProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 data = self.rfile.read(length) if length else b""
+                # The server's own endpoints beside the API (llama.cpp's /tokenize, which the backend asks
+                # once per label set): relayed as they are, never faulted nor counted with the API's requests.
+                side = not self.path.startswith("/v1/")
                 with proxy._lock:
-                    proxy.headers_seen.append(dict(self.headers))
-                    proxy.requests.append((self.command, self.path))
-                    fault = proxy._fault(self.command)
-                    proxy.seen.append(fault)
+                    if side:
+                        proxy.side.append((self.command, self.path))
+                        fault = "ok"
+                    else:
+                        proxy.headers_seen.append(dict(self.headers))
+                        proxy.requests.append((self.command, self.path))
+                        fault = proxy._fault(self.command)
+                        proxy.seen.append(fault)
                 if proxy.fixed_body is not None:
                     return self._send(200, proxy.fixed_body, {"content-type": "text/html"})
                 if fault.startswith("429"):
@@ -108,9 +118,10 @@ class FaultProxy:
                     return None
                 finally:
                     conn.close()
-                if resp.status == 200 and self.command == "POST":
+                if resp.status == 200 and self.command == "POST" and not side:
                     with proxy._lock:
                         proxy.answered.append(digest)
+                        proxy.bodies.append(data or b"")
                         if proxy.replay is not None:
                             proxy.replay[digest] = (200, payload, resp.getheader("content-type") or "application/json")
                 return self._send(resp.status, payload, {"content-type": resp.getheader("content-type") or
@@ -182,4 +193,4 @@ class FaultProxy:
         self.server.server_close()
 
     def request_bodies(self) -> list[dict[str, Any]]:  # pragma: no cover - debugging aid
-        return [json.loads(x) for x in self.answered]
+        return [json.loads(x) for x in self.bodies]

@@ -100,6 +100,8 @@ def test_label_tokens_come_from_the_servers_tokenizer_and_decide_the_default_pat
     assert backend.classification_paths(LABELS) == ("first_token_logprobs", "json_schema_enum", "generate_and_map")
     # Two labels beginning with the same token ("New"): the first token cannot tell them apart.
     assert backend.classification_path(["New York", "New Delhi", "Paris"]) == "json_schema_enum"
+    assert backend.classification_notes(["New York", "New Delhi", "Paris"]) == [
+        "first_token_logprobs: 'New York' and 'New Delhi' begin with the same token 'New'"]
     # The task can force one path: then it is the only one.
     assert _backend(llama_server, classification="generate_and_map").classification_paths(LABELS) == \
         ("generate_and_map",)

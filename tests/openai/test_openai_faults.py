@@ -12,15 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from openai_helpers import LlamaServer, run_cli, stored_predictions
+from openai_helpers import LlamaServer, api_settings, run_cli, stored_predictions
 from openai_proxy import FaultProxy
 
 pytestmark = pytest.mark.slow
 
 
 def _settings(url: str, **extra: object) -> str:
-    more = "".join(f", {k}: {v}" for k, v in extra.items())
-    return f"model: openai:smollm2\nopenai: {{base_url: '{url}/v1', max_retries: 3{more}}}\n"
+    return api_settings(url, **{"max_retries": 3, **extra})
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -70,6 +69,22 @@ def test_budget_stops_cleanly_then_resumes(llama_server, make_task, tmp_path):
                         "--set", "budget.max_requests=10"])
         assert done.returncode == 0, done.stderr
         assert sorted(Counter(proxy.answered).values()) == [1] * 6
+
+
+def test_a_budget_stop_while_the_path_is_chosen_on_dev_keeps_every_paid_answer(llama_server, make_task, tmp_path):
+    """Under `classification: auto` the dev split is asked first, calibrated by a content-free request per
+    prompt form. That reference is bought before the items that need it: a budget that stops at it has paid
+    for no answer it then throws away (asked after an item, the stop lost the item's paid answer)."""
+    run = tmp_path / "run"
+    with FaultProxy(llama_server.url) as proxy:
+        task = make_task(f"model: openai:smollm2\nopenai: {{base_url: '{proxy.url}/v1', max_concurrency: 4}}\n"
+                         "budget: {max_requests: 3}\n", n_eval=6)
+        stopped = run_cli(["run", str(task), "--out", str(run), "--latency-probe", "0", "--quiet"])
+        assert stopped.returncode == 1
+        assert "budget.max_requests 3" in _one_line_error(stopped)
+        items = [b for b in proxy.bodies if b"Question: N/A" not in b]  # the content-free reference's question
+        assert len(proxy.bodies) == 3 and len(items) == 2
+        assert stored_predictions(run) == 2  # every item answer paid for is kept
 
 
 def test_a_killed_server_stops_the_run_cleanly_and_the_next_run_resumes(make_task, tmp_path):

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from openai_helpers import run_cli
+from openai_helpers import api_settings, run_cli
 from openai_proxy import FaultProxy
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,7 @@ FLAKY = {"429:1": 0.2, "500": 0.1, "drop": 0.05}  # what issue 27 measured the o
 
 
 def _settings(url: str, **extra: object) -> str:
-    more = "".join(f", {k}: {v}" for k, v in extra.items())
-    return f"model: openai:smollm2\nopenai: {{base_url: '{url}/v1'{more}}}\n"
+    return api_settings(url, **extra)
 
 
 def _count(run: Path, table: str) -> int:

@@ -127,7 +127,24 @@ def test_off_label_share_is_counted_and_warned_about_above_a_tenth():
     assert few["items"] == 1 and few["share"] == 0.1 and "warning" not in few and OFF_LABEL_WARN == 0.10
     many = off_label([pred(i < 6, 0.1) for i in range(10)])
     assert many["share"] == 0.6 and "6 of 10 items (60%)" in many["warning"]
-    assert many["label_mass"] == 0.1 and "approximate" not in many
+    assert many["label_mass"] == 0.1 and "approximate" not in many and "constrained choice" in many["warning"]
+    # Free text or a JSON enum: nothing was chosen for those items; they are unmappable, scored wrong.
+    free = off_label([Prediction("x", None, "The answer", 1, 1, 0.0, {"off_label": True, "unmappable": True})
+                      for _ in range(3)])
+    assert free["label_mass"] is None and "unmappable and scored wrong" in free["warning"]
+    assert "constrained" not in free["warning"]
+
+
+def test_why_labels_cannot_take_the_first_token_path_is_said_in_words():
+    from advisor.backends.classify_api import first_token_clash
+
+    fake = {"New York": [(1, "New"), (2, " York")], " New York": [(3, " New"), (2, " York")],
+            "New Delhi": [(1, "New"), (4, " Del")], " New Delhi": [(3, " New"), (4, " Del")]}
+    assert first_token_clash(["New York", "New Delhi"], lambda s: fake[s]) == \
+        "'New York' and 'New Delhi' begin with the same token 'New'"
+    assert first_token_clash(["positive", "pos-neutral"], None) == \
+        "'positive' and 'pos-neutral' begin with the same character 'p'"
+    assert first_token_clash(LABELS, _smol) is None
 
 
 def test_budget_counts_requests_and_dollars_and_stops():

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from openai_helpers import run_cli, stored_predictions
+from openai_helpers import api_settings, run_cli, stored_predictions
 from openai_proxy import FaultProxy
 
 from advisor.cli import main
@@ -32,7 +32,7 @@ N = 12
 
 def _settings(url: str) -> str:
     # No price: the report's charts then have no priced lever (the legend warning of issue 27).
-    return f"model: openai:smollm2\nopenai: {{base_url: '{url}/v1', max_concurrency: 1}}\n"
+    return api_settings(url, max_concurrency=1)
 
 
 
