@@ -270,12 +270,19 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
                         ("option ranking", sa.get("option_ranking"), sb.get("option_ranking"))):
         if x != y:
             notes.append(f"{label}: {x} -> {y}")
-    # Each row's own label-ranking method (scoring.option_ranking: auto chooses one per row).
-    methods_b = {lv.get("name"): (lv.get("option_ranking") or {}).get("method") for lv in b.results.get("levers", [])}
+    # Each row's own ways of reading a label: its ranking method (scoring.option_ranking: auto chooses
+    # one per row) and, for an API model, its classification path and off-label share.
+    rows_b = {lv.get("name"): lv for lv in b.results.get("levers", [])}
     for lv in a.results.get("levers", []):
-        x, y = (lv.get("option_ranking") or {}).get("method"), methods_b.get(lv.get("name"))
-        if lv.get("name") in methods_b and x != y:
-            notes.append(f"{lv['name']}: label ranking {x} -> {y}")
+        other = rows_b.get(lv.get("name"))
+        if other is None:
+            continue
+        for label, read in (("label ranking", lambda r: (r.get("option_ranking") or {}).get("method")),
+                            ("classification path", lambda r: r.get("classification_path")),
+                            ("off-label share", lambda r: (r.get("off_label") or {}).get("share"))):
+            x, y = read(lv), read(other)
+            if x != y:
+                notes.append(f"{lv['name']}: {label} {x} -> {y}")
     return notes
 
 

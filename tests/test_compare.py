@@ -127,6 +127,21 @@ def test_a_rows_own_label_ranking_method_is_named_when_it_differs(tmp_path):
     assert out["differences"] == ["lora: label ranking sum -> calibrated"]
 
 
+def test_an_api_rows_classification_path_and_off_label_share_are_named_when_they_differ(tmp_path):
+    """The same served model asked for labels another way: the path is what moved the figure."""
+    def run(folder: Path, path: str, share: float) -> Path:
+        stored = _stored_run(folder, {"prompt": GOOD}, "prompt", **_prov("aaaa", 200, "auto"))
+        results = json.loads((stored / "results.json").read_text())
+        results["levers"][0].update(classification_path=path, off_label={"items": int(share * 200), "share": share})
+        (stored / "results.json").write_text(json.dumps(results))
+        return stored
+
+    out = json.loads(CliRunner().invoke(main, ["compare", str(run(tmp_path / "a", "generate_and_map", 1.0)),
+                                               str(run(tmp_path / "b", "json_schema_enum", 0.0)), "--json"]).output)
+    assert out["differences"] == ["prompt: classification path generate_and_map -> json_schema_enum",
+                                  "prompt: off-label share 1.0 -> 0.0"]
+
+
 # -- issue 28: eval groups, the target metric, Holm -------------------------------------------
 
 from advisor.types import Example, Prediction  # noqa: E402

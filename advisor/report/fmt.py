@@ -79,3 +79,15 @@ def price_basis_note(levers: list[dict[str, Any]]) -> str:
     if len(groups) == 1:
         return f"Per-query price: {next(iter(groups))}."
     return " ".join(f"Per-query price of {', '.join(names)}: {basis}." for basis, names in groups.items())
+
+
+def off_label(lv: dict[str, Any]) -> str:
+    """A row's off-label share (an API model's answers that were not a label; results.json `off_label`)
+    as a whole percentage, "–" for a row without one (a local model ranks whole labels)."""
+    off = lv.get("off_label")
+    return f"{100 * off['share']:.0f}%" if isinstance(off, dict) and _is_number(off.get("share")) else "–"
+
+
+def any_off_label(levers: list[dict[str, Any]]) -> bool:
+    """Whether any row has an off-label share: the scorecards show the column only then."""
+    return any(isinstance(lv.get("off_label"), dict) for lv in levers)

@@ -17,7 +17,17 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.record import RunRecord
-from advisor.report.fmt import interval, latency_ms, num, pct, price_basis_note, signed, usd
+from advisor.report.fmt import (
+    any_off_label,
+    interval,
+    latency_ms,
+    num,
+    off_label,
+    pct,
+    price_basis_note,
+    signed,
+    usd,
+)
 from advisor.spec import METRICS
 
 STATE_MARK = {"meets": ("✓", "bold green"), "fails": ("✗", "red"), "undecided": ("?", "yellow")}
@@ -100,7 +110,7 @@ def scorecard(results: dict[str, Any]) -> Group:
         name = m.removeprefix("retrieval_")
         quality.add_column(name.replace("_", "\n", 1).replace("@", "\n@", 1), justify="right", no_wrap=True)
     # An API model's share of items not answered with a label, beside the metric it qualifies.
-    off = any(isinstance(lv.get("off_label"), dict) for lv in results["levers"])
+    off = any_off_label(results["levers"])
     if off:
         quality.add_column("off-\nlabel", justify="right", no_wrap=True)
     quality.add_column("n", justify="right", no_wrap=True)
@@ -119,8 +129,7 @@ def scorecard(results: dict[str, Any]) -> Group:
             lv["name"],
             interval(lv["metrics"].get(metric)),
             *[num((lv["metrics"].get(m) or {}).get("value")) for m in others],
-            *([f"{100 * lv['off_label']['share']:.0f}%" if isinstance(lv.get("off_label"), dict) else "–"]
-              if off else []),
+            *([off_label(lv)] if off else []),
             str(lv["n_eval"]),
             ok,
         )

@@ -20,7 +20,18 @@ from advisor.report.charts import (
     pareto_frontier,
     volume_svg,
 )
-from advisor.report.fmt import cut, interval, latency_ms, num, pct, price_basis_note, show_value, usd
+from advisor.report.fmt import (
+    any_off_label,
+    cut,
+    interval,
+    latency_ms,
+    num,
+    off_label,
+    pct,
+    price_basis_note,
+    show_value,
+    usd,
+)
 from advisor.spec import METRICS
 
 _STATE_TEXT = {"meets": "✓ meets", "fails": "✗ fails", "undecided": "? undecided"}
@@ -119,6 +130,7 @@ def scorecard_section(r: dict[str, Any]) -> Section:
     others = [m for m in METRICS.get(r["kind"], ()) if m != metric and m in present]
     others += sorted(m for m in present if m.startswith("retrieval_"))
     quality_rows, styles = [], []
+    off = any_off_label(r["levers"])  # an API model's share of answers that were not a label
     for lv in r["levers"]:
         v = lv["verdict"]
         s = v["state"]
@@ -129,18 +141,21 @@ def scorecard_section(r: dict[str, Any]) -> Section:
             label += "; no better than the baseline"
         m = lv.get("metrics") or {}
         quality_rows.append([lv["name"], interval(m.get(metric)), *[num((m.get(o) or {}).get("value")) for o in others],
-                             str(lv.get("n_eval", "–")), label])
+                             *([off_label(lv)] if off else []), str(lv.get("n_eval", "–")), label])
         styles.append(s)
     base = r.get("baseline")
     if isinstance(base, dict):
         m = base.get("metrics") or {}
         quality_rows.append([f"baseline: {base.get('name', '?')}", interval(m.get(metric)),
-                             *[num((m.get(o) or {}).get("value")) for o in others], "–", "for comparison"])
+                             *[num((m.get(o) or {}).get("value")) for o in others], *(["–"] if off else []), "–",
+                             "for comparison"])
         styles.append("baseline")
     level = pct(t.get("confidence"))
-    quality = Table(["lever", f"{metric} ({level} interval)", *others, "n", "target"], quality_rows,
-                    caption=f"Quality on the eval set; target {metric} ≥ {num(t['threshold'], 2)}.",
-                    numeric=[False, True, *[True] * len(others), True, False], row_styles=styles)
+    quality = Table(["lever", f"{metric} ({level} interval)", *others, *(["off-label"] if off else []), "n", "target"],
+                    quality_rows, caption=f"Quality on the eval set; target {metric} ≥ {num(t['threshold'], 2)}."
+                    + (" Off-label: the share of items where the model's own answer was not a label." if off else ""),
+                    numeric=[False, True, *[True] * len(others), *([True] if off else []), True, False],
+                    row_styles=styles)
     cost_rows = []
     for lv in r["levers"]:
         c = lv.get("cost") or {}

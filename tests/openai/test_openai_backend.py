@@ -173,6 +173,12 @@ def test_path_chosen_on_dev_off_label_recorded_and_calibration_applied(llama_ser
     assert "off-" in text and f"{100 * off['share']:.0f}%" in text
     if off["share"] > 0.10:
         assert "did not answer with a label" in text
+    # The report's scorecard has the same column, and its lever section the share and why the path was kept.
+    from advisor.report.sections import scorecard_section
+
+    quality = scorecard_section(result.to_json()).blocks[0]
+    assert "off-label" in quality.columns and quality.rows[0][quality.columns.index("off-label")] == \
+        f"{100 * off['share']:.0f}%"
 
 
 def test_calibration_changes_answers_and_a_path_change_asks_again(llama_server, make_task, tmp_path):
