@@ -192,7 +192,11 @@ def test_calibration_changes_answers_and_a_path_change_asks_again(llama_server, 
     a = [p.output for p in plain.levers[0].predictions]
     b = [p.output for p in calibrated.levers[0].predictions]
     assert a != b  # calibration (a content-free request per prompt form) moves some answers
-    assert calibrated.levers[0].computed == 0  # the same answers, ranked another way: nothing asked again
+    # A forced method is asked for as it is on an API model (no reference bought for a method that needs
+    # none), so forcing another one asks again; under `auto` every method's pick comes with each answer.
+    assert plain.levers[0].computed == calibrated.levers[0].computed == 16
+    assert all(p.context["ranked_by"] == "calibrated" for p in calibrated.levers[0].predictions)
+    assert all("calibrated" not in p.context["ranking_alternatives"] for p in plain.levers[0].predictions)
     # The same run folder with another path: every answer is asked again, under that path.
     other = make_task(f"model: openai:smollm2\nopenai: {{{server}, classification: generate_and_map}}\n",
                       n_eval=16, folder="c")
