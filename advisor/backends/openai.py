@@ -31,6 +31,7 @@ import math
 import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -208,11 +209,12 @@ def backoff_s(retry: int) -> float:
 
 
 def _refused(e: BaseException) -> bool:
-    """Whether a connection error was a refused connection (nothing listens at the address)."""
+    """Whether a connection error was a refused connection (nothing listens at the address) or a host
+    name that does not resolve (socket.gaierror): at start, both fail at once rather than be retried."""
     seen: set[int] = set()
     cause: BaseException | None = e
     while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ConnectionRefusedError):
+        if isinstance(cause, (ConnectionRefusedError, socket.gaierror)):
             return True
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__

@@ -312,14 +312,14 @@ def _dropped_error():
     return openai.APIConnectionError(request=_request())
 
 
-def _refused_error():
+def _refused_error(cause: OSError | None = None):
     import openai
 
     try:
         try:
-            raise ConnectionRefusedError(111, "Connection refused")
-        except ConnectionRefusedError as cause:
-            raise openai.APIConnectionError(request=_request()) from cause
+            raise cause or ConnectionRefusedError(111, "Connection refused")
+        except OSError as c:
+            raise openai.APIConnectionError(request=_request()) from c
     except openai.APIConnectionError as e:
         return e
 
@@ -439,6 +439,14 @@ def test_max_retries_caps_the_tries_and_a_refused_connection_fails_at_start_only
     with pytest.raises(openai.APIConnectionError):  # at start: nothing listens at base_url
         backend._retrying(_failing(_refused_error()), lambda: False, clock.sleep, at_start=True)
     assert backend._retrying(_failing(_refused_error()), lambda: False, clock.sleep)[0] == "ok"  # mid-run: a restart
+    # A host name that does not resolve is as permanent at start as a refused connection (not 120 s of retries).
+    import socket
+
+    unresolved = _refused_error(socket.gaierror(-2, "Name or service not known"))
+    slept = len(clock.slept)
+    with pytest.raises(openai.APIConnectionError):
+        backend._retrying(_failing(unresolved), lambda: False, clock.sleep, at_start=True)
+    assert len(clock.slept) == slept
 
 
 def test_a_second_ctrl_c_exits_at_once_with_one_line(tmp_path):
