@@ -183,23 +183,29 @@ def _requests(task: Task, data: Any, lever: Any, options: Any, cache_dir: Any) -
     """The requests a prompt lever would send: its eval requests (the zero-shot ones for any lever
     whose prepare would compute something: retrieval, training) and, when the task has prompt
     variants and the lever is a prompt lever, every wording's requests on the dev split (the
-    choice between wordings is made there). The eval requests use the default wording: which
-    wording wins is not known before the dev answers are in."""
+    choice between wordings is made there), rendered as the lever renders them (a few-shot lever's
+    with its demonstrations). The eval requests use the default wording: which wording wins is not
+    known before the dev answers are in."""
     from advisor.prompting import dev_split, make_request, render_messages, variant_names, with_variant
 
-    plain = task.model_copy(update={"prompt": task.prompt.model_copy(update={"variants": {}})})
+    def unvaried(t: Task) -> Task:
+        return t.model_copy(update={"prompt": t.prompt.model_copy(update={"variants": {}})})
+
+    cheap = lever.name == "prompt" or (lever.name == "prompt-few-shot" and options.selection != "similar")
+
+    def rendered(t: Task, items: list[Any]) -> list[Request]:
+        if not cheap:
+            return [make_request(t, ex, render_messages(t, ex)) for ex in items]
+        ctx = LeverContext(task=t, data=data, workdir=cache_dir, cache_dir=cache_dir,
+                           base_backend=lambda: None)  # type: ignore[arg-type,return-value]
+        return lever.requests(lever.prepare(ctx, options), items)
+
     dev: list[Request] = []
     if task.prompt.variants and lever.family == "prompt":
         dev_items, _ = dev_split(task, data.train)
         for name in variant_names(task):
-            worded = with_variant(task, name)
-            dev += [make_request(worded, ex, render_messages(worded, ex)) for ex in dev_items]
-    cheap = lever.name == "prompt" or (lever.name == "prompt-few-shot" and options.selection != "similar")
-    if cheap:
-        ctx = LeverContext(task=plain, data=data, workdir=cache_dir, cache_dir=cache_dir,
-                           base_backend=lambda: None)  # type: ignore[arg-type,return-value]
-        return dev + lever.requests(lever.prepare(ctx, options), data.eval)
-    return dev + [make_request(plain, ex, render_messages(plain, ex)) for ex in data.eval]
+            dev += rendered(unvaried(with_variant(task, name)), dev_items)
+    return dev + rendered(unvaried(task), data.eval)
 
 
 def as_dicts(rows: list[RowEstimate]) -> list[dict[str, Any]]:
