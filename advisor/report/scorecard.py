@@ -116,7 +116,10 @@ def scorecard(results: dict[str, Any]) -> Group:
     quality.add_column("n", justify="right", no_wrap=True)
     quality.add_column("meets", justify="center", no_wrap=True)
     cost = _table(f"cost at {results['costs']['queries_per_month']:,} queries/month")
-    cost.caption = ("$/1k q: per 1,000 queries; latency: one request at a time, in ms. '–': not known (e.g. no "
+    remote = any(lv.get("price") for lv in results["levers"])  # an API model's row records the price it was charged
+    timing = ("a local model's one request at a time, an API model's at the run's concurrency" if remote
+              else "one request at a time")
+    cost.caption = (f"$/1k q: per 1,000 queries; latency: {timing}, in ms. '–': not known (e.g. no "
                     "price for the model). " + price_basis_note(results["levers"])).strip()
     cost.caption_justify = "left"
     # Short headers: the table fits an 80-column terminal with the longest lever name.

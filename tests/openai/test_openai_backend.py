@@ -171,6 +171,7 @@ def test_path_chosen_on_dev_off_label_recorded_and_calibration_applied(llama_ser
     print_results(console, result.record)
     text = console.export_text()
     assert "off-" in text and f"{100 * off['share']:.0f}%" in text
+    assert "an API model's at the run's concurrency" in " ".join(text.split())  # how its latency was timed
     if off["share"] > 0.10:
         assert "did not answer with a label" in text
     # The report's scorecard has the same column, and its lever section the share and why the path was kept.
