@@ -79,19 +79,19 @@ def label_tokens(labels: Sequence[str], tokenize: Tokenize | None, source: str) 
     begin with the same token (the first token cannot tell them apart). Without a tokenizer:
     the approximate string-prefix rule (see LabelTokens), None when two labels share a first
     character."""
-    found = _first_tokens(tuple(labels), tokenize, source)
+    found = first_tokens(tuple(labels), tokenize, source)
     return found if isinstance(found, LabelTokens) else None
 
 
 def first_token_clash(labels: Sequence[str], tokenize: Tokenize | None) -> str | None:
     """Why `label_tokens` finds no first-token reading of `labels`, in words (which labels begin
     with the same token), or None when it finds one."""
-    found = _first_tokens(tuple(labels), tokenize, "")
+    found = first_tokens(tuple(labels), tokenize, "")
     return found if isinstance(found, str) else None
 
 
-def _first_tokens(labels: tuple[str, ...], tokenize: Tokenize | None, source: str) -> LabelTokens | str:
-    """`label_tokens`' reading, or why there is none."""
+def first_tokens(labels: tuple[str, ...], tokenize: Tokenize | None, source: str) -> LabelTokens | str:
+    """`label_tokens`' reading, or why there is none (`first_token_clash`), from one tokenization."""
     if tokenize is None:
         firsts = [lab.strip()[:1] for lab in labels]
         for j, f in enumerate(firsts):

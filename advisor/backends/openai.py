@@ -47,8 +47,7 @@ from advisor.backends.classify_api import (
     enum_budget,
     enum_format,
     first_token_choice,
-    first_token_clash,
-    label_tokens,
+    first_tokens,
     map_to_label,
     parse_enum_answer,
     read_first_token,
@@ -364,7 +363,8 @@ class OpenAIBackend(Backend):
         self._tokenizer: Any = None
         self.token_method = f"tokenizer {s.tokenizer}" if s.tokenizer else "characters / 4 (no local tokenizer)"
         self._lock = threading.Lock()
-        self._label_tokens: dict[tuple[str, ...], LabelTokens | None] = {}  # by label set
+        self._label_tokens: dict[tuple[str, ...], LabelTokens | str] = {}  # by label set (str: why none)
+        self._enum_budgets: dict[tuple[str, ...], int] = {}  # by label set: tokens a JSON-enum answer may take
         self._tokenize_source: tuple[Tokenize | None, str] | None = None  # the tokenizer found, and where
         self._unsupported: set[str] = set()  # classification paths this server turned out not to support
         self._cf_cache: dict[str, tuple[list[float | None], float | None]] = {}  # content-free references
@@ -612,6 +612,12 @@ class OpenAIBackend(Backend):
         by the server's `/tokenize`, else the local tokenizer in `openai.tokenizer`, else the
         approximate string rule; None when two labels begin with the same token. Asked once per
         label set."""
+        found = self._read_labels(labels)
+        return found if isinstance(found, LabelTokens) else None
+
+    def _read_labels(self, labels: list[str]) -> LabelTokens | str:
+        """`classify_api.first_tokens` of `labels` (their reading, or why there is none), tokenized once
+        per label set for the backend's lifetime, with the label tokens' JSON-enum budget beside it."""
         key = tuple(labels)
         with self._lock:
             if key in self._label_tokens:
@@ -627,9 +633,12 @@ class OpenAIBackend(Backend):
             else:
                 self._tokenize_source = (None, "")
         fn, source = self._tokenize_source
-        found = label_tokens(labels, fn, source)
+        found = first_tokens(key, fn, source)
+        exact = fn if isinstance(found, LabelTokens) and found.exact else None
+        budget = enum_budget(labels, (lambda t: len(exact(t))) if exact else None)
         with self._lock:
             self._label_tokens[key] = found
+            self._enum_budgets[key] = budget
         return found
 
     def classification_paths(self, labels: list[str]) -> tuple[str, ...]:
@@ -653,9 +662,8 @@ class OpenAIBackend(Backend):
         notes = []
         if "first_token_logprobs" in self._unsupported:
             notes.append(f"first_token_logprobs: {self.server} returns no log-probabilities")
-        elif self.label_tokens(labels) is None:
-            fn, _ = self._tokenize_source or (None, "")
-            notes.append(f"first_token_logprobs: {first_token_clash(labels, fn) or 'no first-token reading'}")
+        elif isinstance(clash := self._read_labels(labels), str):
+            notes.append(f"first_token_logprobs: {clash}")
         if "json_schema_enum" in self._unsupported:
             notes.append(f"json_schema_enum: {self.server} refused a JSON-schema response_format")
         return notes
@@ -759,10 +767,8 @@ class OpenAIBackend(Backend):
                               option_scores=[s if math.isfinite(s) else None for s in scores],  # type: ignore[misc]
                               info=info, tokens_in_cached=used.tokens_in_cached, latency_s=seconds)
         if path == "json_schema_enum":
-            lt = self.label_tokens(labels)
-            fn = self._tokenize_source[0] if self._tokenize_source and lt is not None and lt.exact else None
-            budget = enum_budget(labels, (lambda s: len(fn(s))) if fn else None)
-            r = Request(request.example_id, request.messages, max_new_tokens=budget)
+            self._read_labels(labels)
+            r = Request(request.example_id, request.messages, max_new_tokens=self._enum_budgets[tuple(labels)])
             try:
                 response, used, seconds = self._complete(r, params, call, response_format=enum_format(labels))
             except openai.BadRequestError:
