@@ -18,10 +18,12 @@ import json
 import os
 import platform
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor.compute import cores
 from advisor.data import stable_hash
 from advisor.spec import Costs
 from advisor.stats import percentile
@@ -62,33 +64,38 @@ def _fastest(backend: Backend, request: Request) -> tuple[float, int, int]:
     """(seconds, tokens in, tokens out) of the fastest of CALIBRATION_REPEATS runs of `request`.
 
     On a CPU the time is this process's CPU time with torch on one thread, divided by the
-    threads a run uses (perfect scaling assumed): a thread that waits for a core accrues no
+    machine's cores (perfect scaling assumed): a thread that waits for a core accrues no
     CPU time, so a busy machine does not inflate it as it inflates wall time (measured:
     a calibration by wall time on a machine at load 15 priced the TREC prompt lever at
     $1.71 per 1,000 queries). On a GPU, wall time (accelerators are not time-shared here).
     """
     on_cpu = backend.device == "cpu"
-    threads = 1
     torch: Any = None
     if on_cpu:
         try:
             import torch
         except ImportError:  # a CPU backend without torch: its own threads, timed by process CPU time
             torch = None
-        if torch is not None:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
+    # Divided by the machine's cores, not by the threads torch runs now: the thread count is chosen
+    # from the machine's load (advisor.compute.ThreadChoice) and a price must not follow the load.
+    threads = cores() if on_cpu else 1
+    running = torch.get_num_threads() if torch is not None else 1
+    chooser = getattr(backend, "threads", None)  # the run's thread choice waits meanwhile
     best: tuple[float, int, int] | None = None
     try:
-        for _ in range(CALIBRATION_REPEATS):
-            cpu0 = time.process_time()
-            g = backend.generate([request], GenerationParams(max_new_tokens=request.max_new_tokens, batch_size=1))[0]
-            seconds = (time.process_time() - cpu0) / threads if on_cpu else g.seconds
-            if best is None or seconds < best[0]:
-                best = (seconds, g.tokens_in, g.tokens_out)
+        if torch is not None:
+            torch.set_num_threads(1)
+        with chooser.paused() if chooser is not None else nullcontext():
+            for _ in range(CALIBRATION_REPEATS):
+                cpu0 = time.process_time()
+                g = backend.generate([request], GenerationParams(max_new_tokens=request.max_new_tokens,
+                                                                 batch_size=1))[0]
+                seconds = (time.process_time() - cpu0) / threads if on_cpu else g.seconds
+                if best is None or seconds < best[0]:
+                    best = (seconds, g.tokens_in, g.tokens_out)
     finally:
         if torch is not None:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(running)
     assert best is not None
     return best
 

@@ -70,7 +70,8 @@ class Backends:
 
             # The first run on a machine also converts the embedded model (about 20 s): say so.
             with status(self.progress, f"loading {self.task.model}"):
-                self.base = make_backend(self.task, self.cache_dir)
+                self.base = make_backend(self.task, self.cache_dir,
+                                         on_status=lambda text: status(self.progress, text))
         return self.base
 
     def provide(self, choice: Any, backend: Backend) -> None:
@@ -86,7 +87,8 @@ class Backends:
             if self._budget is None:
                 self._budget = RunBudget(self.task.budget.max_requests, self.task.budget.max_usd)
             advance = self.progress(f"loading {choice.spec}", 1)
-            self._by_model[choice] = make_backend_for(self.task, choice, self.cache_dir, self._budget)
+            self._by_model[choice] = make_backend_for(self.task, choice, self.cache_dir, self._budget,
+                                                      on_status=lambda text: status(self.progress, text))
             advance(1, 1)
         return self._by_model[choice]
 

@@ -300,6 +300,10 @@ class RunRecord(_Record):
     checks: list[CheckRecord] = Field(default_factory=list)  # the task's checks; pass_all when any
     audit: AuditRecord | None = None  # None: a run from before the audit
     provenance: Provenance | None = None
+    # How local models computed on this machine (advisor.compute): cpu, cpu_flags, and per model identity
+    # its device, scoring precision choice (precision, why, reason, measured) and thread choices. None: no local
+    # model ran, or a run from before the choice existed.
+    compute: dict[str, JsonValue] | None = None
     # With a rubric: lever -> criterion -> judge rate over scored items, unscored count, human grades, and
     # where people graded some outputs, kappa (advisor.judge.agreement) and the PPI interval (advisor.judge.ppi).
     judge: dict[str, JsonValue] | None = None

@@ -137,6 +137,20 @@ class Runner:
     def _backend(self, backend: Backend | None) -> None:
         self.backends.base = backend
 
+    def compute_info(self) -> dict[str, Any] | None:
+        """results.json `compute`: how the local models computed (advisor.compute): the CPU, each
+        precision choice and why, and the thread counts chosen; None when no local model ran."""
+        from advisor.compute import cpu_flags, cpu_model
+
+        backends = [b for b in [self.backends.base, *self.backends._by_model.values()] if b is not None]
+        local = [b for b in backends if hasattr(b, "compute_info")]
+        if not local:
+            return None
+        info: dict[str, Any] = {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "models": {}}
+        for b in local:
+            info["models"][b.identity] = b.compute_info()
+        return plain_json(info)
+
     def _make_dirs(self, path: Path) -> None:
         self._made += reversed([p for p in (path, *path.parents) if not p.exists()])
         path.mkdir(parents=True, exist_ok=True)
@@ -527,7 +541,7 @@ class Runner:
             levers=[r.record(verdict.levers[r.name], t.model) for r in results], baseline=baseline.record(),
             verdict=verdict.record, scoring=scoring, learning_curves=curve_records, checks=check_records(t),
             audit=AuditRecord.model_validate(plain_json(self.audit.as_dict())),
-            provenance=provenance(t, self.data, task_file))
+            provenance=provenance(t, self.data, task_file), compute=self.compute_info())
         return RunResult(t, self.workdir, results, verdict, record, self.data, self.limit)
 
 

@@ -171,6 +171,25 @@ class ScoringSpec(_Strict):
     )
 
 
+class ComputeSpec(_Strict):
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="A local model's precision for scoring, generation and LoRA training. auto: bf16 on a "
+        "GPU; on a CPU, measured once per machine, model and task (advisor.compute): bf16 only where the CPU has "
+        "native bf16 instructions and it is faster and keeps the answers (log-probabilities, labels, training "
+        "losses within stated tolerances of fp32), else fp32. fp32 / bf16: forced.")
+    threads: Literal["auto"] | int = Field(
+        "auto", description="CPU threads for a local model. auto: measured before each stage and every minute "
+        "within it (one thread against one per core; on a busy machine one thread is often several times "
+        "faster). A number: forced.")
+
+    @field_validator("threads")
+    @classmethod
+    def _threads_positive(cls, v: str | int) -> str | int:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"should be 'auto' or at least 1, got {v}")
+        return v
+
+
 class Task(_Strict):
     """A task: what to do, on which data, judged by which metric against which threshold."""
 
@@ -193,6 +212,8 @@ class Task(_Strict):
     costs: Costs = Costs()
     audit: AuditSpec = Field(default_factory=AuditSpec, description="Data audit settings (`advise audit`).")
     scoring: ScoringSpec = ScoringSpec()
+    compute: ComputeSpec = Field(default_factory=ComputeSpec, description="How a local model computes on this "
+                                 "machine (precision, CPU threads); recorded in results.json `compute`.")
     checks: list[CheckSpec] = Field(
         default_factory=list,
         description="Checks on every output that need no model and no gold answer (json_schema, length, phrases, "

@@ -93,7 +93,8 @@ def build_adapter(
     The version hashes (base model, `version_data`, config); `version_data` defaults to the pairs
     themselves. `data_hash` in the adapter's metadata is always the hash of the pairs it was trained on.
     """
-    from advisor.backends.hf import HFBackend
+    from advisor.backends.hf import HFBackend, precision_identity
+    from advisor.compute import PROBE_STEPS, choose_precision, forward_probe, torch_dtype
 
     if not pairs:
         raise InputError(
@@ -103,6 +104,14 @@ def build_adapter(
     base, loaded = _local_model(ctx)
     train_cfg = TrainConfig.model_validate(cfg.model_dump(include=set(TrainConfig.model_fields)))
     config = train_cfg.model_dump(mode="json")
+    # The base weights' precision while training: measured on these pairs (advisor.compute); an
+    # adapter trained on bf16 weights is another adapter, so it enters the version (fp32 does not:
+    # adapters trained before the choice existed keep their versions).
+    trained_in = choose_precision(loaded, "training", ctx.task.compute.precision,
+                                  probe=[[m, a] for m, a in pairs[: 8 * (PROBE_STEPS + 1)]],
+                                  cache_dir=ctx.cache_dir, on_status=lambda text: status(ctx.progress, f"{lever}: {text}"))
+    if trained_in.precision != "fp32":
+        config["precision"] = trained_in.precision
     data_hash = stable_hash([[m, a] for m, a in pairs])[:16]
     version_hash = data_hash if version_data is None else stable_hash(version_data)[:16]
     version = adapters.adapter_version(loaded.identity, version_hash, config)
@@ -114,15 +123,20 @@ def build_adapter(
             meta = adapters.read_meta(path)
         else:
             started = time.perf_counter()
+            model = copy.deepcopy(loaded.in_precision(trained_in.precision))  # the shared base stays as it is
+            threads = getattr(base, "threads", None)  # the run's advisor.compute.ThreadChoice
+            probe = forward_probe(model, loaded.device)
             result = train_lora(
-                copy.deepcopy(loaded.model),  # the shared base model stays as it is
+                model,
                 loaded.tokenizer,
                 pairs,
                 train_cfg,
                 path / "checkpoints",
                 on_step=_progress(ctx, lever),
                 on_status=lambda text: status(ctx.progress, f"{lever}: {text}"),
+                on_check=(lambda: threads.check("training", probe)) if threads is not None else None,
             )
+            del model
             with status(ctx.progress, f"{lever}: saving adapter {version}"):
                 result.model.save_pretrained(str(path))
             steps_run = result.steps - (result.resumed_from or 0)
@@ -150,6 +164,7 @@ def build_adapter(
                 "train_seconds": result.train_seconds,
                 "wall_seconds": time.perf_counter() - started,
                 "device": loaded.device,
+                "precision": trained_in.precision,
                 "created": adapters.now_iso(),
                 "metrics": {},
             }
@@ -157,16 +172,20 @@ def build_adapter(
             clear_checkpoints(path / "checkpoints")
             del result
 
+    scoring = getattr(base, "precision", None)  # the precision the base model scores in (advisor.compute)
+    scored_in = scoring.precision if scoring is not None else "fp32"
     with status(ctx.progress, f"{lever}: loading and merging adapter {version}"):
-        merged = adapters.load_merged(loaded.model, path)
+        merged = adapters.load_merged(loaded.model, path).to(torch_dtype(scored_in))
     costs = ctx.task.costs
     price = costs.gpu_hour_usd if meta["device"] == "cuda" else costs.cpu_hour_usd
     train_usd = meta["train_seconds"] / 3600 * price
     backend = HFBackend(
         loaded,
-        identity=f"{loaded.identity}+{version}",
+        identity=f"{precision_identity(loaded.identity, scored_in)}+{version}",
         model=merged,
         usd_per_hour=base.usd_per_hour,  # an HFBackend: `_local_model` checked it has weights here
+        precision=scoring,
+        threads=getattr(base, "threads", None),
     )
     return Artifact(
         lever=lever,
@@ -182,6 +201,8 @@ def build_adapter(
             "steps_run": steps_run,
             "resumed_from": resumed_from,
             "train_usd": train_usd,
+            "training_precision": meta.get("precision", "fp32"),
+            "training_precision_choice": trained_in.as_dict(),
             **{
                 k: meta[k]
                 for k in (

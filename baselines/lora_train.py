@@ -353,12 +353,15 @@ def train_lora(
     run_dir: Path,
     on_step: Callable[[StepInfo], None] | None = None,
     on_status: Callable[[str], AbstractContextManager[Any]] | None = None,
+    on_check: Callable[[], Any] | None = None,
 ) -> TrainResult:
     """Fine-tune LoRA layers on (chat messages, answer) pairs; resume from `run_dir` if it holds a checkpoint.
 
     `model` is changed in place (LoRA layers are added): pass a copy of a shared model.
     `on_status(text)` wraps each step before the first optimizer step (tokenising, adding the
     layers, the validation loss before training), so a progress display is never silent.
+    `on_check()` before every step: the run's thread-count check (advisor.compute.ThreadChoice,
+    which measures at most once a minute); it must not touch the model's weights.
     """
     import torch
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -413,6 +416,8 @@ def train_lora(
             batches = epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch)
         batch = [train_rows[i] for i in batches[step % per_epoch]]
         ids, mask, labels = collate(batch, pad_id, peft_model.device)
+        if on_check is not None:
+            on_check()
 
         # forward + loss (answer tokens only) + backward + step
         for group in optimizer.param_groups:

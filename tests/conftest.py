@@ -26,6 +26,9 @@ _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="advise-test-cache-"))
 os.environ.setdefault("ADVISE_CACHE", str(_SESSION_CACHE))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every test's expected answers hold on every CPU: the local model computes in fp32 unless a test says
+# otherwise (tests/test_compute.py measures `auto`, which picks bf16 only on some CPUs).
+os.environ.setdefault("ADVISE_PRECISION", "fp32")
 
 
 SERVER_START_TIMEOUT_S = 60.0

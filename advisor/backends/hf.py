@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +119,30 @@ def _folder_identity(folder: Path) -> str:
 
 @dataclass
 class LoadedModel:
-    model: Any  # a transformers PreTrainedModel
+    model: Any  # a transformers PreTrainedModel, in the device's load precision (fp32 on a CPU)
     tokenizer: Any
     identity: str
     path: Path
     device: str
+    _copies: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def in_precision(self, precision: str) -> Any:
+        """The base model in `precision` ("fp32" or "bf16"): `model` itself when it already is,
+        else a converted copy made once (135M parameters: 270 MB in bf16)."""
+        from advisor.compute import torch_dtype
+
+        dtype = torch_dtype(precision)
+        if self.model.dtype == dtype:
+            return self.model
+        if precision not in self._copies:
+            self._copies[precision] = copy.deepcopy(self.model).to(dtype).eval()
+        return self._copies[precision]
+
+
+def precision_identity(identity: str, precision: str) -> str:
+    """A model identity with the precision it computes in when that is not the load precision
+    (fp32): answers computed in bf16 are stored apart from fp32's, and priced apart."""
+    return identity if precision == "fp32" else f"{identity}/{precision}"
 
 
 _LOADED: dict[tuple[str, str], LoadedModel] = {}
@@ -187,8 +206,14 @@ class HFBackend(Backend):
         identity: str | None = None,
         model: Any = None,
         usd_per_hour: float = 0.0,
+        precision: Any = None,
+        threads: Any = None,
     ) -> None:
+        """`precision`: the advisor.compute.Precision `model` computes in (None: not chosen, the load
+        precision); `threads`: the run's advisor.compute.ThreadChoice (None: torch's default)."""
         self.loaded = loaded
+        self.precision = precision
+        self.threads = threads
         self.tokenizer = loaded.tokenizer
         self.model = model if model is not None else loaded.model
         self.identity = identity or loaded.identity
@@ -200,6 +225,22 @@ class HFBackend(Backend):
 
     def price_per_second_usd(self) -> float:
         return self.usd_per_hour / 3600.0
+
+    def check_threads(self) -> None:
+        """Let the run's ThreadChoice measure the thread count (at most once a minute)."""
+        if self.threads is not None:
+            from advisor.compute import forward_probe
+
+            self.threads.check("scoring", forward_probe(self.model, self.device))
+
+    def compute_info(self) -> dict[str, Any]:
+        """results.json `compute`: device, precision choices and thread choices of this backend."""
+        info: dict[str, Any] = {"device": self.device}
+        if self.precision is not None:
+            info["scoring"] = self.precision.as_dict()
+        if self.threads is not None:
+            info["threads"] = self.threads.summary()
+        return info
 
     # -- prompts ---------------------------------------------------------------------------------
 
@@ -240,6 +281,7 @@ class HFBackend(Backend):
         each answer's `tokens_in_cached` is 0. `on_batch(n)` after each batch of n requests."""
         import torch
 
+        self.check_threads()
         prompts = [self.prompt_ids(r.messages) for r in requests]
         out: list[Generation | None] = [None] * len(requests)
         eos = self.tokenizer.eos_token_id
@@ -306,6 +348,7 @@ class HFBackend(Backend):
         for r in requests:
             if not r.options:
                 raise InputError("score_options needs a request with options", field="options")
+        self.check_threads()
         prompts = [self.prompt_ids(r.messages) for r in requests]
         self._reused_prefix = None
         token_logps, seconds = self.option_logprobs(prompts, [list(r.options or ()) for r in requests],

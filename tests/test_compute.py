@@ -1,0 +1,158 @@
+"""Precision and threads are measured on the machine, decided by stated tolerances, cached and recorded."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from advisor import compute
+from advisor.compute import Precision, ThreadChoice, choose_precision
+from advisor.errors import InputError
+from advisor.spec import load_task
+
+
+@pytest.fixture
+def auto_precision(monkeypatch):
+    """The suite pins fp32 (tests/conftest.py); these tests look at `auto` itself."""
+    monkeypatch.delenv(compute.PRECISION_ENV, raising=False)
+
+
+def _scoring(speed: float, med: float = 0.02, agree: float | None = 0.97) -> dict:
+    return {"scoring_speedup": speed, "logp_median_abs_diff": med, "label_agreement": agree, "probe_items": 32}
+
+
+def test_bf16_is_kept_for_scoring_only_when_faster_by_the_stated_margin_and_faithful():
+    assert compute._decide_scoring(_scoring(2.0))[0] == "bf16"
+    assert compute._decide_scoring(_scoring(2.0, agree=None))[0] == "bf16"  # generation: per-token check only
+    slow, why = compute._decide_scoring(_scoring(compute.SPEEDUP_MIN - 0.05))
+    assert slow == "fp32" and "under the" in why
+    assert compute._decide_scoring(_scoring(2.0, med=compute.LOGP_MEDIAN_TOL + 0.01))[0] == "fp32"
+    changed, why = compute._decide_scoring(_scoring(2.0, agree=compute.AGREE_MIN - 0.01))
+    assert changed == "fp32" and "outside the tolerance" in why
+
+
+def test_bf16_is_kept_for_training_only_when_faster_and_the_losses_track_fp32():
+    ok = {"training_speedup": 1.4, "loss_rel_diff": 0.02}
+    assert compute._decide_training(ok)[0] == "bf16"
+    assert compute._decide_training({**ok, "training_speedup": 1.1})[0] == "fp32"
+    assert compute._decide_training({**ok, "loss_rel_diff": compute.LOSS_TOL + 0.01})[0] == "fp32"
+
+
+def test_a_forced_setting_or_a_cpu_without_native_bf16_measures_nothing(loaded_model, monkeypatch, tmp_path,
+                                                                          auto_precision):
+    def boom(*a, **k):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(compute, "measure_scoring", boom)
+    probe = [([{"role": "user", "content": "x"}], ["a", "b"])]
+    forced = choose_precision(loaded_model, "scoring", "bf16", probe=probe, cache_dir=tmp_path)
+    assert (forced.precision, forced.why) == ("bf16", "forced")
+    monkeypatch.setattr(compute, "cpu_flags", lambda: ["avx2", "avx512f"])
+    plain = choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
+    assert (plain.precision, plain.why) == ("fp32", "no_native_bf16") and "emulated" in plain.reason
+    monkeypatch.setenv(compute.PRECISION_ENV, "bf16")
+    env = choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
+    assert (env.precision, env.why) == ("bf16", "forced") and compute.PRECISION_ENV in env.reason
+    monkeypatch.setenv(compute.PRECISION_ENV, "fp16")
+    with pytest.raises(InputError, match="ADVISE_PRECISION='fp16': use auto, fp32 or bf16"):
+        choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
+
+
+def test_auto_measures_on_the_tasks_train_items_once_and_caches_the_choice(loaded_model, monkeypatch, tmp_path,
+                                                                           auto_precision):
+    monkeypatch.setattr(compute, "cpu_flags", lambda: ["avx512f", "avx512_bf16"])  # measure on any CPU
+    monkeypatch.setattr(compute, "PROBE_ITEMS", 6)
+    task = load_task("sample_tasks/trec/task.yaml")
+    probe = compute.scoring_probe(task)
+    assert len(probe) == 6 and all(opts == task.labels for _, opts in probe)
+    assert all(m[-1]["content"].startswith("Question:") for m, _ in probe)  # train items, as the prompt asks
+    first = choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
+    m = first.measured
+    assert first.why == "measured" and not first.cached
+    assert m["probe_items"] == 6 and m["scoring_speedup"] > 0 and 0.0 <= m["label_agreement"] <= 1.0
+    assert 0.0 <= m["logp_median_abs_diff"] <= m["logp_p95_abs_diff"]
+    assert first.precision == compute._decide_scoring(m)[0]
+    monkeypatch.setattr(compute, "measure_scoring", lambda *a: (_ for _ in ()).throw(AssertionError("again")))
+    again = choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
+    assert again.cached and again.precision == first.precision and again.measured == m
+    stored = json.loads((tmp_path / "compute_precision.json").read_text())
+    assert [v["precision"] for v in stored.values()] == [first.precision]
+
+
+def test_the_training_probe_times_lora_steps_from_the_same_start_in_both_precisions(loaded_model, monkeypatch):
+    monkeypatch.setattr(compute, "PROBE_STEPS", 1)
+    task = load_task("sample_tasks/trec/task.yaml")
+    from advisor.data import load_examples
+    from advisor.prompting import answer_text, render_messages
+
+    train = load_examples(task, task.data_path("train"), split="train")[:16]
+    m = compute.measure_training(loaded_model, [(render_messages(task, ex), answer_text(task, ex.output))
+                                                for ex in train])
+    losses = m["training_losses"]
+    assert len(losses["fp32"]) == len(losses["bf16"]) == 2
+    # The same LoRA init (zero B) and the same first batch: the first losses are the base model's, close.
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.05)
+    assert m["training_speedup"] > 0 and m["loss_rel_diff"] >= 0
+
+
+def test_threads_follow_what_the_probe_measures_and_are_rechecked_at_most_once_a_minute(monkeypatch):
+    monkeypatch.setattr(compute, "cores", lambda: 2)
+    before = torch.get_num_threads()
+    calls = []
+
+    def contended() -> None:  # two threads wait on each other: slower than one
+        calls.append(torch.get_num_threads())
+        time.sleep(0.02 * torch.get_num_threads() ** 2)
+
+    def scaling() -> None:
+        calls.append(torch.get_num_threads())
+        time.sleep(0.04 / torch.get_num_threads())
+
+    try:
+        choice = ThreadChoice("auto", "cpu")
+        assert choice.check("scoring", contended) == 1 and torch.get_num_threads() == 1
+        assert sorted(set(calls)) == [1, 2] and len(calls) == 4  # both, interleaved, twice
+        assert choice.check("scoring", scaling) == 1 and len(calls) == 4  # within RECHECK_S: not measured
+        assert choice.check("training", scaling) == 2 and torch.get_num_threads() == 2
+        with choice.paused():
+            assert choice.check("paused-stage", contended) is None
+        summary = choice.summary()
+        assert summary["chosen_counts"] == {"1": 1, "2": 1} and summary["cores"] == 2
+        assert [c["stage"] for c in summary["choices"]] == ["scoring", "training"]
+        assert summary["choices"][0]["probe_seconds"]["1"] < summary["choices"][0]["probe_seconds"]["2"]
+        forced = ThreadChoice(1, "cpu")
+        assert forced.check("scoring", contended) == 1 and forced.summary()["choices"][0]["why"] == "forced"
+        assert ThreadChoice("auto", "cuda").check("scoring", contended) is None
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_thread_probe_leaves_trainings_random_draws_alone(loaded_model):
+    probe = compute.forward_probe(loaded_model.model, "cpu", batch=1, length=8)
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    probe()
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_a_run_records_how_its_local_model_computed(trec_small, tmp_path, monkeypatch):
+    from advisor.runner import Runner
+
+    task = load_task(trec_small, [])
+    runner = Runner(task, tmp_path / "run", latency_probe=0, limit=4)
+    try:
+        record = runner.run(["prompt"]).to_json()
+    finally:
+        runner.close()
+    info = record["compute"]
+    assert info["cpu_flags"] == compute.cpu_flags()
+    (model,) = info["models"].values()
+    assert model["device"] == "cpu"
+    assert model["scoring"]["precision"] == "fp32" and model["scoring"]["why"] == "forced"  # ADVISE_PRECISION
+    assert model["threads"]["setting"] == "auto" and model["threads"]["cores"] == compute.cores()
+    assert sum(model["threads"]["chosen_counts"].values()) == len(model["threads"]["choices"]) >= 1
+    assert isinstance(Precision(**{k: v for k, v in model["scoring"].items()}), Precision)
