@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from advisor.data import remove_leakage
 from advisor.types import Example, GenerationParams
 from baselines import adapters
 from baselines.lora import LoraLever, LoraOptions, LoraRagLever, LoraRagOptions
+from tests.lora.conftest import LABELS
 from tests.naive_ranking import first_token_pick, token_logps
 
 TINY = {"max_len": 64, "batch_size": 4, "max_steps": 4, "eval_every": 2, "val_fraction": 0.25,
@@ -168,3 +170,32 @@ def test_lora_rag_keeps_its_adapter_when_the_knowledge_changes(make_task, make_c
     for i in where:
         assert "Ports and capitals" in after[i].messages[-1]["content"]
         assert "Ports and capitals" not in before[i].messages[-1]["content"]
+
+
+def test_an_adapter_trained_on_bf16_weights_is_another_version_and_scores_in_the_bases_precision(
+        make_task, make_context, loaded, tmp_path):
+    from advisor.backends.hf import HFBackend
+    from advisor.compute import Precision
+
+    fp32_task = make_task(tmp_path / "task", lever_options={"lora": TINY})
+    ctx = make_context(fp32_task, tmp_path)
+    lever = LoraLever()
+    options = lever.options_model.model_validate(fp32_task.lever_options["lora"])
+    fp32 = lever.prepare(ctx, options)
+    assert fp32.info["training_precision"] == "fp32" and fp32.info["training_precision_choice"]["why"] == "forced"
+
+    bf16_task = fp32_task.model_copy(update={"compute": fp32_task.compute.model_copy(update={"precision": "bf16"})})
+    scoring = Precision(use="scoring", precision="bf16", why="forced", reason="test", device="cpu")
+    base = HFBackend(loaded, identity=f"{loaded.identity}/bf16", model=loaded.in_precision("bf16"),
+                     usd_per_hour=0.36, precision=scoring)
+    ctx16 = ctx.__class__(**{**ctx.__dict__, "task": bf16_task, "base_backend": lambda: base})
+    bf16 = lever.prepare(ctx16, options)
+    meta = json.loads((adapters.adapter_path(ctx.cache_dir, bf16.identity) / "meta.json").read_text())
+    assert bf16.identity != fp32.identity and meta["precision"] == "bf16" and meta["config"]["precision"] == "bf16"
+    assert bf16.info["training_precision"] == "bf16"
+    assert bf16.backend.identity == f"{loaded.identity}/bf16+{bf16.identity}"
+    assert next(bf16.backend.model.parameters()).dtype == torch.bfloat16
+    assert next(loaded.model.parameters()).dtype == torch.float32  # the shared base is untouched
+    requests = lever.requests(bf16, ctx.data.eval)
+    scored = bf16.backend.score_options(requests, GenerationParams())
+    assert all(g.text in LABELS for g in scored)
