@@ -333,7 +333,35 @@ def provenance_section(r: dict[str, Any]) -> Section:
     scoring = r.get("scoring")
     if isinstance(scoring, dict) and scoring.get("option_ranking"):
         rows.append(["option ranking", str(scoring["option_ranking"])])
+    rows += compute_rows(r)
     return Section("provenance", "Provenance", [Table(["", ""], rows)])
+
+
+def compute_rows(r: dict[str, Any]) -> list[list[str]]:
+    """How the local models computed (results.json `compute`, advisor.compute): the CPU and its
+    flags, each model's scoring precision and why, the thread counts chosen; each LoRA row's
+    training precision."""
+    compute = r.get("compute")
+    if not isinstance(compute, dict):
+        return []
+    flags = ", ".join(compute.get("cpu_flags") or []) or "none of the bf16/AMX flags"
+    rows = [["CPU", f"{compute.get('cpu') or '–'} ({flags})"]]
+    for identity, info in (compute.get("models") or {}).items():
+        scoring = info.get("scoring") or {}
+        if scoring:
+            rows.append([f"precision, {identity}", str(scoring.get('reason'))])
+        threads = info.get("threads") or {}
+        if threads.get("chosen_counts"):
+            counts = ", ".join(f"{n} thread{'s' if n != '1' else ''} x{k}"
+                               for n, k in sorted(threads["chosen_counts"].items()))
+            rows.append([f"threads, {identity}", f"{threads.get('setting')} on {threads.get('cores')} cores: "
+                         f"chosen {counts} (1 against one per core, timed before each stage and every minute)"])
+    for lv in r.get("levers") or []:
+        info = (lv.get("artifact") or {}).get("info") or {}
+        choice = info.get("training_precision_choice")
+        if isinstance(choice, dict):
+            rows.append([f"training precision, {lv['name']}", str(choice.get('reason'))])
+    return rows
 
 
 def ranking_section(r: dict[str, Any]) -> Section | None:
