@@ -98,8 +98,13 @@ def advise_argv(task_file: Path, out: Path, *, limit: int | None = None, levers:
 def run_advise(argv: list[str], env: dict[str, str] | None = None) -> float:
     """Run `advise run` (argv as advise_argv gives it) from this checkout's code; returns wall seconds."""
     cmd = [sys.executable, "-m", "advisor.cli", *argv[1:]]
+    # The figures are computed in fp32 on every machine (ADVISE_PRECISION, advisor.compute): bf16 is
+    # picked only on some CPUs, and README's figures must be the same wherever they are regenerated.
+    # bench/bench_ladder.py shows that the measured default reaches the same states and verdict.
+    env = {**os.environ, **(env or {})}
+    env.setdefault("ADVISE_PRECISION", "fp32")
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"`{shlex.join(argv)}` exited {proc.returncode}:\n{(proc.stdout + proc.stderr)[-4000:]}")
@@ -151,6 +156,8 @@ def figures_from_results(results: dict[str, Any], *, folder: str, command: list[
         "recommendation": {"lever": rec.get("lever"), "outcome": rec["outcome"], "reason": rec.get("reason")},
         "warnings": list((results.get("scoring") or {}).get("warnings") or []),
         "git": {"commit": git.get("commit"), "dirty": git.get("dirty")},
+        "precision": sorted({str((m.get("scoring") or {}).get("precision"))
+                             for m in ((results.get("compute") or {}).get("models") or {}).values()}),
         "wall_s": round(wall_s, 1),
         "date": prov.get("created"),
         "command": shlex.join(command),
