@@ -43,6 +43,7 @@ import numpy as np
 
 from advisor.errors import InputError
 from advisor.report.document import StoredRun
+from advisor.report.fmt import prompt_form_label
 from advisor.stats import PairedDifference, holm, paired_difference, paired_statistic_difference, paired_test
 from advisor.store import connect_read_only
 
@@ -271,7 +272,8 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
         if x != y:
             notes.append(f"{label}: {x} -> {y}")
     # Each row's own ways of reading a label: its ranking method (scoring.option_ranking: auto chooses
-    # one per row) and, for an API model, its classification path and off-label share.
+    # one per row) and, for an API model, its classification path and off-label share; and a LoRA
+    # row's prompt form (prompt_form: auto chooses one per row).
     rows_b = {lv.get("name"): lv for lv in b.results.get("levers", [])}
     for lv in a.results.get("levers", []):
         other = rows_b.get(lv.get("name"))
@@ -279,6 +281,7 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
             continue
         for label, read in (("label ranking", lambda r: (r.get("option_ranking") or {}).get("method")),
                             ("classification path", lambda r: r.get("classification_path")),
+                            ("prompt form", prompt_form_label),  # a LoRA row's (issue 29)
                             ("off-label share", lambda r: (r.get("off_label") or {}).get("share"))):
             x, y = read(lv), read(other)
             if x != y:

@@ -5,7 +5,9 @@ them; retrieval levers add their largest context (`max_context_chars`), a stated
 Tokens are counted with the model's own tokenizer where it is local (an `hf:` model, or an
 `openai:` model with `tokenizer: hf:...`), else as characters / 4 (tiktoken needs to download its
 encodings at run time, which this tool never does). Output tokens are the answer budget
-(`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one; an
+(`max_new_tokens`, an upper bound) or, for labels chosen by first-token log-probabilities, one; a LoRA
+row's eval prompts are counted in the prompt form it will serve (`prompt_form`; under `auto`
+template_only, said in the row's note: as_written may also be trained); an
 `openai:` classification row that chooses its path on the dev split counts that too (`_label_requests`).
 
 With a `rubric:`, every row's eval outputs are graded by the judge model (advisor.judge.grading), and
@@ -96,6 +98,9 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             counters[row.model] = _counter(task, row.model, cache_dir)
         count, method, backend = counters[row.model]
         requests = _requests(task, data, lever, options, cache_dir)
+        form_note = ""
+        if hasattr(lever, "dry_run_form"):  # a LoRA lever: its prompt form (baselines.lora)
+            requests, form_note = lever.dry_run_form(options, len(data.train), requests)
         extra_chars = lever.retrieved_chars(options)  # declared by the lever (rag, lora-rag)
         # A local model's latency probe repeats the first requests; an API model's latency is
         # measured on the run's own requests (advisor.execute.Predictor.latencies): none more.
@@ -114,6 +119,8 @@ def estimate(task: Task, lever_names: list[str] | None = None, limit: int | None
             usd, priced = _priced(backend, t_in, t_out, "`prices:`")
         if fine_tunes(lever):
             priced += "; training runs locally, not estimated here"
+        if form_note:
+            priced += "; " + form_note
         out.append(RowEstimate(row.name, row.model.label, n, t_in, t_out, usd, priced, method, judge))
     return out
 

@@ -5,7 +5,8 @@ countries, addresses; each task's own `levers:`) on the embedded model through t
 `python -m advisor.cli run TASK --out runs/figures/<task> --quiet` subprocess per task, so a rerun
 reuses the run folder's cache and recomputes nothing. From each run's results.json it writes
 `sample_tasks/<task>/figures.json`: per lever the target metric with its interval, the state (meets /
-fails / undecided), the label-ranking method and why, the chosen prompt wording, n_eval and the
+fails / undecided), the label-ranking method and why, the chosen prompt wording (a LoRA row: its prompt
+form, "template only" / "as written"), n_eval and the
 predictions computed in this run; per task the recommendation, git commit and dirty flag, wall
 seconds of this invocation, the date and the exact command. It then rewrites README.md's marker
 blocks (`<!-- figures:<task> -->` ... `<!-- /figures:<task> -->`) from those files; nothing in a
@@ -55,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.record import load_record
+from advisor.report.fmt import prompt_form_label
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_tasks"
@@ -123,7 +125,7 @@ def lever_row(lv: dict[str, Any], metric: str) -> dict[str, Any]:
         "ci_high": m.get("ci_high"),
         "state": lv["verdict"]["state"],
         "option_ranking": lv.get("option_ranking"),  # {"method", "natural", "why", "held_out"}, or absent
-        "wording": choice.get("chosen"),
+        "wording": choice.get("chosen") or prompt_form_label(lv),  # a LoRA row: its prompt form
         "n_eval": lv.get("n_eval"),
         "computed_predictions": lv.get("computed_predictions"),
     }

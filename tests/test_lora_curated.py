@@ -277,8 +277,12 @@ def test_a_run_drops_the_planted_errors_records_them_keeps_apart_from_lora_price
     assert meta["lever"] == "lora-curated" and meta["n_train"] + meta["n_val"] == 124 - len(dropped)
 
     # A rerun reuses the recorded audit and the adapter: the same dropped ids, the same version, no training.
+    # (Outside a runner nothing scores the validation split, so the rerun names the prompt form the run chose.)
     ctx = _make_context(task, tmp_path, loaded_model)
-    again = LoraCuratedLever().prepare(ctx, LoraCuratedOptions.model_validate(task.lever_options["lora-curated"]))
+    form = curated.info["prompt_form"]["chosen"]
+    again = LoraCuratedLever().prepare(ctx, LoraCuratedOptions.model_validate(
+        {**task.lever_options["lora-curated"], "prompt_form": form}))
+    assert again.info["prompt_form"]["setting"] == "forced" and again.info["prompt_form"]["chosen"] == form
     assert again.identity == curated.identity and again.info["reused"]
     assert again.info["curation"]["dropped_ids"] == curation["dropped_ids"]
 
@@ -317,3 +321,30 @@ def test_a_learning_curve_subset_is_cleaned_of_the_suspects_found_on_the_whole_s
     assert set(art.info["curation"]["dropped_ids"]) == whole & {ex.id for ex in subset} >= {"flip-0", "flip-1"}
     asked = {m[-1]["content"] for m, _ in seen[0]}
     assert asked == {f"Question: {ex.input}\nType:" for ex in subset if ex.id not in whole}
+
+
+def test_the_prompt_form_enters_the_curated_adapters_version_and_as_written_keeps_the_old_one(tmp_path, monkeypatch):
+    """lora-curated versions its adapter by its own data (not the pairs' hash): template_only must add the form,
+    as_written keep the version it always had. The real embedding model checks; training is stubbed out."""
+    seen = []
+
+    def no_training(ctx, cfg, pairs, *, lever, version_data=None, **kw):
+        seen.append((list(pairs), version_data))
+        return Artifact(lever, f"v{len(seen)}", backend=None, info={  # type: ignore[arg-type]
+            "device": "cpu", "n_train": len(pairs), "n_val": 0, "train_usd": 0.0, "train_seconds": 0.0})
+
+    monkeypatch.setattr(lora_module, "build_adapter", no_training)
+    task, _ = _noisy_task(tmp_path / "task")
+    ctx = _modelless_context(task, tmp_path)
+    lever = LoraCuratedLever()
+    for form in ("as_written", "template_only"):
+        art = lever.prepare(ctx, LoraCuratedOptions(prompt_form=form))
+        assert art.info["prompt_form"]["chosen"] == form and art.info["prompt_form"]["trained"] == [form]
+    (written, v_written), (short, v_short) = seen
+    kept = [ex for ex in ctx.data.train if ex.id not in set(art.info["curation"]["dropped_ids"])]
+    assert v_written == lever.version_data(ctx, LoraCuratedOptions(), None, kept)
+    assert v_short == [v_written, {"prompt_form": "template_only"}]
+    assert written[0][0][0]["role"] == "system" and [m["role"] for m in short[0][0]] == ["user"]
+    # auto outside a runner (nothing scores the validation split): as written, and it says why.
+    art = lever.prepare(ctx, LoraCuratedOptions())
+    assert art.info["prompt_form"]["why"] == "no_predictor" and seen[-1][1] == v_written

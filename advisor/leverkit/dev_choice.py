@@ -8,13 +8,14 @@ is scored: `prompt`, `prompt-few-shot` (baselines/prompt.py) and `prompt-search`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import AdviseError
 from advisor.scoring import score
 from advisor.spec import METRICS
-from advisor.types import Artifact, Example, LeverContext, Prediction
+from advisor.types import Artifact, Example, LeverContext, Prediction, Request
 
 
 @dataclass
@@ -61,7 +62,9 @@ def cost_of(backend: Any, predictions: list[Prediction]) -> tuple[float, float]:
 
 
 def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact], dev: list[Example],
-                  cheapness: dict[str, float] | None = None, default: str | None = None) -> DevChoice:
+                  cheapness: dict[str, float] | None = None, default: str | None = None,
+                  build: Callable[[Artifact], Callable[[list[Example]], list[Request]] | None] | None = None,
+                  ) -> DevChoice:
     """Score each candidate artifact on `dev` through the runner's cached path; keep the best.
 
     With `default` (the task's own wording): that candidate is kept unless another beats it on
@@ -87,7 +90,8 @@ def choose_on_dev(ctx: LeverContext, lever: Any, candidates: dict[str, Artifact]
     computed = 0
     for i, (name, artifact) in enumerate(candidates.items()):
         what = f"dev {i + 1}/{len(candidates)} ({name})"
-        preds, _, new = ctx.predictor.predict(lever, artifact, dev, what)
+        preds, _, new = ctx.predictor.predict(lever, artifact, dev, what,
+                                              build=build(artifact) if build is not None else None)
         outputs[name] = [p.output for p in preds]
         scored = score(ctx.task, golds, outputs[name], [p.raw for p in preds])
         scores[name] = scored.aggregate[metric]

@@ -91,3 +91,27 @@ def off_label(lv: dict[str, Any]) -> str:
 def any_off_label(levers: list[dict[str, Any]]) -> bool:
     """Whether any row has an off-label share: the scorecards show the column only then."""
     return any(isinstance(lv.get("off_label"), dict) for lv in levers)
+
+
+def prompt_form_label(lv: dict[str, Any]) -> str | None:
+    """A LoRA row's prompt form as the scorecard, the report and the README figures show it
+    ("template only" / "as written", from results.json `artifact.info.prompt_form`; "as written" for an
+    adapter row recorded before the form was); None for a row without an adapter (a prompt lever)."""
+    info = (lv.get("artifact") or {}).get("info") or {}
+    form = info.get("prompt_form")
+    if not isinstance(form, dict) or not form.get("chosen"):
+        # An adapter recorded before the form was (results.json without `prompt_form`) was trained as written.
+        return "as written" if info.get("adapter") else None
+    return str(form.get("label") or str(form["chosen"]).replace("_", " "))
+
+
+def prompt_form_note(lv: dict[str, Any]) -> str | None:
+    """The row's prompt form, how it was set and why, e.g. "template only (chosen by prompt_form: auto):
+    template_only scores ..." (None: no form recorded)."""
+    form = ((lv.get("artifact") or {}).get("info") or {}).get("prompt_form")
+    label = prompt_form_label(lv)
+    if label is None or not isinstance(form, dict):
+        return None
+    how = "forced" if form.get("setting") == "forced" else "chosen by prompt_form: auto"
+    reason = form.get("reason")
+    return f"{label} ({how})" + (f": {reason}" if reason else "")

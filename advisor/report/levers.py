@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from advisor.report.blocks import Bullets, Heading, Paragraph, Section, Table
-from advisor.report.fmt import cut, interval, num, show_value
+from advisor.report.fmt import cut, interval, num, prompt_form_note, show_value
 
 # Keys of `details` rendered by a dedicated table; any other scalar detail is listed as it is.
 _KNOWN_DETAILS = {"per_label", "confusion", "per_field", "prompt_variants", "search"}
@@ -50,6 +50,9 @@ def _lever_blocks(r: dict[str, Any], lv: dict[str, Any]) -> list[Any]:
     choice = lv.get("classification_choice")
     if isinstance(choice, dict) and choice.get("reason"):
         notes.append(f"Classification path: {choice['reason']}.")
+    form = prompt_form_note(lv)  # a LoRA row: the prompt it was trained on and answers with, and why
+    if form:
+        notes.append(f"Prompt form: {form}.")
     curation = ((lv.get("artifact") or {}).get("info") or {}).get("curation")
     if isinstance(curation, dict) and curation.get("summary"):  # lora-curated: what cleaning dropped and cost
         notes.append(f"Cleaned data: {curation['summary']}.")

@@ -25,6 +25,7 @@ from advisor.report.fmt import (
     off_label,
     pct,
     price_basis_note,
+    prompt_form_note,
     signed,
     usd,
 )
@@ -250,9 +251,13 @@ def verdict_panel(results: dict[str, Any]) -> Panel:
 def input_notes(results: dict[str, Any]) -> list[Text]:
     """Lines about how the inputs were read and scored: items truncated to fit the model's context
     (`details.truncated`), an API model's classification path and off-label answers
-    (`classification_choice`, `off_label`) and label-ranking warnings (`scoring.warnings`)."""
+    (`classification_choice`, `off_label`), a LoRA row's prompt form (`artifact.info.prompt_form`)
+    and label-ranking warnings (`scoring.warnings`)."""
     notes = []
     for lv in results["levers"]:
+        form = prompt_form_note(lv)
+        if form:
+            notes.append(Text(f"{lv['name']}: prompt form {form}.", style="dim"))
         n = (lv.get("details") or {}).get("truncated") or 0
         if n:
             notes.append(Text(f"{lv['name']}: {n} of {lv['n_eval']} eval item(s) truncated to fit the model's "
