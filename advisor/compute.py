@@ -322,6 +322,7 @@ class ThreadChoice:
         self.choices: list[dict[str, Any]] = []
         self._last: dict[str, float] = {}
         self._paused = 0
+        self._initial: int | None = None  # torch's thread count before the first check changed it
 
     @contextmanager
     def paused(self) -> Iterator[None]:
@@ -340,7 +341,7 @@ class ThreadChoice:
         if self.setting != "auto":
             n = int(self.setting)
             if torch.get_num_threads() != n:
-                torch.set_num_threads(n)
+                self._set(n)
                 self.choices.append({"stage": stage, "threads": n, "why": "forced"})
             return n
         now = time.monotonic()
@@ -351,17 +352,33 @@ class ThreadChoice:
         seconds: dict[str, float] = {}
         for _ in range(2):
             for name, n in candidates.items():
-                torch.set_num_threads(n)
+                self._set(n)
                 start = time.perf_counter()
                 probe()
                 seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - start)
         # On a tie (within 5%) the machine's default, one thread per core.
         n = 1 if seconds["1"] < 0.95 * seconds[str(self.cores)] else self.cores
-        torch.set_num_threads(n)
+        self._set(n)
         self.choices.append({"stage": stage, "threads": n, "why": "measured",
                              "probe_seconds": {k: round(v, 4) for k, v in seconds.items()},
                              "load_average": round(os.getloadavg()[0], 2), "at": time.strftime("%H:%M:%S")})
         return n
+
+    def _set(self, n: int) -> None:
+        import torch
+
+        if self._initial is None:
+            self._initial = torch.get_num_threads()
+        torch.set_num_threads(n)
+
+    def restore(self) -> None:
+        """torch's thread count as it was before this choice first changed it (a run leaves the
+        process as it found it: the thread count changes a computation's rounding)."""
+        import torch
+
+        if self._initial is not None:
+            torch.set_num_threads(self._initial)
+            self._initial = None
 
     def summary(self) -> dict[str, Any]:
         """results.json `compute.threads`: the setting, the cores, and the choices made."""

@@ -162,6 +162,10 @@ class Runner:
         score or finished run, is kept, and so is every other file (a folder is only ever rmdir'ed)."""
         discard = self._new_store and not self.store.holds_work()
         self.store.close()
+        for backend in [self.backends.base, *self.backends._by_model.values()]:
+            threads = getattr(backend, "threads", None)  # advisor.compute.ThreadChoice
+            if threads is not None:
+                threads.restore()  # the process's thread count as it was before the run
         if discard:
             self._remove_made(True)
 

@@ -95,6 +95,7 @@ def test_short_run_lowers_loss_and_reloads_with_identical_logits(loaded, pairs, 
 
 TRAIN_SCRIPT = """
 import json, sys, torch
+torch.set_num_threads(1)  # as the test's own runs: the thread count changes the rounding
 from pathlib import Path
 from advisor.backends.hf import load_base
 from baselines.lora_train import TrainConfig, train_lora
@@ -139,11 +140,16 @@ def test_killed_run_resumes_from_its_checkpoint_and_matches_an_unbroken_run(load
     saved_step = json.loads((ckpt / "state.json").read_text())["step"]
     assert 2 <= saved_step < 8
 
-    resumed = train_lora(copy.deepcopy(loaded.model), loaded.tokenizer, pairs, cfg, run)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the killed run: a run on another thread count rounds differently
+    try:
+        resumed = train_lora(copy.deepcopy(loaded.model), loaded.tokenizer, pairs, cfg, run)
+        unbroken = train_lora(copy.deepcopy(loaded.model), loaded.tokenizer, pairs, cfg, tmp_path / "unbroken")
+    finally:
+        torch.set_num_threads(threads)
     assert resumed.resumed_from == saved_step
     assert resumed.steps == 8 and [h["step"] for h in resumed.history] == list(range(1, 9))
 
-    unbroken = train_lora(copy.deepcopy(loaded.model), loaded.tokenizer, pairs, cfg, tmp_path / "unbroken")
     assert unbroken.resumed_from is None
     a, b = get_peft_model_state_dict(resumed.model), get_peft_model_state_dict(unbroken.model)
     assert a.keys() == b.keys()
