@@ -248,6 +248,14 @@ def compare_runs(a: StoredRun, b: StoredRun, *, groups: Mapping[str, Any] | None
             "regressed": any(c.regressed and c.gated for c in changes), "differences": notes}
 
 
+def _precisions(results: Mapping[str, Any]) -> str | None:
+    """The precisions a run's local models scored in (results.json `compute`, advisor.compute), e.g.
+    "bf16"; None for a run without a local model or from before the choice was recorded."""
+    models = (results.get("compute") or {}).get("models") or {}
+    found = sorted({str((m.get("scoring") or {}).get("precision")) for m in models.values() if m.get("scoring")})
+    return ", ".join(found) or None
+
+
 def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
     """What differs between the two runs' settings, as lines to print (model, prompt, ranking, eval).
 
@@ -268,7 +276,8 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
     for label, x, y in (("task", a.results.get("task"), b.results.get("task")),
                         ("model", pa.get("model"), pb.get("model")),
                         ("prompt hash", pa.get("prompt_sha256"), pb.get("prompt_sha256")),
-                        ("option ranking", sa.get("option_ranking"), sb.get("option_ranking"))):
+                        ("option ranking", sa.get("option_ranking"), sb.get("option_ranking")),
+                        ("precision", _precisions(a.results), _precisions(b.results))):
         if x != y:
             notes.append(f"{label}: {x} -> {y}")
     # Each row's own ways of reading a label: its ranking method (scoring.option_ranking: auto chooses
@@ -282,6 +291,8 @@ def run_differences(a: StoredRun, b: StoredRun) -> list[str]:
         for label, read in (("label ranking", lambda r: (r.get("option_ranking") or {}).get("method")),
                             ("classification path", lambda r: r.get("classification_path")),
                             ("prompt form", prompt_form_label),  # a LoRA row's (issue 29)
+                            ("training precision", lambda r: ((r.get("artifact") or {}).get("info") or {})
+                             .get("training_precision")),
                             ("off-label share", lambda r: (r.get("off_label") or {}).get("share"))):
             x, y = read(lv), read(other)
             if x != y:

@@ -22,9 +22,10 @@ training) and again every RECHECK_S seconds within it, a short probe times a for
 one thread and with one per core, interleaved, and the faster is kept. On a quiet machine that
 is what is fastest there. Every choice is recorded.
 
-OpenMP's wait policy cannot change inside a running process (OpenMP reads it when it starts):
-`advise` sets OMP_WAIT_POLICY=PASSIVE before torch loads unless the user set it
-(`passive_wait_policy`; measured in bench/bench_threads.py).
+OpenMP's wait policy is left as OpenMP sets it: measured here (bench/bench_threads.py, quiet
+2-core machine, bf16), OMP_WAIT_POLICY=PASSIVE made two threads 0.63x as fast on LoRA steps and
+0.66x on scoring, and on a loaded machine the probe above picks one thread, where the policy has
+no threads to put to sleep. The policy in force is recorded with the thread choices.
 """
 
 from __future__ import annotations
@@ -82,15 +83,6 @@ def cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
-
-
-def passive_wait_policy() -> None:
-    """Set OMP_WAIT_POLICY=PASSIVE unless the user chose one; call before torch is imported.
-
-    PASSIVE: a thread waiting for work sleeps instead of spinning, so it leaves its core to the
-    thread that has work (on a loaded machine the spinning is what makes two threads slower than
-    one). bench/bench_threads.py measures it against OpenMP's default on this machine."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 # -- precision ----------------------------------------------------------------------------------

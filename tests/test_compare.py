@@ -142,6 +142,22 @@ def test_an_api_rows_classification_path_and_off_label_share_are_named_when_they
                                   "prompt: off-label share 1.0 -> 0.0"]
 
 
+
+def test_the_precision_a_run_scored_in_and_a_lora_rows_training_precision_are_named_when_they_differ(tmp_path):
+    """The same task on a CPU that picked bf16 and on one that kept fp32 (advisor.compute)."""
+    def run(folder: Path, scoring: str, training: str) -> Path:
+        stored = _stored_run(folder, {"lora": GOOD}, "lora", **_prov("aaaa", 200, "auto"))
+        results = json.loads((stored / "results.json").read_text())
+        results["compute"] = {"cpu": "x", "cpu_flags": [], "models": {
+            f"hf:m@1/{scoring}": {"device": "cpu", "scoring": {"precision": scoring, "reason": "r"}}}}
+        results["levers"][0]["artifact"]["info"] = {"training_precision": training}
+        (stored / "results.json").write_text(json.dumps(results))
+        return stored
+
+    out = json.loads(CliRunner().invoke(main, ["compare", str(run(tmp_path / "a", "fp32", "fp32")),
+                                               str(run(tmp_path / "b", "bf16", "bf16")), "--json"]).output)
+    assert out["differences"] == ["precision: fp32 -> bf16", "lora: training precision fp32 -> bf16"]
+
 # -- issue 28: eval groups, the target metric, Holm -------------------------------------------
 
 from advisor.types import Example, Prediction  # noqa: E402
