@@ -265,6 +265,9 @@ def run(task_file: Path, out: Path | None, levers: tuple[str, ...], limit: int |
 
     task = _load(task_file, sets)
     _check_lever_args(task, levers)
+    from advisor.compute import environment_precision
+
+    environment_precision()  # a bad ADVISE_PRECISION is refused before a model loads
     fractions = _fractions(curve) if curve else None  # every argument is checked before a run folder exists
     if json_path:
         _check_writable(json_path, "--json-out", "file")

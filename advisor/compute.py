@@ -121,7 +121,7 @@ def environment_precision() -> str:
 
     value = os.environ.get(PRECISION_ENV, "auto").strip() or "auto"
     if value not in ("auto", *PRECISIONS):
-        raise InputError(f"{PRECISION_ENV}={value!r}: use auto, fp32 or bf16", field=PRECISION_ENV)
+        raise InputError(f"{PRECISION_ENV}={value!r} in the environment: use auto, fp32 or bf16")
     return value
 
 

@@ -57,7 +57,7 @@ def test_a_forced_setting_or_a_cpu_without_native_bf16_measures_nothing(loaded_m
     env = choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
     assert (env.precision, env.why) == ("bf16", "forced") and compute.PRECISION_ENV in env.reason
     monkeypatch.setenv(compute.PRECISION_ENV, "fp16")
-    with pytest.raises(InputError, match="ADVISE_PRECISION='fp16': use auto, fp32 or bf16"):
+    with pytest.raises(InputError, match="ADVISE_PRECISION='fp16' in the environment: use auto, fp32 or bf16"):
         choose_precision(loaded_model, "scoring", "auto", probe=probe, cache_dir=tmp_path)
 
 
@@ -172,3 +172,16 @@ def test_the_reports_provenance_says_how_the_model_computed():
     assert rows["threads, hf:m@1/bf16"].startswith("auto on 2 cores: chosen 1 thread x3, 2 threads x1")
     assert rows["training precision, lora"].startswith("fp32 (bf16 base weights 1.10x")
     assert compute_rows({"levers": []}) == []
+
+
+def test_a_bad_precision_in_the_environment_is_refused_in_one_line_before_a_model_loads(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from advisor.cli import main
+
+    monkeypatch.setenv(compute.PRECISION_ENV, "half")
+    monkeypatch.setattr("advisor.backends.hf.load_base", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    result = CliRunner().invoke(main, ["run", "sample_tasks/trec/task.yaml", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: ADVISE_PRECISION='half' in the environment: use auto, fp32 or bf16"
+    assert not (tmp_path / "r").exists()
