@@ -193,7 +193,7 @@ def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: lis
 
 def _decide_scoring(m: dict[str, Any]) -> tuple[str, str]:
     speed, med, agree = m["scoring_speedup"], m["logp_median_abs_diff"], m.get("label_agreement")
-    figures = (f"bf16 {speed:.2f}x fp32's speed, median |d log p| {med:.3f} nats"
+    figures = (f"bf16 ran {speed:.2f}x as fast as fp32, median |d log p| {med:.3f} nats"
                + (f", same label on {agree:.0%} of {m['probe_items']} train items" if agree is not None else ""))
     if speed < SPEEDUP_MIN:
         return "fp32", f"fp32 ({figures}: under the {SPEEDUP_MIN}x that would pay for the risk)"

@@ -162,16 +162,21 @@ def test_the_reports_provenance_says_how_the_model_computed():
     from advisor.report.sections import compute_rows
 
     record = {"compute": {"cpu": "Xeon", "cpu_flags": ["avx512_bf16", "amx_bf16"], "models": {"hf:m@1/bf16": {
-        "device": "cpu", "scoring": {"precision": "bf16", "reason": "bf16 (bf16 1.49x fp32's speed)"},
+        "device": "cpu", "scoring": {"precision": "bf16", "why": "measured",
+                                     "reason": "bf16 (bf16 ran 1.49x as fast as fp32)"},
         "threads": {"setting": "auto", "cores": 2, "chosen_counts": {"1": 3, "2": 1}}}}},
         "levers": [{"name": "lora", "artifact": {"info": {"training_precision_choice": {
             "precision": "fp32", "reason": "fp32 (bf16 base weights 1.10x fp32's steps/s: under 1.2x)"}}}}]}
     rows = dict(map(tuple, compute_rows(record)))
     assert rows["CPU"] == "Xeon (avx512_bf16, amx_bf16)"
-    assert rows["precision, hf:m@1/bf16"] == "bf16 (bf16 1.49x fp32's speed)"
+    assert rows["precision, hf:m@1/bf16"] == "bf16 (bf16 ran 1.49x as fast as fp32)"
     assert rows["threads, hf:m@1/bf16"].startswith("auto on 2 cores: chosen 1 thread x3, 2 threads x1")
     assert rows["training precision, lora"].startswith("fp32 (bf16 base weights 1.10x")
     assert compute_rows({"levers": []}) == []
+    from advisor.report.sections import compute_lines
+
+    assert compute_lines(record) == ["hf:m computed in bf16 (bf16 ran 1.49x as fast as fp32); "
+                                     "threads 1 (3 of 4 checks), 2 (1 of 4 checks)"]
 
 
 def test_a_bad_precision_in_the_environment_is_refused_in_one_line_before_a_model_loads(monkeypatch, tmp_path):

@@ -282,6 +282,10 @@ def print_results(console: Console, record: RunRecord) -> None:
     console.print(scorecard(results))
     for note in input_notes(results):
         console.print(note)
+    from advisor.report.sections import compute_lines
+
+    for line in compute_lines(results):
+        console.print(line, style="dim", soft_wrap=True)
     for part in curve_tables(results):
         console.print(part)
     for part in checks_tables(results):

@@ -337,6 +337,22 @@ def provenance_section(r: dict[str, Any]) -> Section:
     return Section("provenance", "Provenance", [Table(["", ""], rows)])
 
 
+def compute_lines(r: dict[str, Any]) -> list[str]:
+    """One line per local model for the terminal: the precision it scored in and why, the threads chosen."""
+    out = []
+    for identity, info in ((r.get("compute") or {}).get("models") or {}).items():
+        scoring = info.get("scoring") or {}
+        if not scoring:
+            continue
+        threads = (info.get("threads") or {}).get("chosen_counts") or {}
+        chosen = ", ".join(f"{n} ({k} of {sum(threads.values())} checks)" for n, k in sorted(threads.items()))
+        why = (scoring.get("reason") if scoring.get("why") == "measured"  # it starts with the precision kept
+               else f"{scoring.get('precision')} ({scoring.get('reason')})")
+        out.append(f"{identity.split('@')[0]} computed in {why}"
+                   + (f"; threads {chosen}" if chosen else ""))
+    return out
+
+
 def compute_rows(r: dict[str, Any]) -> list[list[str]]:
     """How the local models computed (results.json `compute`, advisor.compute): the CPU and its
     flags, each model's scoring precision and why, the thread counts chosen; each LoRA row's
