@@ -151,8 +151,8 @@ def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: lis
     flags = cpu_flags() if device == "cpu" else []
     base = {"use": use, "device": device, "cpu": cpu_model() if device == "cpu" else "", "cpu_flags": flags}
     if setting in PRECISIONS:
-        return Precision(precision=setting, why="forced", reason=f"compute.precision: {setting}, set in the task",
-                         **base)
+        return Precision(precision=setting, why="forced",
+                         reason=f"compute.precision: {setting} (task.yaml or --set)", **base)
     machine_wide = environment_precision()
     if machine_wide in PRECISIONS:
         return Precision(precision=machine_wide, why="forced",
@@ -334,6 +334,7 @@ class ThreadChoice:
             n = int(self.setting)
             if torch.get_num_threads() != n:
                 self._set(n)
+            if not self.choices:  # recorded once: it never changes
                 self.choices.append({"stage": stage, "threads": n, "why": "forced"})
             return n
         now = time.monotonic()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -177,7 +178,7 @@ class ComputeSpec(_Strict):
         "GPU; on a CPU, measured once per machine, model and task (advisor.compute): bf16 only where the CPU has "
         "native bf16 instructions and it is faster and keeps the answers (log-probabilities, labels, training "
         "losses within stated tolerances of fp32), else fp32. fp32 / bf16: forced.")
-    threads: Literal["auto"] | int = Field(
+    threads: Literal["auto"] | Annotated[int, Strict()] = Field(
         "auto", description="CPU threads for a local model. auto: measured before each stage and every minute "
         "within it (one thread against one per core; on a busy machine one thread is often several times "
         "faster). A number: forced.")

@@ -123,8 +123,10 @@ def test_threads_follow_what_the_probe_measures_and_are_rechecked_at_most_once_a
         assert summary["chosen_counts"] == {"1": 1, "2": 1} and summary["cores"] == 2
         assert [c["stage"] for c in summary["choices"]] == ["scoring", "training"]
         assert summary["choices"][0]["probe_seconds"]["1"] < summary["choices"][0]["probe_seconds"]["2"]
-        forced = ThreadChoice(1, "cpu")
-        assert forced.check("scoring", contended) == 1 and forced.summary()["choices"][0]["why"] == "forced"
+        forced = ThreadChoice(torch.get_num_threads(), "cpu")  # forced to the count torch has: still recorded
+        assert forced.check("scoring", contended) == torch.get_num_threads()
+        forced.check("training", contended)
+        assert [c["why"] for c in forced.summary()["choices"]] == ["forced"]
         assert ThreadChoice("auto", "cuda").check("scoring", contended) is None
     finally:
         torch.set_num_threads(before)
@@ -170,7 +172,7 @@ def test_the_reports_provenance_says_how_the_model_computed():
     rows = dict(map(tuple, compute_rows(record)))
     assert rows["CPU"] == "Xeon (avx512_bf16, amx_bf16)"
     assert rows["precision, hf:m@1/bf16"] == "bf16 (bf16 ran 1.49x as fast as fp32)"
-    assert rows["threads, hf:m@1/bf16"].startswith("auto on 2 cores: chosen 1 thread x3, 2 threads x1")
+    assert rows["threads, hf:m@1/bf16"].startswith("measured on 2 cores: 1 thread at 3 of 4 checks, 2 threads at 1 of 4")
     assert rows["training precision, lora"].startswith("fp32 (bf16 base weights 1.10x")
     assert compute_rows({"levers": []}) == []
     from advisor.report.sections import compute_lines
@@ -190,3 +192,12 @@ def test_a_bad_precision_in_the_environment_is_refused_in_one_line_before_a_mode
     assert result.exit_code == 2
     assert result.output.strip() == "error: ADVISE_PRECISION='half' in the environment: use auto, fp32 or bf16"
     assert not (tmp_path / "r").exists()
+
+
+def test_a_thread_count_must_be_auto_or_a_whole_number():
+    from advisor.spec import ComputeSpec
+
+    assert ComputeSpec(threads=2).threads == 2 and ComputeSpec().threads == "auto"
+    for bad in (True, 0, 2.5, "many"):
+        with pytest.raises(ValueError):
+            ComputeSpec(threads=bad)

@@ -365,13 +365,19 @@ def compute_rows(r: dict[str, Any]) -> list[list[str]]:
     for identity, info in (compute.get("models") or {}).items():
         scoring = info.get("scoring") or {}
         if scoring:
-            rows.append([f"precision, {identity}", str(scoring.get('reason'))])
+            when = (f" (measured {scoring.get('measured_at')}{', cached' if scoring.get('cached') else ''})"
+                    if scoring.get("measured_at") else "")
+            rows.append([f"precision, {identity}", str(scoring.get("reason")) + when])
         threads = info.get("threads") or {}
-        if threads.get("chosen_counts"):
-            counts = ", ".join(f"{n} thread{'s' if n != '1' else ''} x{k}"
+        if threads.get("setting") not in (None, "auto"):
+            rows.append([f"threads, {identity}", f"{threads['setting']} on {threads.get('cores')} cores, forced "
+                         "(compute.threads)"])
+        elif threads.get("chosen_counts"):
+            total = sum(threads["chosen_counts"].values())
+            counts = ", ".join(f"{n} thread{'s' if n != '1' else ''} at {k} of {total} checks"
                                for n, k in sorted(threads["chosen_counts"].items()))
-            rows.append([f"threads, {identity}", f"{threads.get('setting')} on {threads.get('cores')} cores: "
-                         f"chosen {counts} (1 against one per core, timed before each stage and every minute)"])
+            rows.append([f"threads, {identity}", f"measured on {threads.get('cores')} cores: {counts} (one thread "
+                         "against one per core, timed before each stage and every minute)"])
     for lv in r.get("levers") or []:
         info = (lv.get("artifact") or {}).get("info") or {}
         choice = info.get("training_precision_choice")
