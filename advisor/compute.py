@@ -382,21 +382,6 @@ class ThreadChoice:
                 "chosen_counts": counts, "choices": self.choices[-50:]}
 
 
-def forward_probe(model: Any, device: str, batch: int = 8, length: int = 48) -> Callable[[], Any]:
-    """A short no-grad forward pass of `model` on fixed token ids: what `ThreadChoice` times."""
-    import torch
-
-    ids = torch.arange(batch * length, device=device).reshape(batch, length) % 1000 + 100
-
-    def probe() -> None:
-        # Forked RNG: a model in training mode draws dropout masks, and training's own draws must
-        # not depend on how often the threads were checked (same seed, same adapter).
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            model(input_ids=ids, logits_to_keep=1)
-
-    return probe
-
-
 def scoring_probe(task: Any) -> list[tuple[list[dict[str, str]], list[str]]]:
     """The scoring probe of `task`: its first PROBE_ITEMS train items (never eval) as the zero-shot
     prompt asks them, with the task's labels as options, or, for a task without labels, the item's
@@ -416,6 +401,8 @@ def setup_hf(task: Any, loaded: Any, cache_dir: Path | None,
              on_status: Callable[[str], Any] | None = None) -> tuple[Precision, ThreadChoice]:
     """The scoring precision and the run's ThreadChoice for a local model of `task`."""
     threads = ThreadChoice(task.compute.threads, loaded.device)
+    from advisor.backends.hf import forward_probe
+
     threads.check("start", forward_probe(loaded.model, loaded.device))  # the probe below runs at the faster
     precision = choose_precision(loaded, "scoring", task.compute.precision, probe=scoring_probe(task),
                                  cache_dir=cache_dir, on_status=on_status)

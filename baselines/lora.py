@@ -154,8 +154,8 @@ def build_adapter(
     The version hashes (base model, `version_data`, config); `version_data` defaults to the pairs
     themselves. `data_hash` in the adapter's metadata is always the hash of the pairs it was trained on.
     """
-    from advisor.backends.hf import HFBackend, precision_identity
-    from advisor.compute import PROBE_STEPS, choose_precision, forward_probe, torch_dtype
+    from advisor.backends.hf import HFBackend, forward_probe, precision_identity
+    from advisor.compute import PROBE_STEPS, choose_precision, torch_dtype
 
     if not pairs:
         raise InputError(

@@ -10,7 +10,7 @@ paths: `baselines.lora_train.answer_loss` + backward + AdamW on TREC's prompts, 
 `HFBackend.option_logprobs` on TREC train items, in the precision `--dtype` names.
 
 Prints each setting's rate and its ratio to the reference measured in the same run (all
-threads, default policy, same load), and what `advisor.compute.choose_threads` picks.
+threads, default policy, same load), (advisor.compute.ThreadChoice makes the 1-vs-all choice at run time).
 """
 
 from __future__ import annotations

@@ -133,7 +133,9 @@ def test_threads_follow_what_the_probe_measures_and_are_rechecked_at_most_once_a
 
 
 def test_the_thread_probe_leaves_trainings_random_draws_alone(loaded_model):
-    probe = compute.forward_probe(loaded_model.model, "cpu", batch=1, length=8)
+    from advisor.backends.hf import forward_probe
+
+    probe = forward_probe(loaded_model.model, "cpu", batch=1, length=8)
     torch.manual_seed(3)
     expected = torch.rand(4)
     torch.manual_seed(3)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,9 +130,9 @@ class LoadedModel:
     def in_precision(self, precision: str) -> Any:
         """The base model in `precision` ("fp32" or "bf16"): `model` itself when it already is,
         else a converted copy made once (135M parameters: 270 MB in bf16)."""
-        from advisor.compute import torch_dtype
+        import torch
 
-        dtype = torch_dtype(precision)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         if self.model.dtype == dtype:
             return self.model
         if precision not in self._copies:
@@ -194,6 +195,21 @@ def load_base(name: str = EMBEDDED_NAME, cache_dir: Path | None = None) -> Loade
     return loaded
 
 
+def forward_probe(model: Any, device: str, batch: int = 8, length: int = 48) -> Callable[[], Any]:
+    """A short no-grad forward pass of `model` on fixed token ids: what advisor.compute.ThreadChoice times."""
+    import torch
+
+    ids = torch.arange(batch * length, device=device).reshape(batch, length) % 1000 + 100
+
+    def probe() -> None:
+        # Forked RNG: a model in training mode draws dropout masks, and training's own draws must
+        # not depend on how often the threads were checked (same seed, same adapter).
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            model(input_ids=ids, logits_to_keep=1)
+
+    return probe
+
+
 class HFBackend(Backend):
     """Batched greedy generation and log-likelihood ranking with a local transformers model.
 
@@ -229,8 +245,6 @@ class HFBackend(Backend):
     def check_threads(self) -> None:
         """Let the run's ThreadChoice measure the thread count (at most once a minute)."""
         if self.threads is not None:
-            from advisor.compute import forward_probe
-
             self.threads.check("scoring", forward_probe(self.model, self.device))
 
     def compute_info(self) -> dict[str, Any]:
