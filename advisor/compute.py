@@ -142,7 +142,6 @@ def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: lis
     `cache_dir/compute_precision.json` per machine, model, device, use, probe and method (delete
     the file to measure again).
     """
-    import json
     from contextlib import nullcontext
 
     from advisor.data import stable_hash
@@ -168,12 +167,7 @@ def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: lis
     machine = [platform.node(), platform.machine(), cpu_model(), cores(), flags]
     key = stable_hash([machine, loaded.identity, device, use, probe, PRECISION_METHOD])[:16]
     path = cache_dir / "compute_precision.json" if cache_dir else None
-    cached: dict[str, Any] = {}
-    if path is not None:
-        try:
-            cached = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            cached = {}
+    cached = read_machine_cache(path) if path is not None else {}
     if key in cached:
         return Precision(**{**cached[key], "cached": True})
     say = on_status or (lambda text: nullcontext())
@@ -184,11 +178,29 @@ def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: lis
                        measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **base)
     if path is not None:
         cached[key] = {k: v for k, v in choice.as_dict().items() if k != "cached"}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(cached, indent=2))
-        tmp.replace(path)
+        write_machine_cache(path, cached)
     return choice
+
+
+def read_machine_cache(path: Path) -> dict[str, Any]:
+    """A per-machine measurement cache (compute_precision.json, compute_calibration.json): key -> entry;
+    {} when missing or unreadable (the measurement is then made again)."""
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def write_machine_cache(path: Path, cached: dict[str, Any]) -> None:
+    """Write a measurement cache atomically (a temp file per process, then renamed)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(cached, indent=2))
+    tmp.replace(path)
 
 
 def _decide_scoring(m: dict[str, Any]) -> tuple[str, str]:

@@ -14,7 +14,6 @@ The measured seconds stay beside it in the cost record.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.compute import cores
+from advisor.compute import cores, read_machine_cache, write_machine_cache
 from advisor.data import stable_hash
 from advisor.spec import Costs
 from advisor.stats import percentile
@@ -121,10 +120,7 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
         return None
     key = calibration_key(backend)
     path = cache_dir / "compute_calibration.json"
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        cached = {}
+    cached = read_machine_cache(path)
     if key in cached:
         return TokenPrice(**{**cached[key], "usd_per_second": usd_per_second})
     long = Request("calibration-prompt", [{"role": "user", "content": _CAL_TEXT * 12}], max_new_tokens=1)
@@ -136,10 +132,7 @@ def token_price(backend: Backend, cache_dir: Path) -> TokenPrice | None:
     per_out = max(s_short - in_short * per_in, 0.0) / max(out_short, 1)
     price = TokenPrice(per_in, per_out, usd_per_second, time.strftime("%Y-%m-%d"), key)
     cached[key] = {k: v for k, v in price.as_dict().items() if k != "usd_per_second"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cached, indent=2))
-    tmp.replace(path)
+    write_machine_cache(path, cached)
     return price
 
 
