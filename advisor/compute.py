@@ -125,12 +125,6 @@ def environment_precision() -> str:
     return value
 
 
-def torch_dtype(name: str) -> Any:
-    import torch
-
-    return torch.bfloat16 if name == "bf16" else torch.float32
-
-
 def choose_precision(loaded: Any, use: str, setting: str = "auto", *, probe: list[Any] | None = None,
                      cache_dir: Path | None = None, on_status: Callable[[str], Any] | None = None) -> Precision:
     """The precision `loaded` (advisor.backends.hf.LoadedModel) computes in for `use` on this machine.
@@ -240,10 +234,10 @@ def measure_scoring(loaded: Any, probes: list[tuple[list[dict[str, str]], list[s
     """fp32 vs bf16 on `option_logprobs` over the probes: speed-up and fidelity."""
     import copy
 
-    from advisor.backends.hf import HFBackend
+    from advisor.backends.hf import HFBackend, to_precision
 
     fp32 = HFBackend(loaded)
-    bf16 = HFBackend(loaded, model=copy.deepcopy(loaded.model).to(torch_dtype("bf16")).eval())
+    bf16 = HFBackend(loaded, model=to_precision(copy.deepcopy(loaded.model), "bf16").eval())
     prompts = [fp32.prompt_ids(m) for m, _ in probes]
     options = [list(o) for _, o in probes]
     for b in (fp32, bf16):  # warm-up: first calls allocate and pick kernels
@@ -274,6 +268,7 @@ def measure_training(loaded: Any, pairs: list[tuple[list[dict[str, str]], str]])
 
     import torch
 
+    from advisor.backends.hf import to_precision
     from baselines.lora_train import TrainConfig, answer_loss, collate, encode, wrap_lora
 
     tok = loaded.tokenizer
@@ -282,7 +277,7 @@ def measure_training(loaded: Any, pairs: list[tuple[list[dict[str, str]], str]])
     batches = [rows[i : i + 8] for i in range(0, len(rows), 8)]
     result: dict[str, dict[str, Any]] = {}
     for name in PRECISIONS:
-        model = wrap_lora(copy.deepcopy(loaded.model).to(torch_dtype(name)), TrainConfig())
+        model = wrap_lora(to_precision(copy.deepcopy(loaded.model), name), TrainConfig())
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=TrainConfig().learning_rate)

@@ -154,8 +154,8 @@ def build_adapter(
     The version hashes (base model, `version_data`, config); `version_data` defaults to the pairs
     themselves. `data_hash` in the adapter's metadata is always the hash of the pairs it was trained on.
     """
-    from advisor.backends.hf import HFBackend, forward_probe, precision_identity
-    from advisor.compute import PROBE_STEPS, choose_precision, torch_dtype
+    from advisor.backends.hf import HFBackend, forward_probe, precision_identity, to_precision
+    from advisor.compute import PROBE_STEPS, choose_precision
 
     if not pairs:
         raise InputError(
@@ -236,7 +236,7 @@ def build_adapter(
     scoring = getattr(base, "precision", None)  # the precision the base model scores in (advisor.compute)
     scored_in = scoring.precision if scoring is not None else "fp32"
     with status(ctx.progress, f"{lever}: loading and merging adapter {version}"):
-        merged = adapters.load_merged(loaded.model, path).to(torch_dtype(scored_in))
+        merged = to_precision(adapters.load_merged(loaded.model, path), scored_in)
     costs = ctx.task.costs
     price = costs.gpu_hour_usd if meta["device"] == "cuda" else costs.cpu_hour_usd
     train_usd = meta["train_seconds"] / 3600 * price

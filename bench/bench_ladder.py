@@ -17,7 +17,14 @@ again:
 Prints each run's wall time, the machine's load average before and after each (a shared machine
 makes both slower; compare ratios, not seconds), the CPU and its flags, what the new run chose
 (precision, threads, LoRA prompt form) and each lever's score and state in both runs; the last
-line is `new/old wall time: 0.NN`.
+line is `new/old wall time: 0.NN`. Before it, where each run's time went (from its results.json:
+each lever's setup seconds, LoRA's training seconds, eval seconds = measured seconds per query x
+the queries computed; the rest is loading, probes, calibration, reports) and the floor the ratio
+cannot go below while LoRA training takes what it took in the new run (training seconds / old wall).
+
+`--from DIR` prints the same from a folder an earlier `--keep DIR` kept, without running anything
+(wall times then come from each run's store: the run's own start and finish, without the process
+start).
 """
 
 from __future__ import annotations
@@ -78,13 +85,55 @@ def summary(record: dict) -> dict[str, str]:
     return out
 
 
+def breakdown(record: dict) -> dict[str, float]:
+    """Seconds per stage of one run, from its results.json (costs.LeverCost: setup_seconds,
+    compute_s_per_query; a LoRA row's artifact.info.train_seconds)."""
+    out: dict[str, float] = {}
+    for lv in record["levers"]:
+        cost = lv.get("cost") or {}
+        train = ((lv.get("artifact") or {}).get("info") or {}).get("train_seconds") or 0.0
+        setup = cost.get("setup_seconds") or 0.0
+        if train:
+            out[f"{lv['name']} training"] = train
+        out[f"{lv['name']} setup" + (" besides training" if train else "")] = max(setup - train, 0.0)
+        n = lv.get("computed_predictions") or 0
+        out[f"{lv['name']} eval"] = (cost.get("compute_s_per_query") or 0.0) * n
+    return out
+
+
+def print_breakdown(way: str, record: dict, wall: float) -> None:
+    parts = breakdown(record)
+    rest = wall - sum(parts.values())
+    shown = ", ".join(f"{k} {v:.0f}" for k, v in parts.items() if v >= 0.5)
+    print(f"{way} run, where {wall:.0f} s went (s): {shown}, the rest {rest:.0f} "
+          "(process start, model load, probes, calibration, reports)")
+
+
+def store_wall(run_dir: Path) -> float:
+    """A kept run's wall time from its store (the run's start to its finish)."""
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "advise.sqlite") as db:
+        started, finished = db.execute("SELECT started, finished FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    return finished - started
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", default="trec")
     ap.add_argument("--limit", type=int, default=None, help="eval items (default: all)")
     ap.add_argument("--first", choices=["old", "new"], default="old")
     ap.add_argument("--keep", type=Path, default=None, help="keep the caches and run folders here")
+    ap.add_argument("--from", dest="source", type=Path, default=None,
+                    help="print the comparison of the runs kept in this folder (by --keep); run nothing")
     args = ap.parse_args()
+    if args.source:
+        runs = {w: {"wall": store_wall(args.source / f"run-{w}"),
+                    "record": json.loads((args.source / f"run-{w}" / "results.json").read_text())}
+                for w in ("old", "new")}
+        print(f"runs kept in {args.source} (wall times from their stores: without the process start)")
+        report(runs)
+        return
     task = ROOT / "sample_tasks" / args.task / "task.yaml"
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-ladder-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -100,6 +149,10 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
+    report(runs)
+
+
+def report(runs: dict[str, dict]) -> None:
     new = runs["new"]["record"]
     for ident, info in ((new.get("compute") or {}).get("models") or {}).items():
         sc = info.get("scoring") or {}
@@ -117,6 +170,12 @@ def main() -> None:
         print(f"  {name}: {old_s[name]} | {new_s.get(name)}")
     verdict = {w: f"{r['record']['verdict']['outcome']} ({r['record']['verdict']['lever']})" for w, r in runs.items()}
     print(f"verdict old: {verdict['old']}; new: {verdict['new']}")
+    for way in ("old", "new"):
+        print_breakdown(way, runs[way]["record"], runs[way]["wall"])
+    train = sum(v for k, v in breakdown(new).items() if k.endswith(" training") and " besides " not in k)
+    if train:
+        print(f"floor: LoRA training alone took {train:.0f} s in the new run, {train / runs['old']['wall']:.2f} "
+              "of the old run's wall time: the ratio below cannot go under that unless training gets faster")
     print(f"new/old wall time: {runs['new']['wall'] / runs['old']['wall']:.2f}")
 
 

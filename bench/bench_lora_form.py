@@ -23,8 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from advisor.backends.hf import HFBackend, load_base  # noqa: E402
-from advisor.compute import torch_dtype  # noqa: E402
+from advisor.backends.hf import HFBackend, load_base, to_precision  # noqa: E402
 from advisor.data import load_examples  # noqa: E402
 from advisor.prompting import answer_text, render_messages  # noqa: E402
 from advisor.spec import load_task  # noqa: E402
@@ -57,7 +56,7 @@ def main() -> None:
     for form in FORMS:
         rows = [encode(tok, in_form(render_messages(task, ex), form), answer_text(task, ex.output), 2048)
                 for ex in batch_items]
-        peft_model = wrap_lora(copy.deepcopy(loaded.model).to(torch_dtype(args.precision)), TrainConfig())
+        peft_model = wrap_lora(to_precision(copy.deepcopy(loaded.model), args.precision), TrainConfig())
         peft_model.train()
         params = [p for p in peft_model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=5e-4)

@@ -9,6 +9,10 @@ percentile |d log p| per option token, and how often bf16 picks fp32's label. Tr
 steps (batches of 8, the task's prompts as written, then template-only) on fp32 and on bf16 base
 weights from the same init: steps/s, the ratio, the loss difference. The same functions decide
 at run time (advisor.compute); the last lines say what they pick here and the CPU flags.
+
+Frozen weights: the same scoring with the weights' gradients off, as in a merged LoRA model, in fp32,
+in bf16 as `.to(bfloat16)` leaves it, and in bf16 through `advisor.backends.hf.to_precision` (the
+output projection's input made contiguous): items/s of each and the ratio to fp32's.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from advisor import compute  # noqa: E402
-from advisor.backends.hf import load_base  # noqa: E402
+from advisor.backends.hf import HFBackend, load_base, to_precision  # noqa: E402
 from advisor.data import load_examples  # noqa: E402
 from advisor.prompting import answer_text, render_messages  # noqa: E402
 from advisor.spec import load_task  # noqa: E402
@@ -45,6 +49,7 @@ def main() -> None:
     agree = s["label_agreement"]
     print(f"  |d log p| per option token: median {s['logp_median_abs_diff']:.4f}, p95 {s['logp_p95_abs_diff']:.4f} nats"
           + (f"; same label on {agree:.1%} of items" if agree is not None else ""))
+    frozen_scoring(loaded, probe)
     train = load_examples(task, task.data_path("train"), split="train")[: 8 * (compute.PROBE_STEPS + 1)]
     forms = {"as written": [(render_messages(task, ex), answer_text(task, ex.output)) for ex in train],
              "template only": [([m for m in render_messages(task, ex) if m["role"] != "system"],
@@ -60,6 +65,32 @@ def main() -> None:
     print()
     for use, (picked, why) in decisions:
         print(f"picks for {use}: {picked} — {why}")
+
+
+def frozen_scoring(loaded, probe) -> None:
+    """Items/s of option scoring with frozen weights (a merged LoRA model's): fp32, bf16 as cast,
+    bf16 through to_precision; fastest of 2 passes each, interleaved."""
+    import copy
+    import time
+
+    import torch
+
+    frozen = copy.deepcopy(loaded.model).requires_grad_(False)
+    models = {"fp32": frozen, "bf16 (cast)": copy.deepcopy(frozen).to(torch.bfloat16),
+              "bf16 (to_precision)": to_precision(copy.deepcopy(frozen), "bf16")}
+    backends = {k: HFBackend(loaded, model=m) for k, m in models.items()}
+    prompts = [backends["fp32"].prompt_ids(m) for m, _ in probe]
+    options = [list(o) for _, o in probe]
+    best = {k: float("inf") for k in backends}
+    for b in backends.values():  # warm-up
+        b.option_logprobs(prompts[:4], options[:4], 8, report=False)
+    for _ in range(2):
+        for k, b in backends.items():
+            start = time.perf_counter()
+            b.option_logprobs(prompts, options, 8, report=False)
+            best[k] = min(best[k], time.perf_counter() - start)
+    print(f"\nscoring with frozen weights (a merged LoRA model's), {len(probe)} items:")
+    print("  " + "   ".join(f"{k} {len(probe) / v:6.2f} items/s ({best['fp32'] / v:.2f}x fp32)" for k, v in best.items()))
 
 
 if __name__ == "__main__":

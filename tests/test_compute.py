@@ -143,6 +143,32 @@ def test_the_thread_probe_leaves_trainings_random_draws_alone(loaded_model):
     assert torch.equal(torch.rand(4), expected)
 
 
+def test_a_frozen_model_in_bf16_scores_through_one_matmul_with_the_same_logits(loaded_model):
+    """A merged LoRA model's weights do not require grad; cast to bf16 as it was, its output projection
+    got the strided last position `logits_to_keep=1` leaves and copied its weight once per row (8x
+    slower than fp32's path here: bench/bench_precision.py). to_precision hands the projection a
+    contiguous input: same logits, registered once, fp32 left as it was."""
+    import copy
+
+    from advisor.backends.hf import to_precision
+
+    frozen = copy.deepcopy(loaded_model.model).requires_grad_(False)
+    cast = copy.deepcopy(frozen).to(torch.bfloat16)
+    fast = to_precision(copy.deepcopy(frozen), "bf16")
+    seen: list[bool] = []
+    fast.get_output_embeddings().register_forward_hook(lambda m, args, out: seen.append(args[0].is_contiguous()))
+    ids = torch.arange(4 * 24).reshape(4, 24) % 1000 + 100
+    with torch.inference_mode():
+        want = cast(input_ids=ids, logits_to_keep=1).logits
+        got = fast(input_ids=ids, logits_to_keep=1).logits
+    assert seen == [True]
+    assert got.dtype == torch.bfloat16 and got.shape == want.shape == (4, 1, loaded_model.model.config.vocab_size)
+    torch.testing.assert_close(got.float(), want.float(), rtol=0, atol=0.05)
+    assert to_precision(fast, "bf16") is fast and len(fast.get_output_embeddings()._forward_pre_hooks) == 1
+    assert not to_precision(copy.deepcopy(frozen), "fp32").get_output_embeddings()._forward_pre_hooks
+    assert loaded_model.in_precision("bf16").get_output_embeddings()._forward_pre_hooks
+
+
 def test_a_run_records_how_its_local_model_computed(trec_small, tmp_path, monkeypatch):
     from advisor.runner import Runner
 
