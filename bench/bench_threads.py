@@ -33,7 +33,7 @@ def worker(threads: int, steps: int, items: int, dtype: str) -> dict[str, float]
     import torch
 
     sys.path.insert(0, str(ROOT))
-    from advisor.backends.hf import HFBackend, load_base
+    from advisor.backends.hf import HFBackend, load_base, to_precision
     from advisor.data import load_dataset
     from advisor.prompting import answer_text, render_messages
     from advisor.spec import load_task
@@ -43,8 +43,7 @@ def worker(threads: int, steps: int, items: int, dtype: str) -> dict[str, float]
     task = load_task(ROOT / "sample_tasks/trec/task.yaml")
     data = load_dataset(task)
     loaded = load_base()
-    dt = torch.bfloat16 if dtype == "bf16" else torch.float32
-    model = copy.deepcopy(loaded.model).to(dt).eval()
+    model = to_precision(copy.deepcopy(loaded.model), dtype).eval()
     backend = HFBackend(loaded, model=model)
     prompts = [backend.prompt_ids(render_messages(task, e)) for e in data.train[:items]]
     opts = [list(task.labels)] * len(prompts)
@@ -55,7 +54,7 @@ def worker(threads: int, steps: int, items: int, dtype: str) -> dict[str, float]
 
     tok = loaded.tokenizer
     rows = [encode(tok, render_messages(task, e), answer_text(task, e.output), 512) for e in data.train[:8 * (steps + 1)]]
-    peft_model = wrap_lora(copy.deepcopy(loaded.model).to(dt), TrainConfig())
+    peft_model = wrap_lora(to_precision(copy.deepcopy(loaded.model), dtype), TrainConfig())
     peft_model.train()
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-4)
