@@ -101,12 +101,12 @@ def breakdown(record: dict) -> dict[str, float]:
     return out
 
 
-def print_breakdown(way: str, record: dict, wall: float) -> None:
+def print_breakdown(way: str, record: dict, wall: float, timed: str) -> None:
     parts = breakdown(record)
     rest = wall - sum(parts.values())
     shown = ", ".join(f"{k} {v:.0f}" for k, v in parts.items() if v >= 0.5)
     print(f"{way} run, where {wall:.0f} s went (s): {shown}, the rest {rest:.0f} "
-          "(process start, model load, probes, calibration, reports)")
+          f"({'process start, ' if timed == 'process' else ''}model load, probes, calibration, reports)")
 
 
 def store_wall(run_dir: Path) -> float:
@@ -132,7 +132,7 @@ def main() -> None:
                     "record": json.loads((args.source / f"run-{w}" / "results.json").read_text())}
                 for w in ("old", "new")}
         print(f"runs kept in {args.source} (wall times from their stores: without the process start)")
-        report(runs)
+        report(runs, timed="store")
         return
     task = ROOT / "sample_tasks" / args.task / "task.yaml"
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-ladder-"))
@@ -149,29 +149,31 @@ def main() -> None:
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    report(runs)
+    report(runs, timed="process")
 
 
-def report(runs: dict[str, dict]) -> None:
+def report(runs: dict[str, dict], timed: str) -> None:
+    """Prints the comparison; `timed`: "process" (the bench timed each process) or "store" (--from)."""
     new = runs["new"]["record"]
     for ident, info in ((new.get("compute") or {}).get("models") or {}).items():
         sc = info.get("scoring") or {}
         th = info.get("threads") or {}
-        print(f"new run, {ident}: scoring in {sc.get('precision')} ({sc.get('reason')}); threads chosen "
-              f"{th.get('chosen_counts')}")
+        counts = ", ".join(f"{n} at {k}" for n, k in sorted((th.get("chosen_counts") or {}).items()))
+        print(f"new run, {ident}: scoring {sc.get('reason')}; thread count chosen at each check: {counts or '-'}")
     for lv in new["levers"]:
         info = (lv.get("artifact") or {}).get("info") or {}
         if "training_precision" in info:
             print(f"new run, {lv['name']}: trained in {info['training_precision']}; "
                   f"prompt form {(info.get('prompt_form') or {}).get('chosen')}")
     old_s, new_s = summary(runs["old"]["record"]), summary(new)
-    print("lever: old | new (metric, state)")
+    print("lever: old | new (metric, state; the new way also chooses LoRA's prompt form, so scores may differ)")
     for name in old_s:
         print(f"  {name}: {old_s[name]} | {new_s.get(name)}")
-    verdict = {w: f"{r['record']['verdict']['outcome']} ({r['record']['verdict']['lever']})" for w, r in runs.items()}
+    verdict = {w: r["record"]["verdict"]["outcome"] + (f" {r['record']['verdict']['lever']}" if r["record"]["verdict"].get("lever")
+                                                         else "") for w, r in runs.items()}
     print(f"verdict old: {verdict['old']}; new: {verdict['new']}")
     for way in ("old", "new"):
-        print_breakdown(way, runs[way]["record"], runs[way]["wall"])
+        print_breakdown(way, runs[way]["record"], runs[way]["wall"], timed)
     train = sum(v for k, v in breakdown(new).items() if k.endswith(" training") and " besides " not in k)
     if train:
         print(f"floor: LoRA training alone took {train:.0f} s in the new run, {train / runs['old']['wall']:.2f} "

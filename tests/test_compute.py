@@ -206,7 +206,12 @@ def test_the_reports_provenance_says_how_the_model_computed():
     from advisor.report.sections import compute_lines
 
     assert compute_lines(record) == ["hf:m computed in bf16 (bf16 ran 1.49x as fast as fp32); "
-                                     "threads 1 (3 of 4 checks), 2 (1 of 4 checks)"]
+                                     "threads: 1 thread at 3 of 4 checks, 2 threads at 1 of 4 checks"]
+    scoring = record["compute"]["models"]["hf:m@1/bf16"]["scoring"]
+    scoring.update(measured_at="2026-12-07T20:17:53Z", cached=True)
+    assert compute_lines(record)[0].startswith("hf:m computed in bf16 (bf16 ran 1.49x as fast as fp32) "
+                                               "(measured 2026-12-07T20:17:53Z, cached); threads: 1 thread")
+    assert dict(map(tuple, compute_rows(record)))["precision, hf:m@1/bf16"].endswith("(measured 2026-12-07T20:17:53Z, cached)")
 
 
 def test_a_bad_precision_in_the_environment_is_refused_in_one_line_before_a_model_loads(monkeypatch, tmp_path):

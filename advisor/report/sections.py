@@ -338,19 +338,33 @@ def provenance_section(r: dict[str, Any]) -> Section:
 
 
 def compute_lines(r: dict[str, Any]) -> list[str]:
-    """One line per local model for the terminal: the precision it scored in and why, the threads chosen."""
+    """One line per local model for the terminal: the precision it scored in and why (and when it was
+    measured), the threads chosen."""
     out = []
     for identity, info in ((r.get("compute") or {}).get("models") or {}).items():
         scoring = info.get("scoring") or {}
         if not scoring:
             continue
-        threads = (info.get("threads") or {}).get("chosen_counts") or {}
-        chosen = ", ".join(f"{n} ({k} of {sum(threads.values())} checks)" for n, k in sorted(threads.items()))
         why = (scoring.get("reason") if scoring.get("why") == "measured"  # it starts with the precision kept
                else f"{scoring.get('precision')} ({scoring.get('reason')})")
-        out.append(f"{identity.split('@')[0]} computed in {why}"
-                   + (f"; threads {chosen}" if chosen else ""))
+        threads = _thread_counts(info.get("threads") or {})
+        out.append(f"{identity.split('@')[0]} computed in {why}{_measured_when(scoring)}"
+                   + (f"; threads: {threads}" if threads else ""))
     return out
+
+
+def _measured_when(scoring: dict[str, Any]) -> str:
+    """' (measured <UTC time>, cached)' for a measured precision choice; empty otherwise."""
+    if not scoring.get("measured_at"):
+        return ""
+    return f" (measured {scoring['measured_at']}{', cached' if scoring.get('cached') else ''})"
+
+
+def _thread_counts(threads: dict[str, Any]) -> str:
+    """How often each thread count won its timing check: '1 thread at 3 of 4 checks, 2 threads at 1 of 4'."""
+    counts = threads.get("chosen_counts") or {}
+    total = sum(counts.values())
+    return ", ".join(f"{n} thread{'s' if n != '1' else ''} at {k} of {total} checks" for n, k in sorted(counts.items()))
 
 
 def compute_rows(r: dict[str, Any]) -> list[list[str]]:
@@ -365,18 +379,13 @@ def compute_rows(r: dict[str, Any]) -> list[list[str]]:
     for identity, info in (compute.get("models") or {}).items():
         scoring = info.get("scoring") or {}
         if scoring:
-            when = (f" (measured {scoring.get('measured_at')}{', cached' if scoring.get('cached') else ''})"
-                    if scoring.get("measured_at") else "")
-            rows.append([f"precision, {identity}", str(scoring.get("reason")) + when])
+            rows.append([f"precision, {identity}", str(scoring.get("reason")) + _measured_when(scoring)])
         threads = info.get("threads") or {}
         if threads.get("setting") not in (None, "auto"):
             rows.append([f"threads, {identity}", f"{threads['setting']} on {threads.get('cores')} cores, forced "
                          "(compute.threads)"])
         elif threads.get("chosen_counts"):
-            total = sum(threads["chosen_counts"].values())
-            counts = ", ".join(f"{n} thread{'s' if n != '1' else ''} at {k} of {total} checks"
-                               for n, k in sorted(threads["chosen_counts"].items()))
-            rows.append([f"threads, {identity}", f"measured on {threads.get('cores')} cores: {counts} (one thread "
+            rows.append([f"threads, {identity}", f"measured on {threads.get('cores')} cores: {_thread_counts(threads)} (one thread "
                          "against one per core, timed before each stage and every minute)"])
     for lv in r.get("levers") or []:
         info = (lv.get("artifact") or {}).get("info") or {}
