@@ -407,9 +407,9 @@ def scoring_probe(task: Any) -> list[tuple[list[dict[str, str]], list[str]]]:
 def setup_hf(task: Any, loaded: Any, cache_dir: Path | None,
              on_status: Callable[[str], Any] | None = None) -> tuple[Precision, ThreadChoice]:
     """The scoring precision and the run's ThreadChoice for a local model of `task`."""
-    threads = ThreadChoice(task.compute.threads, loaded.device)
     from advisor.backends.hf import forward_probe
 
+    threads = ThreadChoice(task.compute.threads, loaded.device)
     threads.check("start", forward_probe(loaded.model, loaded.device))  # the probe below runs at the faster
     precision = choose_precision(loaded, "scoring", task.compute.precision, probe=scoring_probe(task),
                                  cache_dir=cache_dir, on_status=on_status)

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import compute  # noqa: E402
 from advisor.backends.hf import default_cache_dir  # noqa: E402
+from advisor.report.sections import compute_lines  # noqa: E402
 
 LEVERS = ("prompt", "prompt-few-shot", "rag", "lora")
 
@@ -91,7 +92,7 @@ def breakdown(record: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for lv in record["levers"]:
         cost = lv.get("cost") or {}
-        train = ((lv.get("artifact") or {}).get("info") or {}).get("train_seconds") or 0.0
+        train = train_seconds(lv)
         setup = cost.get("setup_seconds") or 0.0
         if train:
             out[f"{lv['name']} training"] = train
@@ -99,6 +100,11 @@ def breakdown(record: dict) -> dict[str, float]:
         n = lv.get("computed_predictions") or 0
         out[f"{lv['name']} eval"] = (cost.get("compute_s_per_query") or 0.0) * n
     return out
+
+
+def train_seconds(lever: dict) -> float:
+    """A row's LoRA training seconds (artifact.info.train_seconds), 0 for a row that trains nothing."""
+    return ((lever.get("artifact") or {}).get("info") or {}).get("train_seconds") or 0.0
 
 
 def print_breakdown(way: str, record: dict, wall: float, timed: str) -> None:
@@ -155,11 +161,8 @@ def main() -> None:
 def report(runs: dict[str, dict], timed: str) -> None:
     """Prints the comparison; `timed`: "process" (the bench timed each process) or "store" (--from)."""
     new = runs["new"]["record"]
-    for ident, info in ((new.get("compute") or {}).get("models") or {}).items():
-        sc = info.get("scoring") or {}
-        th = info.get("threads") or {}
-        counts = ", ".join(f"{n} at {k}" for n, k in sorted((th.get("chosen_counts") or {}).items()))
-        print(f"new run, {ident}: scoring {sc.get('reason')}; thread count chosen at each check: {counts or '-'}")
+    for line in compute_lines(new):  # the run's own terminal line: precision and why, threads chosen
+        print(f"new run: {line}")
     for lv in new["levers"]:
         info = (lv.get("artifact") or {}).get("info") or {}
         if "training_precision" in info:
@@ -174,7 +177,7 @@ def report(runs: dict[str, dict], timed: str) -> None:
     print(f"verdict old: {verdict['old']}; new: {verdict['new']}")
     for way in ("old", "new"):
         print_breakdown(way, runs[way]["record"], runs[way]["wall"], timed)
-    train = sum(v for k, v in breakdown(new).items() if k.endswith(" training") and " besides " not in k)
+    train = sum(train_seconds(lv) for lv in new["levers"])
     if train:
         print(f"floor: LoRA training alone took {train:.0f} s in the new run, {train / runs['old']['wall']:.2f} "
               "of the old run's wall time: the ratio below cannot go under that unless training gets faster")

@@ -71,7 +71,6 @@ def frozen_scoring(loaded, probe) -> None:
     """Items/s of option scoring with frozen weights (a merged LoRA model's): fp32, bf16 as cast,
     bf16 through to_precision; fastest of 2 passes each, interleaved."""
     import copy
-    import time
 
     import torch
 
@@ -81,14 +80,10 @@ def frozen_scoring(loaded, probe) -> None:
     backends = {k: HFBackend(loaded, model=m) for k, m in models.items()}
     prompts = [backends["fp32"].prompt_ids(m) for m, _ in probe]
     options = [list(o) for _, o in probe]
-    best = {k: float("inf") for k in backends}
     for b in backends.values():  # warm-up
         b.option_logprobs(prompts[:4], options[:4], 8, report=False)
-    for _ in range(2):
-        for k, b in backends.items():
-            start = time.perf_counter()
-            b.option_logprobs(prompts, options, 8, report=False)
-            best[k] = min(best[k], time.perf_counter() - start)
+    best, _ = compute._best_of({k: (lambda b=b: b.option_logprobs(prompts, options, 8, report=False))
+                                for k, b in backends.items()})
     print(f"\nscoring with frozen weights (a merged LoRA model's), {len(probe)} items:")
     print("  " + "   ".join(f"{k} {len(probe) / v:6.2f} items/s ({best['fp32'] / v:.2f}x fp32)" for k, v in best.items()))
 

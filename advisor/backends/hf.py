@@ -130,10 +130,7 @@ class LoadedModel:
     def in_precision(self, precision: str) -> Any:
         """The base model in `precision` ("fp32" or "bf16"): `model` itself when it already is,
         else a converted copy made once (135M parameters: 270 MB in bf16)."""
-        import torch
-
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        if self.model.dtype == dtype:
+        if self.model.dtype == _dtype(precision):
             return self.model
         if precision not in self._copies:
             self._copies[precision] = to_precision(copy.deepcopy(self.model), precision).eval()
@@ -152,14 +149,19 @@ def to_precision(model: Any, precision: str) -> Any:
     with gradients on. Contiguous, the product is one mm with bit-identical logits. fp32 is left as it
     was (its figures are pinned; its batched path copies nothing).
     """
-    import torch
-
-    model = model.to(torch.bfloat16 if precision == "bf16" else torch.float32)
+    model = model.to(_dtype(precision))
     head = model.get_output_embeddings()
     if precision == "bf16" and head is not None and not getattr(head, "_advise_contiguous", False):
         head.register_forward_pre_hook(_contiguous_input)
         head._advise_contiguous = True
     return model
+
+
+def _dtype(precision: str) -> Any:
+    """The torch dtype of a precision name ("bf16" or "fp32")."""
+    import torch
+
+    return torch.bfloat16 if precision == "bf16" else torch.float32
 
 
 def _contiguous_input(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
